@@ -1,0 +1,158 @@
+"""Architecture profiles: every difference between x86-64 and ppc64le lives here.
+
+The rest of the harness asks the profile (which QEMU, which machine, which console, how big a
+DIMM may be, which devices exist) instead of testing the arch name itself.
+"""
+
+from __future__ import annotations
+
+import platform
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.errors import UsageError
+
+MiB = 1 << 20
+GiB = 1 << 30
+
+# ELF e_machine values, to tell a kernel of the wrong architecture early.
+EM_X86_64 = 62
+EM_PPC64 = 21
+
+
+@dataclass(frozen=True, eq=False)  # profiles are singletons: identity is equality
+class Arch:
+    name: str  # memhp's name, as given to --memhp-arch
+    debian_arch: str  # dpkg architecture of the guest packages
+    triplet: str  # multiarch library directory
+    uname_machine: str  # `uname -m` of a host that could run this guest under KVM
+    qemu_binary: str
+    qemu_package: str  # the Debian package that ships qemu_binary
+    machine: str  # -machine value
+    cpu: str  # -cpu value under TCG
+    console: str  # guest console device for console=
+    kernel_glob: str  # kernel image inside a linux-image deb
+    default_flavour: str  # Debian flavour suffix of the generic kernel
+    flavours: dict[str, str] = field(default_factory=dict)  # spec suffix -> Debian flavour
+    dimm_align: int = 128 * MiB  # QEMU's granularity for pc-dimm sizes
+    # Memory devices QEMU can plug on this machine (QEMU 7.2).
+    devices: frozenset[str] = frozenset()
+    # The guest acknowledges DIMM plug/unplug through ACPI _OST (ACPI_DEVICE_OST events).
+    acpi_memory_hotplug: bool = False
+    # The kernel onlines hot-added DIMMs itself, whatever auto_online_blocks says.
+    firmware_onlines_dimms: bool = False
+    # Faster firmware than the default, used when the file exists.
+    fast_firmware: tuple[str, ...] = ()
+    boot_timeout_tcg: float = 90.0
+
+    def flavour(self, suffix: str | None) -> str:
+        """Debian's flavour name for a spec suffix such as 'rt' or '64k'."""
+        if not suffix:
+            return self.default_flavour
+        try:
+            return self.flavours[suffix]
+        except KeyError:
+            known = ", ".join(sorted(self.flavours)) or "none"
+            raise UsageError(
+                f"kernel flavour '/{suffix}' does not exist for {self.name} "
+                f"(known: {known})"
+            ) from None
+
+    def check_kernel(self, path: Path) -> None:
+        """Raise UsageError if the kernel file is not one this arch's QEMU can boot."""
+        head = path.read_bytes()[:0x210] if path.is_file() else b""
+        if not head:
+            raise UsageError(f"kernel file {path} is missing or empty")
+        kind = _kernel_kind(head)
+        if kind != self.name:
+            raise UsageError(
+                f"{path} is a {kind or 'unrecognised'} kernel, not {self.name}: "
+                f"pass --memhp-arch {kind} or a {self.name} kernel"
+                if kind
+                else f"{path} is not a kernel image this harness knows ({self.name} wants "
+                f"{'a bzImage' if self.name == 'x86_64' else 'an ELF vmlinux'})"
+            )
+
+    def supports(self, device: str) -> bool:
+        return device in self.devices
+
+    def firmware_args(self) -> list[str]:
+        if self.fast_firmware and Path(self.fast_firmware[-1]).exists():
+            return list(self.fast_firmware)
+        return []
+
+
+def _kernel_kind(head: bytes) -> str | None:
+    # x86 boot protocol: "HdrS" at 0x202 (Documentation/arch/x86/boot.rst).
+    if len(head) >= 0x206 and head[0x202:0x206] == b"HdrS":
+        return "x86_64"
+    if head[:4] == b"\x7fELF" and len(head) >= 20:
+        little = head[5] == 1
+        (machine,) = struct.unpack_from("<H" if little else ">H", head, 18)
+        if machine == EM_X86_64:
+            return "x86_64"
+        if machine == EM_PPC64:
+            return "ppc64le" if little else "ppc64 (big-endian)"
+    return None
+
+
+X86_64 = Arch(
+    name="x86_64",
+    debian_arch="amd64",
+    triplet="x86_64-linux-gnu",
+    uname_machine="x86_64",
+    qemu_binary="qemu-system-x86_64",
+    qemu_package="qemu-system-x86",
+    # nvdimm=on costs nothing when unused and lets later scenarios plug NVDIMMs.
+    machine="q35,nvdimm=on",
+    cpu="max",
+    console="ttyS0",
+    kernel_glob="boot/vmlinuz-*",
+    default_flavour="amd64",
+    flavours={"cloud": "cloud-amd64", "rt": "rt-amd64"},
+    dimm_align=128 * MiB,
+    devices=frozenset({"pc-dimm", "virtio-mem-pci", "nvdimm"}),
+    acpi_memory_hotplug=True,
+    # qboot (Debian's qemu-system-data) boots ~0.3-0.5 s sooner than SeaBIOS under TCG and
+    # still hands QEMU's ACPI tables (memory hotplug) to the kernel.
+    fast_firmware=("-bios", "/usr/share/qemu/qboot.rom"),
+)
+
+PPC64LE = Arch(
+    name="ppc64le",
+    debian_arch="ppc64el",
+    triplet="powerpc64le-linux-gnu",
+    uname_machine="ppc64le",
+    qemu_binary="qemu-system-ppc64",
+    qemu_package="qemu-system-ppc",
+    # x-vof: QEMU's minimal firmware, ~1.7 s to /init instead of 6-9 s with SLOF.
+    machine="pseries,x-vof=on",
+    cpu="power9",
+    console="hvc0",
+    kernel_glob="boot/vmlinux-*",
+    default_flavour="powerpc64le",
+    flavours={"64k": "powerpc64le-64k"},
+    # "Hotplugged memory size must be a multiple of 256 MB" (hw/ppc/spapr.c).
+    dimm_align=256 * MiB,
+    # QEMU 7.2 has no virtio-mem-pci on pseries; spapr NVDIMM needs PAPR_SCM in the guest.
+    devices=frozenset({"pc-dimm", "nvdimm"}),
+    # pseries DLPAR: dlpar_add_lmb() -> dlpar_online_lmb() onlines each LMB itself.
+    firmware_onlines_dimms=True,
+)
+
+ARCHES: dict[str, Arch] = {a.name: a for a in (X86_64, PPC64LE)}
+
+
+def get_arch(name: str) -> Arch:
+    try:
+        return ARCHES[name]
+    except KeyError:
+        raise UsageError(
+            f"unknown arch '{name}': use one of {', '.join(ARCHES)}"
+        ) from None
+
+
+def host_arch() -> Arch | None:
+    machine = platform.machine()
+    return next((a for a in ARCHES.values() if a.uname_machine == machine), None)

@@ -1,0 +1,99 @@
+"""The guest's serial console: captured to a file, watched for readiness and for panics."""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+from pathlib import Path
+
+from harness.errors import BootTimeout, KernelFailure, VMLost
+
+# A panic ends the wait at once; these lines start the kernel's own panic report.
+PANIC_RE = re.compile(r"Kernel panic - not syncing|kernel BUG at|Oops: |BUG: unable to handle")
+
+
+class ConsoleLog:
+    """Reads QEMU's console chardev socket on a thread; keeps every byte, in a file too."""
+
+    def __init__(self, sock: socket.socket, path: Path) -> None:
+        self.path = path
+        self._sock = sock
+        self._text = ""
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._read, name="console", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        with self.path.open("w", errors="replace") as log:
+            while True:
+                try:
+                    chunk = self._sock.recv(65536)
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    break
+                text = chunk.decode(errors="replace").replace("\r\n", "\n")
+                log.write(text)
+                log.flush()
+                with self._cond:
+                    self._text += text
+                    self._cond.notify_all()
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def text(self) -> str:
+        with self._cond:
+            return self._text
+
+    def tail(self, lines: int = 40) -> str:
+        with self._cond:
+            return self._tail_locked(lines)
+
+    def panic(self) -> str | None:
+        """The panic report, if the console shows one."""
+        with self._cond:
+            return self._panic_locked()
+
+    def wait_for(self, marker: str, timeout: float) -> None:
+        """Block until ``marker`` is printed. A panic or a closed console ends it at once."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                if marker in self._text:
+                    return
+                panic = self._panic_locked()
+                if panic:
+                    raise KernelFailure(f"guest kernel panicked: {panic.splitlines()[0]}",
+                                        console_tail=panic)
+                if self._closed:
+                    raise VMLost("QEMU exited before the guest was ready",
+                                 console_tail=self._tail_locked())
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise BootTimeout(f"guest not ready after {timeout:g} s "
+                                      f"(no '{marker}' on the console)",
+                                      console_tail=self._tail_locked())
+                self._cond.wait(remaining)
+
+    def _panic_locked(self) -> str | None:
+        m = PANIC_RE.search(self._text)
+        if not m:
+            return None
+        start = self._text.rfind("\n", 0, m.start()) + 1
+        return "\n".join(self._text[start:].splitlines()[:30])
+
+    def _tail_locked(self, lines: int = 40) -> str:
+        return "\n".join(self._text.splitlines()[-lines:])
+
+    def close(self) -> None:
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._thread.join(5.0)
+        self._sock.close()

@@ -1,0 +1,77 @@
+"""Error classes.
+
+Three families, because the person reading a red result needs to know whose fault it is:
+
+* ``UsageError``: bad input (a spec that does not resolve, a missing binary, a kernel of the
+  wrong arch). The message says what to do.
+* ``InfrastructureError``: the harness lost its VM, QEMU would not start, SSH never came up.
+  Never a verdict on the kernel under test.
+* ``KernelFailure``: the guest kernel itself misbehaved in a way that ends the VM (panic).
+  Test assertions stay plain ``AssertionError``.
+"""
+
+from __future__ import annotations
+
+
+class MemhpError(Exception):
+    """Base class: ``str(err)`` is a one-line message that says what happened."""
+
+
+class UsageError(MemhpError):
+    """Bad input from the user; fix the input and run again."""
+
+
+class InfrastructureError(MemhpError):
+    """The harness or QEMU failed; the kernel under test is not to blame."""
+
+    def __init__(self, message: str, *, console_tail: str = "", cmdline: str = "") -> None:
+        super().__init__(message)
+        self.console_tail = console_tail
+        self.cmdline = cmdline
+
+    def details(self) -> str:
+        """Multi-line context for reports: the command line and the console tail."""
+        parts = []
+        if self.cmdline:
+            parts.append(f"QEMU command line:\n  {self.cmdline}")
+        if self.console_tail:
+            parts.append("console tail:\n" + _indent(self.console_tail))
+        return "\n".join(parts)
+
+
+class LaunchError(InfrastructureError):
+    """QEMU exited or refused to start."""
+
+
+class VMLost(InfrastructureError):
+    """QEMU died or the guest stopped answering while a test was using it."""
+
+
+class BootTimeout(InfrastructureError):
+    """The guest did not become ready within the bounded time."""
+
+
+class SSHError(InfrastructureError):
+    """SSH to the guest failed (connection, host key or authentication)."""
+
+
+class QMPCommandError(MemhpError):
+    """QEMU rejected a QMP command; carries QEMU's own message."""
+
+    def __init__(self, command: str, args: object, desc: str) -> None:
+        super().__init__(f"QMP {command} failed: {desc}")
+        self.command = command
+        self.args = args
+        self.desc = desc
+
+
+class KernelFailure(MemhpError):
+    """The guest kernel panicked (or otherwise died by its own hand)."""
+
+    def __init__(self, message: str, *, console_tail: str = "") -> None:
+        super().__init__(message)
+        self.console_tail = console_tail
+
+
+def _indent(text: str, prefix: str = "  ") -> str:
+    return "\n".join(prefix + line for line in text.splitlines())

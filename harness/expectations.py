@@ -1,0 +1,156 @@
+"""What a scenario expects, derived from facts about the kernel and QEMU under test.
+
+One place, keyed by facts read from the guest, its image and QEMU (never by a test's own
+if-ladder). Each version-dependent rule cites the kernel change that introduced it. Every
+answer carries ``why``, which failure messages print, and any rule can be overridden from
+the command line (``--memhp-expect NAME=VALUE``) by a developer whose patched kernel is meant
+to behave differently.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from harness.checks import FlagRule, at_least, every_page, no_page
+from harness.kconfig import KernelConfig
+from harness.kpageflags import KPF
+
+T = TypeVar("T")
+
+ONLINE_TYPES = ("offline", "online", "online_kernel", "online_movable")
+
+
+@dataclass(frozen=True)
+class KernelFacts:
+    """What the expectations may depend on."""
+
+    arch: str
+    release: str  # uname -r
+    config: KernelConfig
+    cmdline: tuple[str, ...]
+    qemu_version: tuple[int, int, int]
+    firmware_onlines_dimms: bool = False  # pseries DLPAR
+    overrides: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def version(self) -> tuple[int, int, int]:
+        return parse_release(self.release)
+
+    def param(self, name: str) -> str | None:
+        """Value of a kernel command-line parameter (last one wins, as in the kernel)."""
+        value = None
+        for arg in self.cmdline:
+            key, _, val = arg.partition("=")
+            if key == name:
+                value = val
+        return value
+
+
+@dataclass(frozen=True)
+class Expected(Generic[T]):
+    name: str
+    value: T
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.name} = {self.value} ({self.why})"
+
+
+def parse_release(release: str) -> tuple[int, int, int]:
+    m = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", release)
+    if not m:
+        return (0, 0, 0)
+    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+
+
+def _override(facts: KernelFacts, name: str, allowed: tuple[str, ...]) -> Expected[str] | None:
+    value = facts.overrides.get(name)
+    if value is None:
+        return None
+    if value not in allowed:
+        raise ValueError(f"--memhp-expect {name}={value}: not one of {', '.join(allowed)}")
+    return Expected(name, value, "overridden on the command line (--memhp-expect)")
+
+
+# -- online policy ---------------------------------------------------------------------------
+
+# CONFIG_MHP_DEFAULT_ONLINE_TYPE_* choice: upstream 44d46b76c3a4 ("mm: add build-time option
+# to set hotplug default type", v6.14), backported by Debian to 6.12.110. Before it, the
+# bool CONFIG_MEMORY_HOTPLUG_DEFAULT_ONLINE ("memory_hotplug: introduce
+# CONFIG_MEMORY_HOTPLUG_DEFAULT_ONLINE", v4.7) chose between offline and online.
+_ONLINE_TYPE_CHOICE = {
+    "MHP_DEFAULT_ONLINE_TYPE_OFFLINE": "offline",
+    "MHP_DEFAULT_ONLINE_TYPE_ONLINE_AUTO": "online",
+    "MHP_DEFAULT_ONLINE_TYPE_ONLINE_KERNEL": "online_kernel",
+    "MHP_DEFAULT_ONLINE_TYPE_ONLINE_MOVABLE": "online_movable",
+}
+
+
+def default_online_policy(facts: KernelFacts) -> Expected[str]:
+    """What /sys/devices/system/memory/auto_online_blocks reads after boot."""
+    name = "online_policy"
+    if (o := _override(facts, name, ONLINE_TYPES)) is not None:
+        return o
+    param = facts.param("memhp_default_state")
+    if param in ONLINE_TYPES:
+        return Expected(name, param, f"memhp_default_state={param} on the command line")
+    for option, policy in _ONLINE_TYPE_CHOICE.items():
+        if facts.config.get(option) == "y":
+            return Expected(name, policy, f"{facts.config.line(option)} (choice added by "
+                            "44d46b76c3a4, v6.14; Debian 6.12.110+)")
+    option = "MEMORY_HOTPLUG_DEFAULT_ONLINE"
+    if facts.config.get(option) is None and not facts.config.options:
+        raise LookupError(f"no kernel config for {facts.release}: cannot tell its default "
+                          "online policy (give --memhp-expect online_policy=...)")
+    policy = "online" if facts.config.get(option) == "y" else "offline"
+    return Expected(name, policy, f"{facts.config.line(option)} (no MHP_DEFAULT_ONLINE_TYPE "
+                    "choice in this kernel)")
+
+
+@dataclass(frozen=True)
+class BlockState:
+    state: str  # "online" or "offline"
+    zone: str | None  # zone of an online block
+
+
+def hot_added_block_state(facts: KernelFacts) -> Expected[BlockState]:
+    """State and zone of a DIMM's memory blocks right after the guest acknowledged it."""
+    name = "hot_added_blocks"
+    if facts.firmware_onlines_dimms:
+        # pseries: dlpar_add_lmb() -> dlpar_online_lmb() -> device_online() (MMOP_ONLINE),
+        # whatever auto_online_blocks says.
+        return Expected(name, BlockState("online", "Normal"),
+                        "pseries DLPAR onlines new LMBs itself (dlpar_online_lmb)")
+    policy = default_online_policy(facts)
+    zone = {
+        "offline": None,
+        # MMOP_ONLINE takes the default zone: Normal for the contig-zones online_policy,
+        # unless the range lies in ZONE_MOVABLE's span (default_zone_for_pfn()).
+        "online": "Normal",
+        "online_kernel": "Normal",
+        "online_movable": "Movable",
+    }[policy.value]
+    state = "offline" if policy.value == "offline" else "online"
+    return Expected(name, BlockState(state, zone), f"online policy {policy.value}: {policy.why}")
+
+
+# -- page flags ------------------------------------------------------------------------------
+
+
+def page_flags(state: str) -> Expected[tuple[FlagRule, ...]]:
+    """/proc/kpageflags of a hot-added block in ``state``, all kernels so far."""
+    name = "page_flags"
+    if state == "offline":
+        return Expected(name, (every_page(KPF.NOPAGE),),
+                        "offline sections are not online: pfn_to_online_page() is NULL, "
+                        "so stable_page_flags() reports KPF_NOPAGE (fs/proc/page.c)")
+    # Onlining hands every page to the buddy: generic_online_page() -> __free_pages_core()
+    # clears PG_reserved (6.1) or PageOffline (6.12, "mm/memory_hotplug: initialize memmap
+    # of !ZONE_DEVICE with PageOffline() instead of PageReserved()", v6.12). A few dozen
+    # pages are allocated at once, so BUDDY is a majority, not all.
+    return Expected(name, (no_page(KPF.NOPAGE, KPF.RESERVED, KPF.OFFLINE),
+                           at_least(KPF.BUDDY, 0.8)),
+                    "onlined pages are freed to the buddy allocator (generic_online_page)")

@@ -1,0 +1,232 @@
+"""The guest over SSH (paramiko): commands, raw reads, memory blocks, dmesg."""
+
+from __future__ import annotations
+
+import base64
+import errno
+import os
+import re
+import shlex
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import paramiko
+
+from harness import kpageflags
+from harness.errors import MemhpError, SSHError, VMLost
+
+MEMORY = "/sys/devices/system/memory"
+# busybox reports a failed write as "write error: <strerror>": map the text back to errno.
+_STRERROR = {os.strerror(code): code for code in errno.errorcode}
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    command: str
+    status: int
+    stdout: str
+    stderr: str
+
+    def check(self) -> CommandResult:
+        if self.status != 0:
+            raise GuestCommandError(self)
+        return self
+
+
+class GuestCommandError(MemhpError):
+    def __init__(self, result: CommandResult) -> None:
+        err = result.stderr.strip().splitlines()
+        super().__init__(f"guest command failed (exit {result.status}): {result.command}"
+                         + (f": {err[-1]}" if err else ""))
+        self.result = result
+
+
+@dataclass(frozen=True)
+class MemoryBlock:
+    """One /sys/devices/system/memory/memoryN."""
+
+    index: int
+    state: str  # online, offline, going-offline
+    phys_index: int
+    valid_zones: tuple[str, ...]  # an online block: its zone; offline: zones it may go to
+
+    @property
+    def online(self) -> bool:
+        return self.state == "online"
+
+    @property
+    def zone(self) -> str | None:
+        """The zone of an online block (None when offline or spanning zones)."""
+        if self.online and len(self.valid_zones) == 1 and self.valid_zones[0] != "none":
+            return self.valid_zones[0]
+        return None
+
+
+@dataclass(frozen=True)
+class MemoryLayout:
+    """The memory-block view: block size and every block."""
+
+    block_size: int
+    blocks: dict[int, MemoryBlock]
+
+    def covering(self, addr: int, size: int) -> list[MemoryBlock]:
+        """Blocks inside [addr, addr + size)."""
+        first, last = addr // self.block_size, (addr + size - 1) // self.block_size
+        return [b for i, b in sorted(self.blocks.items()) if first <= i <= last]
+
+    def pfns(self, block: MemoryBlock, page_size: int) -> range:
+        return kpageflags.pfn_range(block.phys_index * self.block_size, self.block_size,
+                                    page_size)
+
+
+def parse_memory(block_size_text: str, grep_output: str) -> MemoryLayout:
+    """Parse `cat block_size_bytes` and `grep -H . memory*/{state,phys_index,valid_zones}`."""
+    fields: dict[int, dict[str, str]] = {}
+    for line in grep_output.splitlines():
+        m = re.match(r"memory(\d+)/(\w+):(.*)", line)
+        if m:
+            fields.setdefault(int(m.group(1)), {})[m.group(2)] = m.group(3).strip()
+    blocks = {
+        n: MemoryBlock(index=n, state=f.get("state", "?"),
+                       phys_index=int(f.get("phys_index", str(n)), 16),
+                       valid_zones=tuple(f.get("valid_zones", "").split()))
+        for n, f in fields.items()
+    }
+    return MemoryLayout(block_size=int(block_size_text.strip(), 16), blocks=blocks)
+
+
+def parse_meminfo(text: str) -> dict[str, int]:
+    """/proc/meminfo in bytes."""
+    out = {}
+    for line in text.splitlines():
+        key, _, rest = line.partition(":")
+        parts = rest.split()
+        if parts:
+            out[key] = int(parts[0]) * (1024 if parts[1:] == ["kB"] else 1)
+    return out
+
+
+def write_errno(stderr: str) -> int:
+    """errno of a failed shell redirection, from busybox's 'write error: <strerror>'."""
+    m = re.search(r"(?:write error|can't create [^:]*): (.+)$", stderr.strip(), re.M)
+    if m:
+        return _STRERROR.get(m.group(1).strip(), -1)
+    return -1
+
+
+class Guest:
+    """SSH access to a booted guest, with its host key pinned."""
+
+    def __init__(self, port: int, host_key: str, client_key: str,
+                 on_lost: Callable[[], str] = lambda: "") -> None:
+        self.port = port
+        self._host_key = host_key
+        self._client_key = client_key
+        self._on_lost = on_lost  # returns the console tail, for VMLost
+        self._client: paramiko.SSHClient | None = None
+        self._page_size: int | None = None
+
+    # -- connection ----------------------------------------------------------------------
+
+    def connect(self, timeout: float) -> None:
+        """Connect, retrying while sshd is still coming up, until ``timeout``."""
+        deadline = time.monotonic() + timeout
+        kind, b64 = self._host_key.split()[:2]
+        key = paramiko.PKey.from_type_string(kind, base64.b64decode(b64))
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            client = paramiko.SSHClient()
+            client.get_host_keys().add(f"[127.0.0.1]:{self.port}", kind, key)
+            client.set_missing_host_key_policy(paramiko.RejectPolicy())
+            try:
+                client.connect("127.0.0.1", port=self.port, username="root",
+                               key_filename=self._client_key, look_for_keys=False,
+                               allow_agent=False, timeout=5, banner_timeout=10, auth_timeout=10)
+            except paramiko.AuthenticationException as exc:
+                raise SSHError(f"SSH authentication to the guest failed ({exc}); the image's "
+                               "keys do not match: rebuild it with memhp image build") from exc
+            except paramiko.BadHostKeyException as exc:
+                raise SSHError("the guest's SSH host key is not the one pinned at image "
+                               "build: is another VM on this port?") from exc
+            except (OSError, paramiko.SSHException, EOFError) as exc:
+                last = exc
+                client.close()
+                time.sleep(0.1)  # sshd not listening yet; nothing to wait on but time
+                continue
+            transport = client.get_transport()
+            if transport is not None:
+                transport.set_keepalive(5)
+            self._client = client
+            return
+        raise SSHError(f"no SSH connection to the guest within {timeout:g} s: {last!r}",
+                       console_tail=self._on_lost())
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # -- commands ------------------------------------------------------------------------
+
+    def run(self, command: str, *, check: bool = True, timeout: float = 120.0) -> CommandResult:
+        stdout, stderr, status = self._exec(command, timeout)
+        result = CommandResult(command, status, stdout.decode(errors="replace"),
+                               stderr.decode(errors="replace"))
+        return result.check() if check else result
+
+    def read_bytes(self, path: str, offset: int, length: int, *, timeout: float = 120.0) -> bytes:
+        """Raw bytes of a file, e.g. a /proc/kpageflags range (dd seeks, no text mangling)."""
+        cmd = (f"dd if={shlex.quote(path)} bs=65536 iflag=skip_bytes,count_bytes "
+               f"skip={offset} count={length} 2>/dev/null")
+        stdout, stderr, status = self._exec(cmd, timeout)
+        if status != 0:
+            raise GuestCommandError(CommandResult(cmd, status, "", stderr.decode()))
+        return stdout
+
+    def _exec(self, command: str, timeout: float) -> tuple[bytes, bytes, int]:
+        if self._client is None:
+            raise SSHError("not connected to the guest")
+        try:
+            _, out, err = self._client.exec_command(command, timeout=timeout)
+            stdout = out.read()
+            stderr = err.read()
+            return stdout, stderr, out.channel.recv_exit_status()
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            tail = self._on_lost()
+            raise VMLost(f"lost the guest during '{command}': {exc!r}",
+                         console_tail=tail) from exc
+
+    # -- memory --------------------------------------------------------------------------
+
+    def memory(self) -> MemoryLayout:
+        out = self.run(f"cd {MEMORY} && cat block_size_bytes && "
+                       "grep -H . memory*/state memory*/phys_index memory*/valid_zones").stdout
+        size, _, rest = out.partition("\n")
+        return parse_memory(size, rest)
+
+    def set_block_state(self, index: int, state: str) -> int:
+        """Write memoryN/state; 0 on success, else the errno the kernel returned."""
+        res = self.run(f"echo {shlex.quote(state)} > {MEMORY}/memory{index}/state", check=False)
+        return 0 if res.status == 0 else write_errno(res.stderr)
+
+    def meminfo(self) -> dict[str, int]:
+        return parse_meminfo(self.run("cat /proc/meminfo").stdout)
+
+    def page_size(self) -> int:
+        if self._page_size is None:
+            out = self.run("grep -m1 KernelPageSize /proc/self/smaps").stdout
+            self._page_size = int(out.split()[1]) * 1024
+        return self._page_size
+
+    def kpageflags(self, pfns: range) -> list[int]:
+        offset, length = kpageflags.byte_range(pfns)
+        raw = self.read_bytes("/proc/kpageflags", offset, length)
+        return kpageflags.unpack(raw)
+
+    def cmdline(self) -> Sequence[str]:
+        return self.run("cat /proc/cmdline").stdout.split()
+
+    def dmesg(self) -> list[str]:
+        return self.run("dmesg").stdout.splitlines()

@@ -1,0 +1,418 @@
+"""Guest images: a kernel plus an initramfs with busybox, dropbear and the scenario modules.
+
+The recipe (init script, module and package lists) lives in ``guest-images/``. Images are
+cached by a hash of everything that goes into them; a second build of the same inputs is a
+no-op. Nothing here needs root beyond what apt itself does: packages are unpacked with
+``dpkg-deb -x``, device nodes exist only as cpio headers.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import lzma
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from harness import cache, kernels
+from harness.arch import Arch
+from harness.debian import USERSPACE_SUITE, AptCache, Package
+from harness.errors import UsageError
+from harness.progress import progress
+
+RECIPE_DIR = Path(__file__).resolve().parent.parent / "guest-images"
+READY_MARKER = "MEMHP-READY"
+MODULE_DIR = "lib/modules/memhp"  # flat: the init insmods in the order of etc/memhp/modules
+
+
+@dataclass(frozen=True)
+class Image:
+    """A built image, as recorded in its directory's image.json."""
+
+    path: Path
+    arch: str
+    spec: str
+    release: str  # uname -r
+    kernel_package: str  # "linux-image-... VERSION (suite)" or the local path
+    modules: tuple[str, ...]  # modules the initramfs loads, in order
+
+    @property
+    def kernel(self) -> Path:
+        return self.path / "kernel"
+
+    @property
+    def initramfs(self) -> Path:
+        return self.path / "initramfs.cpio"
+
+    @property
+    def client_key(self) -> Path:
+        return self.path / "id_ed25519"
+
+    @property
+    def host_key(self) -> str:
+        """The guest's ssh host public key, 'ssh-ed25519 AAAA...'."""
+        return (self.path / "host_key.pub").read_text().strip()
+
+    @property
+    def config(self) -> Path | None:
+        cfg = self.path / "config"
+        return cfg if cfg.exists() else None
+
+    @classmethod
+    def load(cls, path: Path) -> Image:
+        meta = json.loads((path / "image.json").read_text())
+        return cls(path=path, arch=meta["arch"], spec=meta["spec"], release=meta["release"],
+                   kernel_package=meta["kernel_package"], modules=tuple(meta["modules"]))
+
+
+def build(spec: str, arch: Arch) -> Image:
+    """Resolve ``spec`` for ``arch`` and return its image, building it if needed."""
+    apt = AptCache(cache.path("apt", arch.debian_arch), arch.debian_arch)
+    if spec.startswith("debian:"):
+        apt.update()
+    source = kernels.resolve(spec, arch, apt)
+    userspace = apt_userspace(apt)
+    key = _image_key(arch, source, userspace)
+    dest = cache.path("images", f"{arch.name}-{_slug(spec)}-{key[:16]}")
+    if (dest / "image.json").exists():
+        return Image.load(dest)
+    with _locked(dest.parent / f"{dest.name}.lock"):
+        if (dest / "image.json").exists():  # another worker built it meanwhile
+            return Image.load(dest)
+        with progress(f"image: building {arch.name} {spec}"):
+            return _build(spec, arch, source, userspace, apt, dest)
+
+
+def apt_userspace(apt: AptCache) -> list[Package]:
+    if not any(apt.index().values()):
+        apt.update()
+    return apt.closure(_recipe_list("packages.txt"), USERSPACE_SUITE)
+
+
+def _build(spec: str, arch: Arch, source: kernels.KernelSource, userspace: list[Package],
+           apt: AptCache, dest: Path) -> Image:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".build-") as tmp_s:
+        tmp = Path(tmp_s)
+        out = tmp / "out"
+        root = tmp / "root"
+        out.mkdir()
+        root.mkdir()
+        if isinstance(source, kernels.DebianKernel):
+            (deb,) = apt.download([source.package])
+            tree = tmp / "kernel"
+            _extract(deb, tree)
+            image, release, modules_dir, config = _debian_kernel_parts(tree, arch)
+            described = f"{source.package.name} {source.package.version} ({source.package.suite})"
+        else:
+            image, modules_dir = source.image, source.modules
+            release = modules_dir.name if modules_dir else "unknown"
+            config = image.parent / ".config" if (image.parent / ".config").exists() else None
+            described = str(image)
+        arch.check_kernel(image)
+        shutil.copyfile(image, out / "kernel")
+        if config:
+            shutil.copyfile(config, out / "config")
+        for deb in apt.download(userspace):
+            _extract(deb, root)
+        _usrmerge(root)
+        loaded = _install_modules(modules_dir, root) if modules_dir else []
+        _install_recipe(root, loaded)
+        _make_keys(root, out)
+        write_cpio(root, out / "initramfs.cpio")
+        meta = {"arch": arch.name, "spec": spec, "release": release,
+                "kernel_package": described, "modules": loaded}
+        (out / "image.json").write_text(json.dumps(meta, indent=2) + "\n")
+        if dest.exists():
+            shutil.rmtree(dest)
+        out.rename(dest)
+    return Image.load(dest)
+
+
+# -- inputs and cache key --------------------------------------------------------------------
+
+
+def _recipe_list(name: str) -> list[str]:
+    """Names from a recipe list: first word of each line, '#' comments ignored."""
+    words = []
+    for line in (RECIPE_DIR / name).read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            words.append(line.split()[0])
+    return words
+
+
+def _image_key(arch: Arch, source: kernels.KernelSource, userspace: list[Package]) -> str:
+    h = hashlib.sha256()
+    h.update(arch.name.encode())
+    # The recipe and the code that applies it are inputs too.
+    for path in sorted(RECIPE_DIR.iterdir()) + [Path(__file__)]:
+        if path.is_file():
+            h.update(path.name.encode() + path.read_bytes())
+    if isinstance(source, kernels.DebianKernel):
+        h.update(source.package.sha256.encode())
+    else:
+        h.update(_file_digest(source.image).encode())
+        if source.modules:
+            for mod in sorted(source.modules.rglob("*")):
+                if mod.is_file():
+                    st = mod.stat()
+                    h.update(f"{mod.relative_to(source.modules)}:{st.st_size}:{st.st_mtime_ns}"
+                             .encode())
+    for pkg in sorted(userspace, key=lambda p: p.name):
+        h.update(pkg.sha256.encode())
+    return h.hexdigest()
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _slug(spec: str) -> str:
+    return "".join(c if c.isalnum() or c in ".-" else "_" for c in spec)[-40:]
+
+
+@contextmanager
+def _locked(lock: Path) -> Iterator[None]:
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+# -- unpacking ---------------------------------------------------------------------------
+
+
+def _extract(deb: Path, dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(["dpkg-deb", "-x", str(deb), str(dest)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise UsageError(f"dpkg-deb -x {deb.name} failed: {proc.stderr.strip()}")
+
+
+def _debian_kernel_parts(tree: Path, arch: Arch) -> tuple[Path, str, Path | None, Path | None]:
+    images = sorted(tree.glob(arch.kernel_glob))
+    if not images:
+        raise UsageError(f"no {arch.kernel_glob} in the kernel package: not a {arch.name} kernel?")
+    image = images[0]
+    release = image.name.split("-", 1)[1]
+    modules = next((p for p in (tree / "lib/modules" / release, tree / "usr/lib/modules" / release)
+                    if p.is_dir()), None)
+    config = tree / "boot" / f"config-{release}"
+    return image, release, modules, config if config.exists() else None
+
+
+def _usrmerge(root: Path) -> None:
+    """Fold /bin, /sbin, /lib* into /usr so bookworm and trixie packages agree on paths."""
+    for top in ("bin", "sbin", "lib", "lib64"):
+        src = root / top
+        dst = root / "usr" / top
+        if src.is_symlink():
+            continue
+        dst.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            for item in src.iterdir():
+                target = dst / item.name
+                if target.is_dir() and item.is_dir() and not item.is_symlink():
+                    shutil.copytree(item, target, symlinks=True, dirs_exist_ok=True)
+                    shutil.rmtree(item)
+                else:
+                    item.replace(target)
+            src.rmdir()
+        src.symlink_to(f"usr/{top}")
+    # Docs and glibc's iconv modules are half the size and nothing in the guest uses them.
+    for junk in [root / "usr/share", *root.glob("usr/lib/*/gconv")]:
+        shutil.rmtree(junk, ignore_errors=True)
+
+
+def _install_modules(modules_dir: Path, root: Path) -> list[str]:
+    """Copy the wanted modules and their dependencies, decompressed, in load order."""
+    release = modules_dir.name
+    deps = _modules_dep(modules_dir)
+    by_name = {_mod_name(path): path for path in deps}
+    order: list[str] = []
+
+    def visit(path: str) -> None:
+        if path in order:
+            return
+        for dep in deps[path]:
+            visit(dep)
+        order.append(path)
+
+    for name in _recipe_list("modules.txt"):
+        path = by_name.get(name.replace("-", "_"))
+        if path:  # built in, or not in this kernel at all: nothing to load
+            visit(path)
+    dest = root / MODULE_DIR
+    dest.mkdir(parents=True, exist_ok=True)
+    loaded = []
+    for rel in order:
+        data = (modules_dir / rel).read_bytes()
+        if rel.endswith(".xz"):
+            data = lzma.decompress(data)
+        elif rel.endswith(".zst"):
+            data = subprocess.run(["zstd", "-dc"], input=data, capture_output=True,
+                                  check=True).stdout
+        name = _mod_name(rel) + ".ko"
+        (dest / name).write_bytes(data)
+        loaded.append(name)
+    (root / "lib/modules" / release).mkdir(parents=True, exist_ok=True)
+    return loaded
+
+
+def _modules_dep(modules_dir: Path) -> dict[str, list[str]]:
+    dep_file = modules_dir / "modules.dep"
+    if not dep_file.exists():
+        _depmod(modules_dir)
+    deps: dict[str, list[str]] = {}
+    for line in dep_file.read_text().splitlines():
+        mod, _, rest = line.partition(":")
+        # modules.dep lists the full dependency closure, nearest first; load in reverse.
+        deps[mod] = list(reversed(rest.split()))
+    return deps
+
+
+def _depmod(modules_dir: Path) -> None:
+    """Debian ships no modules.dep (its postinst makes one): run depmod on the unpacked tree."""
+    parent = modules_dir.parent  # .../lib/modules or .../usr/lib/modules
+    base = parent.parent.parent
+    if parent.parent.parent.name == "usr":  # depmod -b wants BASE/lib/modules
+        base = base.parent
+        (base / "lib").mkdir(exist_ok=True)
+        if not (base / "lib/modules").exists():
+            (base / "lib/modules").symlink_to(parent)
+    proc = subprocess.run(["depmod", "-b", str(base), modules_dir.name],
+                          capture_output=True, text=True)
+    if proc.returncode != 0 or not (modules_dir / "modules.dep").exists():
+        raise UsageError(f"depmod -b {base} {modules_dir.name} failed: "
+                         f"{proc.stderr.strip() or 'no modules.dep'} (is kmod installed?)")
+
+
+def _mod_name(path: str) -> str:
+    name = Path(path).name
+    for suffix in (".xz", ".zst", ".gz", ".ko"):
+        name = name.removesuffix(suffix)
+    return name.replace("-", "_")
+
+
+def _install_recipe(root: Path, modules: list[str]) -> None:
+    etc = root / "etc"
+    (etc / "memhp").mkdir(parents=True, exist_ok=True)
+    (etc / "memhp/modules").write_text("".join(f"{m}\n" for m in modules))
+    init = root / "init"
+    shutil.copyfile(RECIPE_DIR / "init", init)
+    init.chmod(0o755)
+    (root / "usr/bin").mkdir(parents=True, exist_ok=True)
+    sh = root / "usr/bin/sh"
+    if not sh.exists():
+        sh.symlink_to("busybox")
+    if not (root / "usr/bin/busybox").exists():
+        raise UsageError("busybox-static did not provide /usr/bin/busybox")
+    (etc / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    (etc / "group").write_text("root:x:0:\n")
+    (etc / "shells").write_text("/bin/sh\n")
+    for d in ("proc", "sys", "dev", "tmp", "run", "var", "mnt"):
+        (root / d).mkdir(exist_ok=True)
+
+
+def _make_keys(root: Path, out: Path) -> None:
+    """A fresh client key and guest host key per image: root logs in by key only, and the
+    harness pins the host key (no AutoAddPolicy)."""
+    client = Ed25519PrivateKey.generate()
+    (out / "id_ed25519").write_bytes(client.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption()))
+    (out / "id_ed25519").chmod(0o600)
+    client_pub = client.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    (out / "id_ed25519.pub").write_text(client_pub + "\n")
+    ssh = root / "root/.ssh"
+    ssh.mkdir(parents=True)
+    (ssh / "authorized_keys").write_text(client_pub + "\n")
+    root.joinpath("root").chmod(0o700)
+    ssh.chmod(0o700)
+
+    host = Ed25519PrivateKey.generate()
+    seed = host.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                              serialization.NoEncryption())
+    pub = host.public_key().public_bytes(serialization.Encoding.Raw,
+                                         serialization.PublicFormat.Raw)
+    keydir = root / "etc/dropbear"
+    keydir.mkdir(parents=True)
+    # dropbear's own key format (bookworm's dropbear cannot read OpenSSH keys):
+    # string "ssh-ed25519", string (seed || public key).
+    (keydir / "dropbear_ed25519_host_key").write_bytes(
+        _sshstr(b"ssh-ed25519") + _sshstr(seed + pub))
+    (keydir / "dropbear_ed25519_host_key").chmod(0o600)
+    host_pub = host.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    (out / "host_key.pub").write_text(host_pub + "\n")
+
+
+def _sshstr(data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + data
+
+
+# -- cpio ------------------------------------------------------------------------------------
+
+
+def write_cpio(root: Path, dest: Path) -> None:
+    """An uncompressed newc archive of ``root`` with /dev/console added.
+
+    Uncompressed on purpose: under TCG the kernel's inflate costs more than QEMU copying a
+    few extra MiB. Owners are forced to root; device nodes need no privileges this way.
+    """
+    with dest.open("wb") as out:
+        ino = 1
+        for path in _walk(root):
+            rel = path.relative_to(root).as_posix()
+            st = path.lstat()
+            if path.is_symlink():
+                data = os.readlink(path).encode()
+            elif path.is_file():
+                data = path.read_bytes()
+            else:
+                data = b""
+            out.write(_cpio_entry(rel, st.st_mode, data, ino))
+            ino += 1
+        out.write(_cpio_entry("dev/console", 0o020600, b"", ino, rdev=(5, 1)))
+        out.write(_cpio_entry("TRAILER!!!", 0, b"", 0))
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    """Every path under root, parents first, without following symlinks."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        base = Path(dirpath)
+        for name in sorted(dirnames + filenames):
+            yield base / name
+
+
+def _cpio_entry(name: str, mode: int, data: bytes, ino: int,
+                rdev: tuple[int, int] = (0, 0)) -> bytes:
+    namez = name.encode() + b"\0"
+    fields = (ino, mode, 0, 0, 1, 0, len(data), 0, 0, rdev[0], rdev[1], len(namez), 0)
+    header = b"070701" + b"".join(b"%08x" % f for f in fields)
+    return header + namez + _pad(len(header) + len(namez)) + data + _pad(len(data))
+
+
+def _pad(n: int) -> bytes:
+    return b"\0" * (-n % 4)

@@ -1,0 +1,261 @@
+"""pytest plugin: options, the ``vm`` fixture, guest reuse, dmesg watch, infra vs kernel.
+
+Tests that take ``vm`` run once per target (arch x kernel). Guests are shared between tests
+with the same boot configuration; a test that leaves something behind (a DIMM it could not
+remove, a dead VM) makes the pool boot a fresh guest for the next one. Tests marked
+``@pytest.mark.memhp(fresh=True)`` always get a guest of their own.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from harness import images
+from harness.accel import choose_accel
+from harness.arch import Arch, get_arch
+from harness.dmesg import find_splats, format_splats
+from harness.errors import InfrastructureError, KernelFailure, MemhpError
+from harness.kernels import DEFAULT_KERNELS
+from harness.machine import Machine, MachineConfig
+from harness.progress import progress
+from harness.vm import VM
+
+DEFAULT_ARCHES = ("x86_64",)
+# The scenarios' usual starting point: hot-added memory stays offline until the test says.
+DEFAULT_CMDLINE = ("memhp_default_state=offline",)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("memhp", "memory hotplug on QEMU guests")
+    g.addoption("--memhp-kernel", action="append", metavar="SPEC",
+                help="kernel to test: debian:X.Y[/flavour] or PATH[,MODULES_DIR]; repeatable "
+                     f"(default: {' '.join(DEFAULT_KERNELS)})")
+    g.addoption("--memhp-arch", action="append", metavar="ARCH",
+                help=f"guest arch: x86_64 or ppc64le; repeatable (default: {DEFAULT_ARCHES[0]})")
+    g.addoption("--memhp-accel", metavar="auto|kvm|tcg",
+                help="accelerator (default: $MEMHP_ACCEL or auto: KVM only where it works)")
+    g.addoption("--memhp-expect", action="append", default=[], metavar="NAME=VALUE",
+                help="override an expectation, e.g. online_policy=online_movable")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "memhp(cmdline=(...), fresh=False, memory=None): guest boot configuration; "
+        "cmdline=None boots the kernel's defaults, fresh=True gives the test its own guest")
+    config.addinivalue_line(
+        "markers", "dmesg_allow(*regex): kernel log lines the test provokes on purpose")
+    if not hasattr(config, "workerinput"):  # xdist workers' output is not shown anyway
+        _route_progress(config)
+
+
+def _route_progress(config: pytest.Config) -> None:
+    """Progress lines go to the terminal at once, not into a captured test section."""
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    capman = config.pluginmanager.get_plugin("capturemanager")
+    if tr is None or capman is None:
+        return
+
+    def sink(line: str) -> None:
+        with capman.global_and_fixture_disabled():
+            tr.write_line(line)
+
+    progress.sink = sink
+
+
+@dataclass(frozen=True)
+class Target:
+    arch: Arch
+    kernel: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.arch.name}-{self.kernel}"
+
+
+def targets(config: pytest.Config) -> list[Target]:
+    arches = config.getoption("memhp_arch") or list(DEFAULT_ARCHES)
+    kernels = config.getoption("memhp_kernel") or list(DEFAULT_KERNELS)
+    return [Target(get_arch(a), k) for a in arches for k in kernels]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "memhp_target" in metafunc.fixturenames:
+        ts = targets(metafunc.config)
+        metafunc.parametrize("memhp_target", ts, ids=[t.id for t in ts], scope="session")
+
+
+# -- the pool of booted guests -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Boot:
+    cmdline: tuple[str, ...]
+    memory: int | None
+
+    @classmethod
+    def of(cls, item: pytest.Item) -> tuple[Boot, bool]:
+        marker = item.get_closest_marker("memhp")
+        kw = marker.kwargs if marker else {}
+        cmdline = kw.get("cmdline", DEFAULT_CMDLINE)
+        return cls(tuple(cmdline or ()), kw.get("memory")), bool(kw.get("fresh", False))
+
+
+@dataclass
+class Pool:
+    config: pytest.Config
+    shared: dict[tuple[Target, Boot], Machine] = field(default_factory=dict)
+    broken: dict[tuple[Target, Boot], MemhpError] = field(default_factory=dict)
+    images: dict[Target, images.Image] = field(default_factory=dict)
+
+    def image(self, target: Target) -> images.Image:
+        if target not in self.images:
+            self.images[target] = images.build(target.kernel, target.arch)
+        return self.images[target]
+
+    def acquire(self, target: Target, boot: Boot, fresh: bool) -> Machine:
+        key = (target, boot)
+        if key in self.broken:  # one boot failure per configuration, not one per test
+            raise self.broken[key]
+        if not fresh and key in self.shared and self.shared[key].alive():
+            return self.shared[key]
+        try:
+            machine = self._boot(target, boot)
+        except MemhpError as exc:
+            self.broken[key] = exc
+            raise
+        if not fresh:
+            self.shared[key] = machine
+        return machine
+
+    def _boot(self, target: Target, boot: Boot) -> Machine:
+        accel = choose_accel(target.arch, self.config.getoption("memhp_accel"))
+        cfg = MachineConfig(arch=target.arch, image=self.image(target), cmdline=boot.cmdline,
+                            accel=accel, **({"memory": boot.memory} if boot.memory else {}))
+        machine = Machine(cfg)
+        machine.start()
+        return machine
+
+    def release(self, machine: Machine, reusable: bool) -> None:
+        if reusable and machine.alive() and machine in self.shared.values():
+            return
+        for key, m in list(self.shared.items()):
+            if m is machine:
+                del self.shared[key]
+        machine.shutdown()
+
+    def close(self) -> None:
+        for machine in self.shared.values():
+            machine.shutdown()
+        self.shared.clear()
+
+
+@pytest.fixture(scope="session")
+def memhp_pool(pytestconfig: pytest.Config) -> Iterator[Pool]:
+    pool = Pool(pytestconfig)
+    atexit.register(pool.close)  # also on an interrupted session
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def vm(request: pytest.FixtureRequest, memhp_target: Target, memhp_pool: Pool) -> Iterator[VM]:
+    """A booted guest for this test's target, shared with compatible tests."""
+    boot, fresh = Boot.of(request.node)
+    machine = memhp_pool.acquire(memhp_target, boot, fresh)
+    overrides = dict(o.split("=", 1) for o in request.config.getoption("memhp_expect"))
+    v = VM(machine, overrides)
+    request.node.stash[_VM] = v
+    request.node.stash[_DMESG_START] = len(v.guest.dmesg())
+    reusable = False
+    try:
+        yield v
+        reusable = not fresh and v.cleanup()
+    finally:
+        memhp_pool.release(machine, reusable)
+
+
+_VM = pytest.StashKey[VM]()
+_DMESG_START = pytest.StashKey[int]()
+_INFRA = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """After the test body: fail it if the guest kernel complained meanwhile."""
+    try:
+        result = yield
+    except BaseException:
+        _attach_dmesg(item, "guest dmesg during the test")
+        raise
+    v = item.stash.get(_VM, None)
+    if v is not None and v.machine.alive():
+        lines = v.guest.dmesg()[item.stash[_DMESG_START]:]
+        allow = [a for m in item.iter_markers("dmesg_allow") for a in m.args]
+        splats = find_splats(lines, allow)
+        if splats:
+            raise AssertionError(format_splats(splats, lines))
+    return result
+
+
+def _attach_dmesg(item: pytest.Item, title: str) -> None:
+    v = item.stash.get(_VM, None)
+    if v is None or not v.machine.alive():
+        return
+    with contextlib.suppress(MemhpError):
+        lines = v.guest.dmesg()[item.stash[_DMESG_START]:]
+        item.add_report_section("call", title, "\n".join(lines[-80:]))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Iterator[pytest.TestReport]:
+    """Infrastructure failures say so, with the console tail, and are counted apart."""
+    report: pytest.TestReport = yield
+    exc = call.excinfo.value if call.excinfo else None
+    if isinstance(exc, InfrastructureError):
+        item.stash[_INFRA] = True
+        report.user_properties.append(("memhp_outcome", "infrastructure"))
+        report.sections.append(("memhp: infrastructure failure (not a kernel verdict)",
+                                exc.details() or str(exc)))
+    elif isinstance(exc, KernelFailure):
+        report.sections.append(("memhp: guest console", exc.console_tail))
+    return report
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config
+                             ) -> tuple[str, str, str] | None:
+    if report.failed and ("memhp_outcome", "infrastructure") in report.user_properties:
+        return "infra", "I", "INFRA"
+    return None
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config
+                            ) -> None:
+    """Per-scenario table: target x scenario -> outcome."""
+    rows: dict[str, dict[str, str]] = {}
+    for kind in ("passed", "failed", "error", "skipped", "infra"):
+        for rep in terminalreporter.stats.get(kind, []):
+            nodeid = getattr(rep, "nodeid", "")
+            if "[" not in nodeid or not nodeid.startswith("testcases"):
+                continue
+            name, _, target = nodeid.rpartition("::")[2].partition("[")
+            outcome = {"error": "ERROR", "infra": "INFRA"}.get(kind, kind.upper())
+            if rep.when != "call" and kind == "passed":
+                continue
+            rows.setdefault(name, {})[target.rstrip("]")] = outcome
+    if not rows:
+        return
+    cols = sorted({t for r in rows.values() for t in r})
+    tr = terminalreporter
+    tr.section("memhp scenarios")
+    width = max(len(n) for n in rows)
+    tr.write_line(" " * width + "  " + "  ".join(f"{c:<22}" for c in cols))
+    for name in sorted(rows):
+        cells = "  ".join(f"{rows[name].get(c, '-'):<22}" for c in cols)
+        tr.write_line(f"{name:<{width}}  {cells}")

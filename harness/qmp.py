@@ -1,0 +1,170 @@
+"""A synchronous face for qemu.qmp, plus an event log that tests wait on.
+
+qemu.qmp is asyncio-only; the harness and its tests are synchronous. One event-loop thread
+per machine runs the QMPClient; callers block on futures. Every event QEMU sends is kept in
+an ``EventLog`` so a wait can start from a mark taken *before* the command that causes the
+event: no race between issuing ``device_add`` and listening for its acknowledgement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, TypeVar
+
+from qemu.qmp import EventListener, QMPClient
+from qemu.qmp.qmp_client import ExecuteError
+
+from harness.errors import InfrastructureError, MemhpError, QMPCommandError, VMLost
+
+T = TypeVar("T")
+Event = dict[str, Any]
+Match = Callable[[Event], bool]
+
+
+class EventTimeout(MemhpError):
+    """An expected QMP event did not arrive in time."""
+
+    def __init__(self, what: str, timeout: float, seen: list[Event]) -> None:
+        names = ", ".join(e["event"] for e in seen[-8:]) or "none"
+        super().__init__(f"no {what} within {timeout:g} s (events since: {names})")
+        self.seen = seen
+
+
+class EventLog:
+    """Every QMP event of one machine, in arrival order, waitable from any thread."""
+
+    def __init__(self) -> None:
+        self._events: list[Event] = []
+        self._cond = threading.Condition()
+        self._lost: str | None = None
+
+    def append(self, event: Event) -> None:
+        with self._cond:
+            self._events.append(event)
+            self._cond.notify_all()
+
+    def lose(self, reason: str) -> None:
+        """The machine is gone: wake every waiter with VMLost."""
+        with self._cond:
+            self._lost = reason
+            self._cond.notify_all()
+
+    def mark(self) -> int:
+        with self._cond:
+            return len(self._events)
+
+    def since(self, mark: int) -> list[Event]:
+        with self._cond:
+            return list(self._events[mark:])
+
+    def wait(self, match: Match, *, after: int, timeout: float, what: str) -> Event:
+        """First event after ``after`` that ``match`` accepts; EventTimeout if none comes."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            pos = after
+            while True:
+                for event in self._events[pos:]:
+                    if match(event):
+                        return event
+                pos = len(self._events)
+                if self._lost is not None:
+                    raise VMLost(f"lost the VM while waiting for {what}: {self._lost}")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise EventTimeout(what, timeout, self._events[after:])
+                self._cond.wait(remaining)
+
+
+def event_is(name: str, **data: object) -> Match:
+    """Match an event by name and by equality of (nested, dotted) data fields."""
+
+    def match(event: Event) -> bool:
+        if event.get("event") != name:
+            return False
+        for key, want in data.items():
+            value: Any = event.get("data", {})
+            for part in key.split("__"):
+                value = value.get(part) if isinstance(value, dict) else None
+            if value != want:
+                return False
+        return True
+
+    return match
+
+
+class QMP:
+    """QMPClient on its own event-loop thread, with a blocking ``execute``."""
+
+    def __init__(self, name: str) -> None:
+        self.events = EventLog()
+        self._client = QMPClient(name)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name=f"qmp-{name}",
+                                        daemon=True)
+        self._thread.start()
+        self._pump: asyncio.Future[None] | None = None
+
+    def _run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+        fut = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return fut.result(timeout)
+        except FutureTimeout:
+            fut.cancel()
+            raise
+
+    def connect(self, sock: socket.socket, timeout: float = 30.0) -> None:
+        try:
+            self._run(self._connect(sock), timeout)
+        except (OSError, FutureTimeout) as exc:
+            raise InfrastructureError(f"QMP handshake with QEMU failed: {exc!r}") from exc
+
+    async def _connect(self, sock: socket.socket) -> None:
+        listener = EventListener()
+        self._client.register_listener(listener)
+        await self._client.connect(sock)
+        self._pump = asyncio.ensure_future(self._drain(listener))
+
+    async def _drain(self, listener: EventListener) -> None:
+        async for event in listener:
+            self.events.append(dict(event))
+
+    def execute(self, command: str, args: dict[str, object] | None = None,
+                timeout: float = 30.0) -> Any:
+        """Run a QMP command; QEMU's refusal becomes QMPCommandError with its message."""
+        try:
+            return self._run(self._client.execute(command, args), timeout)
+        except ExecuteError as exc:
+            raise QMPCommandError(command, args, exc.error.desc) from None
+        except FutureTimeout:
+            raise VMLost(f"QMP {command} got no answer in {timeout:g} s") from None
+        except (OSError, EOFError, ConnectionError) as exc:
+            raise VMLost(f"QMP connection lost during {command}: {exc!r}") from exc
+        except Exception as exc:  # qemu.qmp raises its own StateError/DisconnectedError
+            if type(exc).__module__.startswith("qemu.qmp"):
+                raise VMLost(f"QMP {command} failed: {exc}") from exc
+            raise
+
+    async def _disconnect(self) -> None:
+        if self._pump is not None:
+            self._pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump
+        await self._client.disconnect()
+
+    def close(self) -> None:
+        """Disconnect and stop the loop thread; safe to call twice."""
+        if not self._loop.is_closed():
+            try:
+                self._run(self._disconnect(), 5.0)
+            except Exception:  # the peer may already be gone; closing is best effort
+                pass
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5.0)
+            if not self._thread.is_alive():
+                self._loop.close()

@@ -1,0 +1,130 @@
+"""The test-facing handle on one booted guest: what a scenario calls.
+
+It wraps a ``Machine`` (QEMU) and its ``Guest`` (SSH) in the vocabulary of memory hotplug:
+plug a DIMM, find its memory blocks, online them, read their page flags, unplug it. It keeps
+track of what the test plugged so the pool can put the guest back as it found it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+from collections.abc import Iterable, Sequence
+
+from harness import checks, devices
+from harness.checks import FlagRule
+from harness.devices import Dimm, UnplugResult
+from harness.errors import MemhpError
+from harness.expectations import Expected, KernelFacts, parse_release
+from harness.guest import Guest, MemoryBlock, MemoryLayout
+from harness.kconfig import load as load_config
+from harness.kpageflags import Histogram
+from harness.machine import Machine
+
+
+class VM:
+    def __init__(self, machine: Machine, overrides: dict[str, str] | None = None) -> None:
+        assert machine.guest is not None, "machine not ready"
+        self.machine = machine
+        self.guest: Guest = machine.guest
+        self.arch = machine.arch
+        self.image = machine.config.image
+        self.facts = KernelFacts(
+            arch=self.arch.name,
+            release=self.guest.run("uname -r").stdout.strip(),
+            config=load_config(self.image.config),
+            cmdline=tuple(self.guest.cmdline()),
+            qemu_version=parse_release(machine.qemu_version),
+            firmware_onlines_dimms=self.arch.firmware_onlines_dimms,
+            overrides=dict(overrides or {}),
+        )
+        self.dimms: list[Dimm] = []  # plugged by this test and not yet removed
+
+    # -- devices -------------------------------------------------------------------------
+
+    def plug_dimm(self, size: int) -> Dimm:
+        dimm = devices.plug_dimm(self.machine, size)
+        self.dimms.append(dimm)
+        return dimm
+
+    def unplug_dimm(self, dimm: Dimm, *, timeout: float = 30.0) -> UnplugResult:
+        result = devices.unplug_dimm(self.machine, dimm, timeout=timeout)
+        if result.outcome is devices.Unplug.DELETED:
+            self.dimms.remove(dimm)
+        return result
+
+    def memory_devices(self) -> dict[str, dict[str, object]]:
+        return devices.memory_devices(self.machine)
+
+    # -- memory blocks -------------------------------------------------------------------
+
+    def memory(self) -> MemoryLayout:
+        return self.guest.memory()
+
+    def blocks(self, dimm: Dimm) -> list[MemoryBlock]:
+        """The guest's memory blocks inside the DIMM's physical range."""
+        return self.memory().covering(dimm.addr, dimm.size)
+
+    def set_state(self, blocks: Iterable[MemoryBlock], state: str) -> dict[int, int]:
+        """Write ``state`` to each block; block index -> errno (0 = done)."""
+        return {b.index: self.guest.set_block_state(b.index, state) for b in blocks}
+
+    def online(self, dimm: Dimm, how: str = "online_movable") -> list[MemoryBlock]:
+        """Online the DIMM's offline blocks; fail with the errno of any refusal."""
+        _require_ok(self.set_state([b for b in self.blocks(dimm) if not b.online], how), how)
+        return self.blocks(dimm)
+
+    def offline(self, dimm: Dimm) -> list[MemoryBlock]:
+        _require_ok(self.set_state([b for b in self.blocks(dimm) if b.online], "offline"),
+                    "offline")
+        return self.blocks(dimm)
+
+    # -- page flags ----------------------------------------------------------------------
+
+    def flags(self, block: MemoryBlock, layout: MemoryLayout | None = None) -> Histogram:
+        layout = layout or self.memory()
+        return Histogram.of(self.guest.kpageflags(layout.pfns(block, self.guest.page_size())))
+
+    def expect_flags(self, blocks: Sequence[MemoryBlock], *rules: FlagRule,
+                     why: str = "") -> None:
+        layout = self.memory()
+        page = self.guest.page_size()
+        seen = {}
+        for b in blocks:
+            pfns = layout.pfns(b, page)
+            seen[b.index] = (pfns, Histogram.of(self.guest.kpageflags(pfns)))
+        report = checks.flags_report(seen, rules, why)
+        if report:
+            raise AssertionError(report)
+
+    def expect_blocks(self, blocks: Sequence[MemoryBlock], state: str, zone: str | None = None,
+                      why: str = "") -> None:
+        report = checks.blocks_report(blocks, state, zone, why)
+        if report:
+            raise AssertionError(report)
+
+    def expect(self, expected: Expected[object], seen: object) -> None:
+        if expected.value != seen:
+            raise AssertionError(f"{expected.name}: expected {expected.value}, seen {seen}\n"
+                                 f"  expectation: {expected.why}")
+
+    def mem_total(self) -> int:
+        return self.guest.meminfo()["MemTotal"]
+
+    # -- cleanup -------------------------------------------------------------------------
+
+    def cleanup(self) -> bool:
+        """Offline and unplug what the test left plugged. True if the guest is as found."""
+        for dimm in list(self.dimms):
+            with contextlib.suppress(MemhpError, AssertionError):
+                self.offline(dimm)
+            with contextlib.suppress(MemhpError):
+                self.unplug_dimm(dimm, timeout=15.0)
+        return not self.dimms
+
+
+def _require_ok(results: dict[int, int], action: str) -> None:
+    failed = {i: e for i, e in results.items() if e}
+    if failed:
+        detail = ", ".join(f"memory{i}: {errno.errorcode.get(e, e)}" for i, e in failed.items())
+        raise AssertionError(f"{action} refused: {detail}")

@@ -1,0 +1,137 @@
+"""pc-dimm hotplug, end to end: plug, online, offline, unplug, and the kernel's refusals.
+
+Each test runs once per target (``--memhp-arch`` x ``--memhp-kernel``). Unless marked
+otherwise, guests boot with ``memhp_default_state=offline`` so a hot-added DIMM waits for
+the test to online it; expectations that depend on the kernel come from
+``harness.expectations`` and say why when they fail.
+"""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+from harness import expectations
+from harness.arch import GiB
+from harness.devices import OST_EJECT_REFUSED, Unplug
+from harness.kpageflags import KPF
+from harness.vm import VM
+
+
+def test_dimm_hot_add_blocks_match_qemu(vm: VM) -> None:
+    """1. Hot-add 1 GiB: the guest acknowledges it and its blocks are QEMU's range."""
+    dimm = vm.plug_dimm(1 * GiB)  # returns once the guest acknowledged (QMP event)
+    layout = vm.memory()
+    blocks = vm.blocks(dimm)
+
+    assert [b.phys_index * layout.block_size for b in blocks] == list(
+        range(dimm.addr, dimm.addr + dimm.size, layout.block_size)
+    ), f"guest blocks {[b.index for b in blocks]} do not tile {dimm}"
+    expected = expectations.hot_added_block_state(vm.facts)
+    vm.expect_blocks(blocks, expected.value.state, expected.value.zone, why=expected.why)
+    flags = expectations.page_flags(expected.value.state)
+    vm.expect_flags(blocks, *flags.value, why=flags.why)
+
+
+def test_dimm_online_movable(vm: VM) -> None:
+    """2. online_movable: Movable, MemTotal grows block by block, pages go to the buddy."""
+    dimm = vm.plug_dimm(1 * GiB)
+    blocks = vm.offline(dimm)  # pseries DLPAR onlined them already
+    block_size = vm.memory().block_size
+
+    before = vm.mem_total()
+    assert vm.set_state(blocks[:1], "online_movable") == {blocks[0].index: 0}
+    assert vm.mem_total() - before == block_size, "MemTotal did not grow by one block"
+    blocks = vm.online(dimm, "online_movable")
+
+    assert vm.mem_total() - before == dimm.size
+    vm.expect_blocks(blocks, "online", "Movable")
+    flags = expectations.page_flags("online")
+    vm.expect_flags(blocks, *flags.value, why=flags.why)
+
+
+@pytest.mark.memhp(fresh=True)  # kernel allocations land in Normal blocks: may not come back
+def test_dimm_online_kernel(vm: VM) -> None:
+    """3. online_kernel puts the blocks in ZONE_NORMAL."""
+    dimm = vm.plug_dimm(1 * GiB)
+    vm.offline(dimm)
+    blocks = vm.online(dimm, "online_kernel")
+
+    vm.expect_blocks(blocks, "online", "Normal")
+    flags = expectations.page_flags("online")
+    vm.expect_flags(blocks, *flags.value, why=flags.why)
+
+
+def test_dimm_offline_again(vm: VM) -> None:
+    """4. Offlining movable blocks again: NOPAGE everywhere, MemTotal back where it was."""
+    dimm = vm.plug_dimm(1 * GiB)
+    vm.offline(dimm)
+    before = vm.mem_total()
+    vm.online(dimm, "online_movable")
+
+    blocks = vm.offline(dimm)
+
+    vm.expect_blocks(blocks, "offline")
+    flags = expectations.page_flags("offline")
+    vm.expect_flags(blocks, *flags.value, why=flags.why)
+    assert vm.mem_total() == before
+
+
+def test_dimm_remove(vm: VM) -> None:
+    """5. Remove: blocks offline, device_del, DEVICE_DELETED, blocks gone, backend freed."""
+    dimm = vm.plug_dimm(1 * GiB)
+    vm.online(dimm, "online_movable")
+    vm.offline(dimm)
+
+    result = vm.unplug_dimm(dimm)
+
+    assert result.outcome is Unplug.DELETED, result.describe()
+    assert vm.blocks(dimm) == [], "memory blocks still present after DEVICE_DELETED"
+    assert dimm.id not in vm.memory_devices()
+    objects = {o["name"] for o in vm.machine.qmp("qom-list", {"path": "/objects"})}
+    assert dimm.memdev not in objects, "object-del left the memory backend behind"
+
+
+@pytest.mark.memhp(fresh=True)  # leaves a DIMM the guest will not give back
+@pytest.mark.dmesg_allow(r"page dumped because: unmovable page")
+def test_dimm_remove_refused_when_pinned(vm: VM) -> None:
+    """6. A ZONE_NORMAL block full of slab pages cannot be offlined: the eject is refused."""
+    dimm = vm.plug_dimm(vm.arch.dimm_align)  # one block: all of ZONE_NORMAL
+    blocks = vm.online(dimm, "online_kernel")
+    # Boot RAM (1 GiB) is all DMA32, so new kernel allocations prefer this block: tmpfs
+    # inodes and dentries are slab, which offlining cannot migrate.
+    vm.guest.run("mkdir -p /tmp/pin && cd /tmp/pin && seq 1 20000 | xargs touch")
+    pinned = vm.flags(blocks[0]).with_flag(KPF.SLAB)
+    assert pinned, "setup: no slab page landed in the block, nothing pins it"
+
+    result = vm.unplug_dimm(dimm, timeout=30.0)
+
+    assert result.outcome is Unplug.REFUSED, result.describe()
+    if vm.arch.acpi_memory_hotplug:
+        status = result.event["data"]["info"]["status"] if result.event else None
+        assert status in OST_EJECT_REFUSED, result.describe()
+    vm.expect_blocks(vm.blocks(dimm), "online", "Normal", why=f"{pinned} slab pages pin it")
+    assert dimm.id in vm.memory_devices(), "QEMU dropped a DIMM the guest refused to eject"
+
+
+def test_dimm_memory0_refuses_offline(vm: VM) -> None:
+    """7. memory0 holds the ISA hole: offlining it fails with EINVAL."""
+    block0 = vm.memory().blocks[0]
+
+    assert vm.set_state([block0], "offline") == {0: errno.EINVAL}
+    assert vm.memory().blocks[0].online
+
+
+@pytest.mark.memhp(cmdline=None, fresh=True)  # the kernel's own defaults
+def test_dimm_default_online_policy(vm: VM) -> None:
+    """8. Without memhp_default_state, the kernel's config decides what happens on plug."""
+    policy = expectations.default_online_policy(vm.facts)
+    seen = vm.guest.run("cat /sys/devices/system/memory/auto_online_blocks").stdout.strip()
+    vm.expect(policy, seen)
+
+    dimm = vm.plug_dimm(2 * vm.arch.dimm_align)
+
+    expected = expectations.hot_added_block_state(vm.facts)
+    vm.expect_blocks(vm.blocks(dimm), expected.value.state, expected.value.zone,
+                     why=expected.why)
