@@ -93,7 +93,7 @@ def _kernel_kind(head: bytes) -> str | None:
         if machine == EM_X86_64:
             return "x86_64"
         if machine == EM_PPC64:
-            return "ppc64le" if little else "ppc64 (big-endian)"
+            return "ppc64le" if little else "big-endian ppc64 (unsupported: use ppc64le)"
     return None
 
 

@@ -79,6 +79,7 @@ def blocks_report(blocks: Sequence[MemoryBlock], state: str, zone: str | None,
     if not blocks:
         lines.append("  no memory blocks found for the device")
     for b in blocks:
-        seen = b.state + (f" zone {b.zone}" if b.zone else f" (valid_zones {' '.join(b.valid_zones)})")
+        zones = f" zone {b.zone}" if b.zone else f" (valid_zones {' '.join(b.valid_zones)})"
+        seen = b.state + zones
         lines.append(f"  {'FAIL' if b in bad else 'ok  '} memory{b.index}: {seen}")
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import threading
@@ -91,9 +92,7 @@ class ConsoleLog:
         return "\n".join(self._text.splitlines()[-lines:])
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self._thread.join(5.0)
         self._sock.close()

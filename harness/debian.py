@@ -101,7 +101,8 @@ class AptCache:
 
     def _write_config(self) -> None:
         if not KEYRING.is_file():
-            raise UsageError(f"{KEYRING} is missing: install debian-archive-keyring (./setup.sh does)")
+            raise UsageError(f"{KEYRING} is missing: install debian-archive-keyring "
+                             "(./setup.sh does)")
         for sub in ("etc/sources.list.d", "etc/preferences.d", "etc/trusted.gpg.d",
                     "state/lists/partial", "cache/archives/partial", "debs"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
@@ -291,7 +292,7 @@ def _compare_part(a: str, b: str) -> int:
 
 
 def _split(version: str) -> tuple[int, str, str]:
-    epoch, _, rest = version.rpartition(":") if ":" in version else ("0", "", version)
+    epoch, _, rest = version.partition(":") if ":" in version else ("0", "", version)
     upstream, _, revision = rest.rpartition("-") if "-" in rest else (rest, "", "0")
     return int(epoch or 0), upstream, revision
 
@@ -306,7 +307,7 @@ def compare_versions(a: str, b: str) -> int:
 
 
 class VersionKey:
-    """Sort key for Debian versions."""
+    """Sort key for Debian versions, compared the way dpkg does."""
 
     __slots__ = ("version",)
 
@@ -319,5 +320,6 @@ class VersionKey:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, VersionKey) and compare_versions(self.version, other.version) == 0
 
-    def __hash__(self) -> int:
-        return hash(self.version)
+    # Equal keys may be spelled differently ("1.0" == "1.0-0"): no consistent hash.
+    __hash__ = None  # type: ignore[assignment]
+

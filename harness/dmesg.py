@@ -12,12 +12,14 @@ from dataclasses import dataclass
 # What a kernel developer treats as "the kernel complained", with the name shown in reports.
 BAD_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (name, re.compile(rx)) for name, rx in (
+        # Specific kinds first: "BUG: Bad page state" is reported as "bad page", not "bug".
+        ("bad page", r"Bad page (?:state|map)"),
+        ("soft lockup", r"soft lockup"),
+        ("sanitizer", r"\b(?:UBSAN|KASAN|KFENCE|KMSAN):"),
         ("warning", r"\bWARNING: (?:CPU|at)\b"),
         ("bug", r"\bBUG: |kernel BUG at"),
         ("oops", r"\bOops\b"),
         ("panic", r"Kernel panic"),
-        ("bad page", r"Bad page (?:state|map)"),
-        ("soft lockup", r"soft lockup"),
         ("hard lockup", r"hard LOCKUP"),
         ("rcu stall", r"rcu.*(?:detected stalls|self-detected stall)"),
         ("hung task", r"blocked for more than \d+ seconds"),
@@ -25,7 +27,6 @@ BAD_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("bad access", r"Unable to handle kernel|unable to handle page fault"),
         ("list corruption", r"list_(?:add|del) corruption"),
         ("refcount", r"refcount_t: "),
-        ("sanitizer", r"\b(?:UBSAN|KASAN|KFENCE|KMSAN):"),
         ("page dump", r"page dumped because"),
     )
 )

@@ -61,7 +61,7 @@ class QMPCommandError(MemhpError):
     def __init__(self, command: str, args: object, desc: str) -> None:
         super().__init__(f"QMP {command} failed: {desc}")
         self.command = command
-        self.args = args
+        self.arguments = args
         self.desc = desc
 
 

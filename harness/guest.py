@@ -7,7 +7,6 @@ import errno
 import os
 import re
 import shlex
-import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -90,7 +89,7 @@ def parse_memory(block_size_text: str, grep_output: str) -> MemoryLayout:
             fields.setdefault(int(m.group(1)), {})[m.group(2)] = m.group(3).strip()
     blocks = {
         n: MemoryBlock(index=n, state=f.get("state", "?"),
-                       phys_index=int(f.get("phys_index", str(n)), 16),
+                       phys_index=int(f.get("phys_index", f"{n:x}"), 16),
                        valid_zones=tuple(f.get("valid_zones", "").split()))
         for n, f in fields.items()
     }

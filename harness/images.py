@@ -157,7 +157,7 @@ def _image_key(arch: Arch, source: kernels.KernelSource, userspace: list[Package
     h = hashlib.sha256()
     h.update(arch.name.encode())
     # The recipe and the code that applies it are inputs too.
-    for path in sorted(RECIPE_DIR.iterdir()) + [Path(__file__)]:
+    for path in [*sorted(RECIPE_DIR.iterdir()), Path(__file__)]:
         if path.is_file():
             h.update(path.name.encode() + path.read_bytes())
     if isinstance(source, kernels.DebianKernel):

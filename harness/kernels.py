@@ -61,7 +61,7 @@ def resolve_debian(spec: str, arch: Arch, apt: AptCache) -> Package:
     # kernel and modules, either will do.
     name_re = re.compile(rf"linux-image-{re.escape(line)}[.\d]*[^-]*(?:-\d+)?-"
                          rf"{re.escape(flavour)}(?:-unsigned)?")
-    candidates = [p for p in apt.find(name_re.fullmatch)
+    candidates = [p for p in apt.find(lambda name: name_re.fullmatch(name) is not None)
                   if p.upstream == line or p.upstream.startswith(line + ".")]
     if not candidates:
         raise UsageError(

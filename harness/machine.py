@@ -27,7 +27,7 @@ from types import TracebackType
 from typing import Any
 
 from harness.accel import Accel, choose_accel
-from harness.arch import GiB, Arch
+from harness.arch import Arch, GiB
 from harness.console import ConsoleLog
 from harness.errors import InfrastructureError, LaunchError, MemhpError, UsageError
 from harness.guest import Guest

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-from harness import images
 from harness.accel import choose_accel
 from harness.arch import Arch, get_arch
 from harness.dmesg import find_splats, format_splats
 from harness.errors import InfrastructureError, KernelFailure, MemhpError
+from harness.images import Image
+from harness.images import build as build_image
 from harness.kernels import DEFAULT_KERNELS
 from harness.machine import Machine, MachineConfig
 from harness.progress import progress
@@ -111,11 +113,11 @@ class Pool:
     config: pytest.Config
     shared: dict[tuple[Target, Boot], Machine] = field(default_factory=dict)
     broken: dict[tuple[Target, Boot], MemhpError] = field(default_factory=dict)
-    images: dict[Target, images.Image] = field(default_factory=dict)
+    images: dict[Target, Image] = field(default_factory=dict)
 
-    def image(self, target: Target) -> images.Image:
+    def image(self, target: Target) -> Image:
         if target not in self.images:
-            self.images[target] = images.build(target.kernel, target.arch)
+            self.images[target] = build_image(target.kernel, target.arch)
         return self.images[target]
 
     def acquire(self, target: Target, boot: Boot, fresh: bool) -> Machine:
@@ -136,7 +138,9 @@ class Pool:
     def _boot(self, target: Target, boot: Boot) -> Machine:
         accel = choose_accel(target.arch, self.config.getoption("memhp_accel"))
         cfg = MachineConfig(arch=target.arch, image=self.image(target), cmdline=boot.cmdline,
-                            accel=accel, **({"memory": boot.memory} if boot.memory else {}))
+                            accel=accel)
+        if boot.memory:
+            cfg = dataclasses.replace(cfg, memory=boot.memory)
         machine = Machine(cfg)
         machine.start()
         return machine
@@ -186,7 +190,7 @@ _INFRA = pytest.StashKey[bool]()
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     """After the test body: fail it if the guest kernel complained meanwhile."""
     try:
         result = yield
@@ -214,7 +218,7 @@ def _attach_dmesg(item: pytest.Item, title: str) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
-                              ) -> Iterator[pytest.TestReport]:
+                              ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Infrastructure failures say so, with the console tail, and are counted apart."""
     report: pytest.TestReport = yield
     exc = call.excinfo.value if call.excinfo else None

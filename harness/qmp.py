@@ -140,7 +140,7 @@ class QMP:
         try:
             return self._run(self._client.execute(command, args), timeout)
         except ExecuteError as exc:
-            raise QMPCommandError(command, args, exc.error.desc) from None
+            raise QMPCommandError(command, args, exc.error.error.desc) from None
         except FutureTimeout:
             raise VMLost(f"QMP {command} got no answer in {timeout:g} s") from None
         except (OSError, EOFError, ConnectionError) as exc:
@@ -160,10 +160,9 @@ class QMP:
     def close(self) -> None:
         """Disconnect and stop the loop thread; safe to call twice."""
         if not self._loop.is_closed():
-            try:
+            # The peer may already be gone: closing is best effort.
+            with contextlib.suppress(Exception):
                 self._run(self._disconnect(), 5.0)
-            except Exception:  # the peer may already be gone; closing is best effort
-                pass
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(5.0)
             if not self._thread.is_alive():

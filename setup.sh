@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# memhp set-up for a Debian or Ubuntu machine. Installs (with apt, as root or via sudo)
+# only the packages listed below, creates .venv with memhp in it, and builds the default
+# guest images. It never edits apt sources or dpkg architectures: guest packages of any
+# architecture come through memhp's private apt configuration in its cache.
+#
+#   ./setup.sh              everything
+#   ./setup.sh --no-images  skip the image builds
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PACKAGES=(
+  qemu-system-x86        # x86-64 guests (qemu-system-x86_64)
+  qemu-system-ppc        # ppc64le pseries guests (qemu-system-ppc64)
+  qemu-system-data       # firmware, qboot.rom among them
+  debian-archive-keyring # verifies the guest packages memhp downloads
+  kmod                   # depmod -b for the guest kernels' modules
+  zstd                   # kernels whose modules are zstd-compressed
+  openssh-client         # memhp shell
+  python3-venv           # the Python environment
+  cpio                   # the unit tests cross-check the initramfs writer with it
+)
+IMAGES=(debian:6.1 debian:6.12)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "memhp setup: installing ${missing[*]}"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  # One unreachable or mid-sync index makes apt-get update fail; the install decides.
+  $sudo apt-get update -q || echo "memhp setup: apt-get update reported errors, continuing"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+  echo "memhp setup: system packages already installed"
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+echo "memhp setup: Python environment ready in .venv"
+
+if [ "${1:-}" != "--no-images" ]; then
+  .venv/bin/memhp image build $(printf -- '--kernel %s ' "${IMAGES[@]}")
+fi

@@ -1,0 +1,102 @@
+"""Unit tests for the text parsers of harness.guest (no SSH)."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+from harness.guest import MemoryBlock, MemoryLayout, parse_meminfo, parse_memory, write_errno
+
+BLOCK_SIZE = "8000000\n"  # 128 MiB, as block_size_bytes prints it (hex, no 0x)
+GREP = """\
+memory0/state:online
+memory1/state:online
+memory32/state:offline
+memory33/state:online
+memory0/phys_index:00000000
+memory1/phys_index:00000001
+memory32/phys_index:00000020
+memory33/phys_index:00000021
+memory0/valid_zones:none
+memory1/valid_zones:Normal
+memory32/valid_zones:Normal Movable
+memory33/valid_zones:Movable
+"""
+
+
+@pytest.fixture
+def layout() -> MemoryLayout:
+    return parse_memory(BLOCK_SIZE, GREP)
+
+
+def test_parse_memory_reads_block_size_and_blocks(layout: MemoryLayout) -> None:
+    assert layout.block_size == 128 << 20
+    assert sorted(layout.blocks) == [0, 1, 32, 33]
+    assert layout.blocks[0] == MemoryBlock(0, "online", 0, ("none",))
+    assert layout.blocks[32] == MemoryBlock(32, "offline", 0x20, ("Normal", "Movable"))
+
+
+def test_block_zone_only_for_online_single_zone(layout: MemoryLayout) -> None:
+    b = layout.blocks
+    assert (b[0].online, b[0].zone) == (True, None)  # "none": spans zones, cannot offline
+    assert (b[1].online, b[1].zone) == (True, "Normal")
+    assert (b[32].online, b[32].zone) == (False, None)
+    assert (b[33].online, b[33].zone) == (True, "Movable")
+
+
+def test_parse_memory_missing_phys_index_defaults_to_block_index() -> None:
+    layout = parse_memory(BLOCK_SIZE, "memory32/state:offline\n")
+    assert layout.blocks[32].phys_index == 32
+
+
+def test_covering_returns_blocks_inside_range(layout: MemoryLayout) -> None:
+    size = layout.block_size
+    assert [b.index for b in layout.covering(32 * size, 2 * size)] == [32, 33]
+    assert [b.index for b in layout.covering(32 * size, 1)] == [32]
+    assert [b.index for b in layout.covering(0, 2 * size)] == [0, 1]
+    assert layout.covering(2 * size, 30 * size) == []
+
+
+def test_pfns_of_block(layout: MemoryLayout) -> None:
+    block = layout.blocks[32]
+    pages = layout.block_size // 4096
+    assert layout.pfns(block, 4096) == range(32 * pages, 33 * pages)
+    assert len(layout.pfns(block, 65536)) == layout.block_size // 65536
+
+
+MEMINFO = """\
+MemTotal:        2014420 kB
+MemFree:         1820036 kB
+HugePages_Total:       0
+HugePages_Free:        3
+Hugepagesize:       2048 kB
+"""
+
+
+def test_parse_meminfo_converts_kb_to_bytes() -> None:
+    info = parse_meminfo(MEMINFO)
+    assert info["MemTotal"] == 2014420 * 1024
+    assert info["Hugepagesize"] == 2 << 20
+    assert info["HugePages_Total"] == 0
+    assert info["HugePages_Free"] == 3  # a count, not kB
+
+
+def test_parse_meminfo_skips_empty_lines() -> None:
+    assert parse_meminfo("\nMemFree: 1 kB\n\n") == {"MemFree": 1024}
+
+
+@pytest.mark.parametrize(
+    ("stderr", "code"),
+    [
+        ("sh: write error: Invalid argument", errno.EINVAL),
+        ("sh: write error: Device or resource busy\n", errno.EBUSY),
+        ("sh: can't create /sys/devices/system/memory/memory99/state: No such file or directory",
+         errno.ENOENT),
+        ("sh: write error: Something nobody has heard of", -1),
+        ("", -1),
+        ("Segmentation fault", -1),
+    ],
+)
+def test_write_errno_maps_busybox_strerror(stderr: str, code: int) -> None:
+    assert write_errno(stderr) == code

@@ -1,0 +1,164 @@
+"""Unit tests for harness.kconfig and the online-policy rules of harness.expectations."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness import kconfig
+from harness.expectations import (
+    BlockState,
+    KernelFacts,
+    default_online_policy,
+    hot_added_block_state,
+    parse_release,
+)
+
+CONFIG = """\
+#
+# Automatically generated file; DO NOT EDIT.
+#
+CONFIG_MEMORY_HOTPLUG=y
+CONFIG_VIRTIO_MEM=m
+CONFIG_LOCALVERSION="-memhp"
+CONFIG_NR_CPUS=64
+# CONFIG_MEMORY_HOTPLUG_DEFAULT_ONLINE is not set
+# CONFIG_FOO is not set because
+"""
+
+NEW_STYLE = """\
+# CONFIG_MHP_DEFAULT_ONLINE_TYPE_OFFLINE is not set
+CONFIG_MHP_DEFAULT_ONLINE_TYPE_ONLINE_AUTO=y
+# CONFIG_MHP_DEFAULT_ONLINE_TYPE_ONLINE_KERNEL is not set
+# CONFIG_MHP_DEFAULT_ONLINE_TYPE_ONLINE_MOVABLE is not set
+"""
+
+
+def test_parse_reads_values_and_unset_options() -> None:
+    cfg = kconfig.parse(CONFIG, "test")
+    assert cfg.source == "test"
+    assert cfg.get("MEMORY_HOTPLUG") == "y"
+    assert cfg.get("CONFIG_VIRTIO_MEM") == "m"
+    assert cfg.get("LOCALVERSION") == '"-memhp"'
+    assert cfg.get("NR_CPUS") == "64"
+    assert cfg.get("MEMORY_HOTPLUG_DEFAULT_ONLINE") == "n"
+    assert cfg.get("FOO") is None  # not the exact "is not set" form
+    assert cfg.get("ABSENT") is None
+
+
+def test_enabled_means_y_or_m() -> None:
+    cfg = kconfig.parse(CONFIG)
+    assert cfg.enabled("MEMORY_HOTPLUG")
+    assert cfg.enabled("CONFIG_VIRTIO_MEM")
+    assert not cfg.enabled("MEMORY_HOTPLUG_DEFAULT_ONLINE")
+    assert not cfg.enabled("ABSENT")
+
+
+def test_line_cites_option_as_in_file() -> None:
+    cfg = kconfig.parse(CONFIG)
+    assert cfg.line("MEMORY_HOTPLUG") == "CONFIG_MEMORY_HOTPLUG=y"
+    assert cfg.line("CONFIG_MEMORY_HOTPLUG_DEFAULT_ONLINE") == (
+        "CONFIG_MEMORY_HOTPLUG_DEFAULT_ONLINE is not set")
+    assert cfg.line("ABSENT") == "CONFIG_ABSENT absent"
+
+
+def test_load_without_file_is_empty(tmp_path) -> None:
+    assert kconfig.load(None).options == {}
+    assert kconfig.load(tmp_path / "missing").options == {}
+    (tmp_path / "config").write_text("CONFIG_A=y\n")
+    assert kconfig.load(tmp_path / "config").get("A") == "y"
+
+
+def facts(config: str = "", cmdline: tuple[str, ...] = (), firmware: bool = False,
+          overrides: dict[str, str] | None = None) -> KernelFacts:
+    return KernelFacts(arch="x86_64", release="6.12.117+deb13-amd64",
+                       config=kconfig.parse(config), cmdline=cmdline,
+                       qemu_version=(7, 2, 0), firmware_onlines_dimms=firmware,
+                       overrides=overrides or {})
+
+
+def test_cmdline_memhp_default_state_wins() -> None:
+    got = default_online_policy(facts(NEW_STYLE, ("quiet", "memhp_default_state=offline")))
+    assert got.value == "offline"
+    assert "memhp_default_state=offline" in got.why
+
+
+def test_cmdline_last_memhp_default_state_wins() -> None:
+    cmdline = ("memhp_default_state=offline", "memhp_default_state=online_movable")
+    assert default_online_policy(facts(NEW_STYLE, cmdline)).value == "online_movable"
+
+
+def test_cmdline_bogus_state_falls_back_to_config() -> None:
+    assert default_online_policy(facts(NEW_STYLE, ("memhp_default_state=x",))).value == "online"
+
+
+def test_online_type_choice_online_auto() -> None:
+    got = default_online_policy(facts(NEW_STYLE))
+    assert got.value == "online"
+    assert "CONFIG_MHP_DEFAULT_ONLINE_TYPE_ONLINE_AUTO=y" in got.why
+
+
+def test_online_type_choice_movable() -> None:
+    cfg = "CONFIG_MHP_DEFAULT_ONLINE_TYPE_ONLINE_MOVABLE=y\n"
+    assert default_online_policy(facts(cfg)).value == "online_movable"
+
+
+def test_old_bool_option_online() -> None:
+    got = default_online_policy(facts("CONFIG_MEMORY_HOTPLUG_DEFAULT_ONLINE=y\n"))
+    assert got.value == "online"
+    assert "CONFIG_MEMORY_HOTPLUG_DEFAULT_ONLINE=y" in got.why
+
+
+def test_old_bool_option_not_set_is_offline() -> None:
+    got = default_online_policy(facts("# CONFIG_MEMORY_HOTPLUG_DEFAULT_ONLINE is not set\n"))
+    assert got.value == "offline"
+    assert "is not set" in got.why
+
+
+def test_override_wins_over_everything() -> None:
+    f = facts(NEW_STYLE, ("memhp_default_state=offline",),
+              overrides={"online_policy": "online_movable"})
+    got = default_online_policy(f)
+    assert got.value == "online_movable"
+    assert "--memhp-expect" in got.why
+
+
+def test_bad_override_raises_value_error() -> None:
+    with pytest.raises(ValueError, match="online_policy=sometimes"):
+        default_online_policy(facts(NEW_STYLE, overrides={"online_policy": "sometimes"}))
+
+
+def test_empty_config_raises_lookup_error() -> None:
+    with pytest.raises(LookupError, match=r"6\.12\.117"):
+        default_online_policy(facts(""))
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        ("offline", BlockState("offline", None)),
+        ("online", BlockState("online", "Normal")),
+        ("online_kernel", BlockState("online", "Normal")),
+        ("online_movable", BlockState("online", "Movable")),
+    ],
+)
+def test_hot_added_block_state_follows_policy(state: str, expected: BlockState) -> None:
+    got = hot_added_block_state(facts(NEW_STYLE, (f"memhp_default_state={state}",)))
+    assert got.value == expected
+    assert got.why
+    assert state in got.why
+
+
+@pytest.mark.parametrize("state", ["offline", "online_movable"])
+def test_pseries_onlines_dimms_to_normal_regardless(state: str) -> None:
+    got = hot_added_block_state(facts("", (f"memhp_default_state={state}",), firmware=True))
+    assert got.value == BlockState("online", "Normal")
+    assert "DLPAR" in got.why
+
+
+@pytest.mark.parametrize(
+    ("release", "version"),
+    [("6.12.117+deb13-amd64", (6, 12, 117)), ("6.1.0-28-amd64", (6, 1, 0)),
+     ("7.0-rc1", (7, 0, 0)), ("weird", (0, 0, 0))],
+)
+def test_parse_release(release: str, version: tuple[int, int, int]) -> None:
+    assert parse_release(release) == version
