@@ -44,6 +44,8 @@ class Arch:
     firmware_onlines_dimms: bool = False
     # Faster firmware than the default, used when the file exists.
     fast_firmware: tuple[str, ...] = ()
+    # Boot the decompressed ELF vmlinux through its PVH entry (skips the bzImage stub).
+    pvh_boot: bool = False
     boot_timeout_tcg: float = 90.0
 
     def flavour(self, suffix: str | None) -> str:
@@ -114,6 +116,7 @@ X86_64 = Arch(
     dimm_align=128 * MiB,
     devices=frozenset({"pc-dimm", "virtio-mem-pci", "nvdimm"}),
     acpi_memory_hotplug=True,
+    pvh_boot=True,
     # qboot (Debian's qemu-system-data) boots ~0.3-0.5 s sooner than SeaBIOS under TCG and
     # still hands QEMU's ACPI tables (memory hotplug) to the kernel.
     fast_firmware=("-bios", "/usr/share/qemu/qboot.rom"),

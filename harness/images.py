@@ -25,14 +25,15 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from harness import cache, kernels
+from harness import cache, kernels, kimage
 from harness.arch import Arch
 from harness.debian import USERSPACE_SUITE, AptCache, Package
 from harness.errors import UsageError
 from harness.progress import progress
 
 RECIPE_DIR = Path(__file__).resolve().parent.parent / "guest-images"
-READY_MARKER = "MEMHP-READY"
+READY_MARKER = "MEMHP-READY"  # init: modules loaded, everything up
+SSHD_MARKER = "memhp: sshd started"  # init: SSH can start (modules still loading)
 MODULE_DIR = "lib/modules/memhp"  # flat: the init insmods in the order of etc/memhp/modules
 
 
@@ -121,14 +122,14 @@ def _build(spec: str, arch: Arch, source: kernels.KernelSource, userspace: list[
             config = image.parent / ".config" if (image.parent / ".config").exists() else None
             described = str(image)
         arch.check_kernel(image)
-        shutil.copyfile(image, out / "kernel")
+        _install_kernel(image, arch, out / "kernel")
         if config:
             shutil.copyfile(config, out / "config")
         for deb in apt.download(userspace):
             _extract(deb, root)
         _usrmerge(root)
         loaded = _install_modules(modules_dir, root) if modules_dir else []
-        _install_recipe(root, loaded)
+        _install_recipe(root)
         _make_keys(root, out)
         write_cpio(root, out / "initramfs.cpio")
         meta = {"arch": arch.name, "spec": spec, "release": release,
@@ -143,14 +144,15 @@ def _build(spec: str, arch: Arch, source: kernels.KernelSource, userspace: list[
 # -- inputs and cache key --------------------------------------------------------------------
 
 
+def _recipe_lines(name: str) -> list[list[str]]:
+    """Words of each line of a recipe list, '#' comments dropped."""
+    lines = (line.split("#", 1)[0].split() for line in (RECIPE_DIR / name).read_text().splitlines())
+    return [words for words in lines if words]
+
+
 def _recipe_list(name: str) -> list[str]:
-    """Names from a recipe list: first word of each line, '#' comments ignored."""
-    words = []
-    for line in (RECIPE_DIR / name).read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            words.append(line.split()[0])
-    return words
+    """First word of each line of a recipe list."""
+    return [words[0] for words in _recipe_lines(name)]
 
 
 def _image_key(arch: Arch, source: kernels.KernelSource, userspace: list[Package]) -> str:
@@ -220,6 +222,16 @@ def _debian_kernel_parts(tree: Path, arch: Arch) -> tuple[Path, str, Path | None
     return image, release, modules, config if config.exists() else None
 
 
+def _install_kernel(image: Path, arch: Arch, dest: Path) -> None:
+    """Copy the kernel; on x86 prefer its decompressed vmlinux when it can boot via PVH."""
+    data = image.read_bytes()
+    if arch.pvh_boot:
+        elf = kimage.extract_vmlinux(data)
+        if elf is not None and kimage.has_pvh_entry(elf):
+            data = elf
+    dest.write_bytes(data)
+
+
 def _usrmerge(root: Path) -> None:
     """Fold /bin, /sbin, /lib* into /usr so bookworm and trixie packages agree on paths."""
     for top in ("bin", "sbin", "lib", "lib64"):
@@ -244,38 +256,47 @@ def _usrmerge(root: Path) -> None:
 
 
 def _install_modules(modules_dir: Path, root: Path) -> list[str]:
-    """Copy the wanted modules and their dependencies, decompressed, in load order."""
-    release = modules_dir.name
+    """Copy the wanted modules and their dependencies, decompressed, in load order.
+
+    Writes etc/memhp/modules.early (loaded before sshd) and etc/memhp/modules (after).
+    """
     deps = _modules_dep(modules_dir)
     by_name = {_mod_name(path): path for path in deps}
     order: list[str] = []
 
     def visit(path: str) -> None:
-        if path in order:
-            return
-        for dep in deps[path]:
-            visit(dep)
-        order.append(path)
+        if path not in order:
+            for dep in deps[path]:
+                visit(dep)
+            order.append(path)
 
-    for name in _recipe_list("modules.txt"):
-        path = by_name.get(name.replace("-", "_"))
-        if path:  # built in, or not in this kernel at all: nothing to load
-            visit(path)
+    lists: dict[bool, list[str]] = {True: [], False: []}
+    for line in _recipe_lines("modules.txt"):
+        path = by_name.get(line[0].replace("-", "_"))
+        if path is None:  # built in, or not in this kernel at all: nothing to load
+            continue
+        before = len(order)
+        visit(path)
+        lists["early" in line[1:]] += [_mod_name(p) + ".ko" for p in order[before:]]
     dest = root / MODULE_DIR
     dest.mkdir(parents=True, exist_ok=True)
-    loaded = []
     for rel in order:
-        data = (modules_dir / rel).read_bytes()
-        if rel.endswith(".xz"):
-            data = lzma.decompress(data)
-        elif rel.endswith(".zst"):
-            data = subprocess.run(["zstd", "-dc"], input=data, capture_output=True,
-                                  check=True).stdout
-        name = _mod_name(rel) + ".ko"
-        (dest / name).write_bytes(data)
-        loaded.append(name)
-    (root / "lib/modules" / release).mkdir(parents=True, exist_ok=True)
-    return loaded
+        (dest / (_mod_name(rel) + ".ko")).write_bytes(_read_module(modules_dir / rel))
+    etc = root / "etc/memhp"
+    etc.mkdir(parents=True, exist_ok=True)
+    (etc / "modules.early").write_text("".join(f"{m}\n" for m in lists[True]))
+    (etc / "modules").write_text("".join(f"{m}\n" for m in lists[False]))
+    return lists[True] + lists[False]
+
+
+def _read_module(path: Path) -> bytes:
+    data = path.read_bytes()
+    if path.name.endswith(".xz"):
+        return lzma.decompress(data)
+    if path.name.endswith(".zst"):
+        return subprocess.run(["zstd", "-dc"], input=data, capture_output=True,
+                              check=True).stdout
+    return data
 
 
 def _modules_dep(modules_dir: Path) -> dict[str, list[str]]:
@@ -313,10 +334,11 @@ def _mod_name(path: str) -> str:
     return name.replace("-", "_")
 
 
-def _install_recipe(root: Path, modules: list[str]) -> None:
+def _install_recipe(root: Path) -> None:
     etc = root / "etc"
     (etc / "memhp").mkdir(parents=True, exist_ok=True)
-    (etc / "memhp/modules").write_text("".join(f"{m}\n" for m in modules))
+    for name in ("modules.early", "modules"):
+        (etc / "memhp" / name).touch()
     init = root / "init"
     shutil.copyfile(RECIPE_DIR / "init", init)
     init.chmod(0o755)
@@ -324,13 +346,32 @@ def _install_recipe(root: Path, modules: list[str]) -> None:
     sh = root / "usr/bin/sh"
     if not sh.exists():
         sh.symlink_to("busybox")
-    if not (root / "usr/bin/busybox").exists():
+    busybox = root / "usr/bin/busybox"
+    if not busybox.exists():
         raise UsageError("busybox-static did not provide /usr/bin/busybox")
+    for applet in busybox_applets(busybox.read_bytes()):
+        link = root / "usr/bin" / applet
+        if not link.exists() and not link.is_symlink():
+            link.symlink_to("busybox")
     (etc / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
     (etc / "group").write_text("root:x:0:\n")
     (etc / "shells").write_text("/bin/sh\n")
     for d in ("proc", "sys", "dev", "tmp", "run", "var", "mnt"):
         (root / d).mkdir(exist_ok=True)
+
+
+def busybox_applets(binary: bytes) -> list[str]:
+    """Applet names from busybox's packed name table ("[\\0[[\\0acpid\\0...\\0\\0").
+
+    Read from the binary rather than by running it: it may be another arch's.
+    Empty if the table is not found (init then runs busybox --install).
+    """
+    start = binary.find(b"\0[\0[[\0")
+    if start < 0:
+        return []
+    end = binary.find(b"\0\0", start + 1)
+    names = binary[start + 1:end].decode("ascii", "replace").split("\0")
+    return [n for n in names if n and "/" not in n and n != "busybox"]
 
 
 def _make_keys(root: Path, out: Path) -> None:

@@ -31,7 +31,7 @@ from harness.arch import Arch, GiB
 from harness.console import ConsoleLog
 from harness.errors import InfrastructureError, LaunchError, MemhpError, UsageError
 from harness.guest import Guest
-from harness.images import READY_MARKER, Image
+from harness.images import READY_MARKER, SSHD_MARKER, Image
 from harness.progress import progress
 from harness.qmp import QMP, EventLog
 
@@ -175,16 +175,25 @@ class Machine:
         events.lose(f"QEMU exited with status {code}")
 
     def wait_ready(self) -> None:
-        """Console marker, then SSH, within the boot bound."""
+        """Console markers and an SSH handshake, within the boot bound.
+
+        The guest starts sshd before loading the scenario modules, so the handshake overlaps
+        the module loading; ready is both done and the ready marker printed.
+        """
         assert self.console is not None
         timeout = self.config.boot_timeout or (
             self.arch.boot_timeout_tcg / (3 if self.accel.name == "kvm" else 1))
         start = time.monotonic()
+
+        def left() -> float:
+            return max(1.0, timeout - (time.monotonic() - start))
+
         with progress(f"boot: {self.arch.name} {self.config.image.spec} ({self.accel.name})"):
-            self.console.wait_for(READY_MARKER, timeout)
+            self.console.wait_for(SSHD_MARKER, timeout)
             self.guest = Guest(self.port, self.config.image.host_key,
                                str(self.config.image.client_key), on_lost=self.lost_context)
-            self.guest.connect(max(5.0, timeout - (time.monotonic() - start)))
+            self.guest.connect(left())
+            self.console.wait_for(READY_MARKER, left())
         self.boot_seconds = time.monotonic() - start
 
     # -- use -----------------------------------------------------------------------------
