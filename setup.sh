@@ -43,5 +43,7 @@ fi
 echo "memhp setup: Python environment ready in .venv"
 
 if [ "${1:-}" != "--no-images" ]; then
-  .venv/bin/memhp image build $(printf -- '--kernel %s ' "${IMAGES[@]}")
+  for arch in x86_64 ppc64le; do
+    .venv/bin/memhp image build --arch "$arch" $(printf -- '--kernel %s ' "${IMAGES[@]}")
+  done
 fi

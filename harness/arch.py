@@ -47,6 +47,10 @@ class Arch:
     # Boot the decompressed ELF vmlinux through its PVH entry (skips the bzImage stub).
     pvh_boot: bool = False
     boot_timeout_tcg: float = 90.0
+    # Kernel parameters the scenarios boot with unless a test asks otherwise.
+    scenario_cmdline: tuple[str, ...] = ()
+    # Guest properties some scenarios rely on that this machine does not have: name -> why.
+    lacks: dict[str, str] = field(default_factory=dict)
 
     def flavour(self, suffix: str | None) -> str:
         """Debian's flavour name for a spec suffix such as 'rt' or '64k'."""
@@ -117,6 +121,8 @@ X86_64 = Arch(
     devices=frozenset({"pc-dimm", "virtio-mem-pci", "nvdimm"}),
     acpi_memory_hotplug=True,
     pvh_boot=True,
+    # Hot-added memory waits, offline, until the scenario onlines it.
+    scenario_cmdline=("memhp_default_state=offline",),
     # qboot (Debian's qemu-system-data) boots ~0.3-0.5 s sooner than SeaBIOS under TCG and
     # still hands QEMU's ACPI tables (memory hotplug) to the kernel.
     fast_firmware=("-bios", "/usr/share/qemu/qboot.rom"),
@@ -142,6 +148,15 @@ PPC64LE = Arch(
     devices=frozenset({"pc-dimm", "nvdimm"}),
     # pseries DLPAR: dlpar_add_lmb() -> dlpar_online_lmb() onlines each LMB itself.
     firmware_onlines_dimms=True,
+    # DLPAR onlines new LMBs whatever the policy. With online_movable each LMB is onlined
+    # at add time, so the next LMB's memmap cannot land in it (it would with DLPAR's own
+    # Normal onlining, and offlining that LMB then fails with EBUSY on 6.12).
+    scenario_cmdline=("memhp_default_state=online_movable",),
+    lacks={
+        "isa-hole": "pseries has no ISA hole: memory0 is ordinary RAM",
+        "normal-only-hotplugged": "pseries boot RAM is ZONE_NORMAL too, so kernel allocations "
+        "do not go to a hot-added Normal block first and nothing reliably pins it",
+    },
 )
 
 ARCHES: dict[str, Arch] = {a.name: a for a in (X86_64, PPC64LE)}

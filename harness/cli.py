@@ -105,7 +105,7 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
     pytest_args = [str(TESTCASES), "-p", "no:cacheprovider"]
     for spec in args.kernel or []:
         pytest_args += ["--memhp-kernel", spec]
-    for arch in args.arch or []:
+    for arch in args.arch or ["x86_64"]:
         pytest_args += ["--memhp-arch", arch]
     if args.accel:
         pytest_args += ["--memhp-accel", args.accel]

@@ -90,7 +90,13 @@ def plug_dimm(machine: Machine, size: int, *, ack_timeout: float = 30.0) -> Dimm
         status = ost["data"]["info"]["status"]
         if status != 0:
             raise AssertionError(f"guest refused {dimm.id}: _OST status {status:#x}")
-    _fill_from_qemu(machine, dimm)
+        _fill_from_qemu(machine, dimm)
+    else:
+        # pseries reports no completion to QEMU: the guest's DLPAR handler adds and onlines
+        # the LMBs. Wait, bounded, in the guest for all of them to be online.
+        _fill_from_qemu(machine, dimm)
+        assert machine.guest is not None
+        machine.guest.wait_blocks_online(dimm.addr, dimm.size, timeout=ack_timeout)
     return dimm
 
 

@@ -210,6 +210,28 @@ class Guest:
         res = self.run(f"echo {shlex.quote(state)} > {MEMORY}/memory{index}/state", check=False)
         return 0 if res.status == 0 else write_errno(res.stderr)
 
+    def wait_blocks_online(self, addr: int, size: int, *, timeout: float) -> None:
+        """Wait in the guest until every block of [addr, addr + size) exists and is online.
+
+        For hotplug paths that tell QEMU nothing when the guest is done (pseries DLPAR): the
+        loop runs inside the guest, checking sysfs every 20 ms, bounded by ``timeout``.
+        """
+        bs = self.block_size()
+        first, last = addr // bs, (addr + size - 1) // bs
+        script = (f"end=$(( $(cut -d. -f1 /proc/uptime) + {int(timeout) + 1} )); "
+                  f"while :; do ok=1; for i in $(seq {first} {last}); do "
+                  f"[ \"$(cat {MEMORY}/memory$i/state 2>/dev/null)\" = online ] || ok=0; done; "
+                  "[ $ok = 1 ] && exit 0; "
+                  "[ $(cut -d. -f1 /proc/uptime) -ge $end ] && exit 1; usleep 20000; done")
+        res = self.run(script, check=False, timeout=timeout + 30)
+        if res.status != 0:
+            blocks = self.memory().covering(addr, size)
+            raise AssertionError(f"memory blocks {first}-{last} not all online within "
+                                 f"{timeout:g} s: {[(b.index, b.state) for b in blocks]}")
+
+    def block_size(self) -> int:
+        return int(self.run(f"cat {MEMORY}/block_size_bytes").stdout.strip(), 16)
+
     def meminfo(self) -> dict[str, int]:
         return parse_meminfo(self.run("cat /proc/meminfo").stdout)
 

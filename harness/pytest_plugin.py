@@ -28,9 +28,7 @@ from harness.machine import Machine, MachineConfig
 from harness.progress import progress
 from harness.vm import VM
 
-DEFAULT_ARCHES = ("x86_64",)
-# The scenarios' usual starting point: hot-added memory stays offline until the test says.
-DEFAULT_CMDLINE = ("memhp_default_state=offline",)
+DEFAULT_ARCHES = ("x86_64", "ppc64le")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -39,7 +37,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="kernel to test: debian:X.Y[/flavour] or PATH[,MODULES_DIR]; repeatable "
                      f"(default: {' '.join(DEFAULT_KERNELS)})")
     g.addoption("--memhp-arch", action="append", metavar="ARCH",
-                help=f"guest arch: x86_64 or ppc64le; repeatable (default: {DEFAULT_ARCHES[0]})")
+                help=f"guest arch: x86_64 or ppc64le; repeatable (default: {' '.join(DEFAULT_ARCHES)})")
     g.addoption("--memhp-accel", metavar="auto|kvm|tcg",
                 help="accelerator (default: $MEMHP_ACCEL or auto: KVM only where it works)")
     g.addoption("--memhp-expect", action="append", default=[], metavar="NAME=VALUE",
@@ -101,10 +99,11 @@ class Boot:
     memory: int | None
 
     @classmethod
-    def of(cls, item: pytest.Item) -> tuple[Boot, bool]:
+    def of(cls, item: pytest.Item, arch: Arch) -> tuple[Boot, bool]:
+        """The test's boot configuration: its memhp marker, else the arch's scenario one."""
         marker = item.get_closest_marker("memhp")
         kw = marker.kwargs if marker else {}
-        cmdline = kw.get("cmdline", DEFAULT_CMDLINE)
+        cmdline = kw.get("cmdline", arch.scenario_cmdline)
         return cls(tuple(cmdline or ()), kw.get("memory")), bool(kw.get("fresh", False))
 
 
@@ -170,7 +169,7 @@ def memhp_pool(pytestconfig: pytest.Config) -> Iterator[Pool]:
 @pytest.fixture
 def vm(request: pytest.FixtureRequest, memhp_target: Target, memhp_pool: Pool) -> Iterator[VM]:
     """A booted guest for this test's target, shared with compatible tests."""
-    boot, fresh = Boot.of(request.node)
+    boot, fresh = Boot.of(request.node, memhp_target.arch)
     machine = memhp_pool.acquire(memhp_target, boot, fresh)
     overrides = dict(o.split("=", 1) for o in request.config.getoption("memhp_expect"))
     v = VM(machine, overrides)

@@ -11,6 +11,8 @@ import contextlib
 import errno
 from collections.abc import Iterable, Sequence
 
+import pytest
+
 from harness import checks, devices
 from harness.checks import FlagRule
 from harness.devices import Dimm, UnplugResult
@@ -39,6 +41,11 @@ class VM:
             overrides=dict(overrides or {}),
         )
         self.dimms: list[Dimm] = []  # plugged by this test and not yet removed
+
+    def require(self, prop: str) -> None:
+        """Skip the test, with the arch profile's reason, if this machine lacks ``prop``."""
+        if prop in self.arch.lacks:
+            pytest.skip(f"{self.arch.name}: {self.arch.lacks[prop]}")
 
     # -- devices -------------------------------------------------------------------------
 

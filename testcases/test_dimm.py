@@ -1,9 +1,10 @@
 """pc-dimm hotplug, end to end: plug, online, offline, unplug, and the kernel's refusals.
 
 Each test runs once per target (``--memhp-arch`` x ``--memhp-kernel``). Unless marked
-otherwise, guests boot with ``memhp_default_state=offline`` so a hot-added DIMM waits for
-the test to online it; expectations that depend on the kernel come from
-``harness.expectations`` and say why when they fail.
+otherwise, guests boot with the arch profile's scenario command line (x86:
+``memhp_default_state=offline``, so a DIMM waits for the test to online it; pseries:
+``online_movable``, as DLPAR onlines LMBs itself). What depends on the kernel comes from
+``harness.expectations`` and says why when it fails.
 """
 
 from __future__ import annotations
@@ -97,6 +98,7 @@ def test_dimm_remove(vm: VM) -> None:
 @pytest.mark.dmesg_allow(r"page dumped because: unmovable page")
 def test_dimm_remove_refused_when_pinned(vm: VM) -> None:
     """6. A ZONE_NORMAL block full of slab pages cannot be offlined: the eject is refused."""
+    vm.require("normal-only-hotplugged")
     dimm = vm.plug_dimm(vm.arch.dimm_align)  # one block: all of ZONE_NORMAL
     blocks = vm.online(dimm, "online_kernel")
     # Boot RAM (1 GiB) is all DMA32, so new kernel allocations prefer this block: tmpfs
@@ -117,6 +119,7 @@ def test_dimm_remove_refused_when_pinned(vm: VM) -> None:
 
 def test_dimm_memory0_refuses_offline(vm: VM) -> None:
     """7. memory0 holds the ISA hole: offlining it fails with EINVAL."""
+    vm.require("isa-hole")
     block0 = vm.memory().blocks[0]
 
     assert vm.set_state([block0], "offline") == {0: errno.EINVAL}
@@ -135,3 +138,52 @@ def test_dimm_default_online_policy(vm: VM) -> None:
     expected = expectations.hot_added_block_state(vm.facts)
     vm.expect_blocks(vm.blocks(dimm), expected.value.state, expected.value.zone,
                      why=expected.why)
+
+
+# Removal while the blocks are online: the guest must offline them itself. On pseries these
+# are separate scenarios because the outcome depends on where the memmap went.
+UNPLUG_NOISE = (r"page dumped because|Offline failed|pseries-hotplug-mem|"
+                r"Memory indexed-count-remove failed|dlpar")
+
+
+def _remove_while_online(vm: VM, request: pytest.FixtureRequest) -> None:
+    dimm = vm.plug_dimm(2 * vm.arch.dimm_align)
+    vm.online(dimm, "online_movable")  # a no-op for blocks the kernel already onlined
+    expected = expectations.dimm_unplug(vm.facts)
+
+    result = vm.unplug_dimm(dimm, timeout=20.0)
+
+    request.node.user_properties.append(("unplug_outcome", result.outcome.value))
+    assert result.outcome in expected.value, (
+        f"unplug {result.describe()}; expected one of "
+        f"{sorted(o.value for o in expected.value)} ({expected.why})")
+    if result.outcome is Unplug.DELETED:
+        assert vm.blocks(dimm) == [], "memory blocks still present after DEVICE_DELETED"
+    else:
+        vm.expect_blocks(vm.blocks(dimm), "online", why="the guest kept the DIMM")
+
+
+# A refused removal leaves the DIMM (and QEMU's pending request) behind: own guest.
+@pytest.mark.memhp(cmdline=("memhp_default_state=offline",), fresh=True)
+@pytest.mark.dmesg_allow(UNPLUG_NOISE)
+def test_dimm_remove_while_online(vm: VM, request: pytest.FixtureRequest) -> None:
+    """9. device_del with the blocks online: x86 onlined movable by the test, pseries
+    onlined Normal by DLPAR itself."""
+    _remove_while_online(vm, request)
+
+
+@pytest.mark.memhp(cmdline=("memhp_default_state=online_movable",))
+def test_dimm_remove_while_online_movable_by_default(vm: VM,
+                                                     request: pytest.FixtureRequest) -> None:
+    """10. Blocks onlined to ZONE_MOVABLE at add time come back out."""
+    _remove_while_online(vm, request)
+
+
+@pytest.mark.memhp(cmdline=("memhp_default_state=offline", "memory_hotplug.memmap_on_memory=1"))
+def test_dimm_remove_while_online_memmap_on_memory(vm: VM,
+                                                   request: pytest.FixtureRequest) -> None:
+    """11. With memmap_on_memory each block carries its own memmap and comes back out."""
+    supported = expectations.memmap_on_memory(vm.facts)
+    if not supported.value:
+        pytest.skip(f"no memmap_on_memory in this kernel: {supported.why}")
+    _remove_while_online(vm, request)
