@@ -37,7 +37,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="kernel to test: debian:X.Y[/flavour] or PATH[,MODULES_DIR]; repeatable "
                      f"(default: {' '.join(DEFAULT_KERNELS)})")
     g.addoption("--memhp-arch", action="append", metavar="ARCH",
-                help=f"guest arch: x86_64 or ppc64le; repeatable (default: {' '.join(DEFAULT_ARCHES)})")
+                help="guest arch: x86_64 or ppc64le; repeatable "
+                     f"(default: {' '.join(DEFAULT_ARCHES)})")
     g.addoption("--memhp-accel", metavar="auto|kvm|tcg",
                 help="accelerator (default: $MEMHP_ACCEL or auto: KVM only where it works)")
     g.addoption("--memhp-expect", action="append", default=[], metavar="NAME=VALUE",
