@@ -1,6 +1,6 @@
 """Count DIMM removal outcomes on pseries, per kernel and boot command line.
 
-Each cycle hot-adds a 2-LMB DIMM, leaves its blocks as the kernel onlined them, and asks
+Each cycle hot-adds a DIMM (--lmbs, default 2), leaves its blocks as the kernel onlined them, and asks
 QEMU to remove it: deleted, refused (guest error event), or no event within the bound.
 A guest that refused is replaced by a fresh one (QEMU keeps the pending request).
 
@@ -27,7 +27,7 @@ VARIANTS = {
 }
 
 
-def cycles(image: images.Image, cmdline: tuple[str, ...], n: int) -> collections.Counter[str]:
+def cycles(image: images.Image, cmdline: tuple[str, ...], n: int, lmbs: int) -> collections.Counter[str]:
     seen: collections.Counter[str] = collections.Counter()
     machine: Machine | None = None
     try:
@@ -36,7 +36,7 @@ def cycles(image: images.Image, cmdline: tuple[str, ...], n: int) -> collections
                 machine = Machine(MachineConfig(arch=PPC64LE, image=image, cmdline=cmdline))
                 machine.start()
             vm = VM(machine)
-            dimm = vm.plug_dimm(2 * PPC64LE.dimm_align)
+            dimm = vm.plug_dimm(lmbs * PPC64LE.dimm_align)
             result = vm.unplug_dimm(dimm, timeout=20.0)
             seen[result.outcome.value] += 1
             if result.outcome is not Unplug.DELETED:
@@ -53,14 +53,16 @@ def main() -> int:
     p.add_argument("--kernel", action="append", metavar="SPEC")
     p.add_argument("--variant", action="append", choices=list(VARIANTS))
     p.add_argument("--cycles", type=int, default=10)
+    p.add_argument("--lmbs", type=int, default=2, help="DIMM size in LMBs (256 MiB each)")
     args = p.parse_args()
     progress.quiet = True
     for spec in args.kernel or ["debian:6.1", "debian:6.12"]:
         image = images.build(spec, PPC64LE)
         for name in args.variant or list(VARIANTS):
-            seen = cycles(image, VARIANTS[name], args.cycles)
+            seen = cycles(image, VARIANTS[name], args.cycles, args.lmbs)
             counts = ", ".join(f"{k} {v}" for k, v in sorted(seen.items()))
-            print(f"{spec} ({image.release}) {name}: {counts} of {args.cycles}", flush=True)
+            print(f"{spec} ({image.release}) {name}, {args.lmbs} LMBs: {counts} of {args.cycles}",
+                  flush=True)
     return 0
 
 

@@ -32,7 +32,7 @@ class Arch:
     machine: str  # -machine value
     cpu: str  # -cpu value under TCG
     console: str  # guest console device for console=
-    kernel_glob: str  # kernel image inside a linux-image deb
+    kernel_name: str  # kernel image file name in Debian's packages
     default_flavour: str  # Debian flavour suffix of the generic kernel
     flavours: dict[str, str] = field(default_factory=dict)  # spec suffix -> Debian flavour
     dimm_align: int = 128 * MiB  # QEMU's granularity for pc-dimm sizes
@@ -47,6 +47,8 @@ class Arch:
     # Boot the decompressed ELF vmlinux through its PVH entry (skips the bzImage stub).
     pvh_boot: bool = False
     boot_timeout_tcg: float = 90.0
+    # -device specs added at boot so PCI devices (virtio-mem-pci) can be hot-plugged later.
+    hotplug_ports: tuple[str, ...] = ()
     # Kernel parameters the scenarios boot with unless a test asks otherwise.
     scenario_cmdline: tuple[str, ...] = ()
     # Guest properties some scenarios rely on that this machine does not have: name -> why.
@@ -114,13 +116,16 @@ X86_64 = Arch(
     machine="q35,nvdimm=on",
     cpu="max",
     console="ttyS0",
-    kernel_glob="boot/vmlinuz-*",
+    kernel_name="vmlinuz",
     default_flavour="amd64",
     flavours={"cloud": "cloud-amd64", "rt": "rt-amd64"},
     dimm_align=128 * MiB,
     devices=frozenset({"pc-dimm", "virtio-mem-pci", "nvdimm"}),
     acpi_memory_hotplug=True,
     pvh_boot=True,
+    # q35 hot-plugs PCIe devices only into a free root port that existed at boot.
+    hotplug_ports=tuple(f"pcie-root-port,id=memhp-port{i},chassis={i},slot={i}"
+                        for i in (1, 2)),
     # Hot-added memory waits, offline, until the scenario onlines it.
     scenario_cmdline=("memhp_default_state=offline",),
     # qboot (Debian's qemu-system-data) boots ~0.3-0.5 s sooner than SeaBIOS under TCG and
@@ -139,7 +144,7 @@ PPC64LE = Arch(
     machine="pseries,x-vof=on",
     cpu="power9",
     console="hvc0",
-    kernel_glob="boot/vmlinux-*",
+    kernel_name="vmlinux",
     default_flavour="powerpc64le",
     flavours={"64k": "powerpc64le-64k"},
     # "Hotplugged memory size must be a multiple of 256 MB" (hw/ppc/spapr.c).
@@ -154,6 +159,8 @@ PPC64LE = Arch(
     scenario_cmdline=("memhp_default_state=online_movable",),
     lacks={
         "isa-hole": "pseries has no ISA hole: memory0 is ordinary RAM",
+        "virtio-mem": "QEMU 7.2 has no virtio-mem-pci for pseries, and the kernel's "
+        "VIRTIO_MEM depends on X86_64 || ARM64 || RISCV",
         "normal-only-hotplugged": "pseries boot RAM is ZONE_NORMAL too, so kernel allocations "
         "do not go to a hot-added Normal block first and nothing reliably pins it",
     },

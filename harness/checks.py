@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from harness.guest import MemoryBlock
-from harness.kpageflags import KPF, Histogram, format_flags, mask
+from harness.kpageflags import KPF, Histogram, format_flags, leading_run, mask
 
 
 @dataclass(frozen=True)
@@ -20,13 +20,13 @@ class FlagRule:
         return self.description
 
 
-def every_page(*flags: KPF) -> FlagRule:
-    bits = mask(*flags)
-    name = format_flags(bits)
+def every_page_is(value: int) -> FlagRule:
+    """Every page reads exactly ``value`` (e.g. NOPAGE, or {} for no flags at all)."""
+    name = format_flags(value)
 
     def problem(h: Histogram) -> str | None:
-        bad = h.total - h.with_all(bits)
-        return f"{bad} pages without {name}" if bad else None
+        bad = h.total - h.exactly(value)
+        return f"{bad} pages not {name}" if bad else None
 
     return FlagRule(f"every page {name}", problem)
 
@@ -66,6 +66,56 @@ def flags_report(seen: dict[int, tuple[range, Histogram]], rules: Sequence[FlagR
     head = [f"page flags: expected {', '.join(map(str, rules))}",
             f"  expectation: {why}" if why else "", "  seen per block:"]
     return "\n".join([h for h in head if h] + lines)
+
+
+def memmap_report(seen: dict[int, tuple[range, list[int]]], pages: int, flags: int,
+                  why: str) -> str | None:
+    """Each block must start with exactly ``pages`` pfns of value ``flags`` (its memmap)."""
+    lines, failed = [], False
+    for index, (pfns, values) in sorted(seen.items()):
+        lead = leading_run(values, pfns.start)
+        got = lead.length if lead and lead.value == flags else 0
+        # With no memmap expected, the block must not start with one.
+        bad = got != pages if pages else bool(lead and lead.value == flags and flags)
+        failed |= bad
+        first = str(lead) if lead else "nothing readable"
+        lines.append(f"  {'FAIL' if bad else 'ok  '} memory{index}: leading run {first}")
+    if not failed:
+        return None
+    want = f"{pages} pfns {format_flags(flags)}" if pages else "no self-hosted memmap"
+    return "\n".join([f"memmap_on_memory: expected each block to start with {want}",
+                      f"  expectation: {why}", "  seen per block:", *lines])
+
+
+def virtio_mem_report(seen: dict[int, tuple[range, Histogram]], *, unplugged: int,
+                      plugged_bytes: int, page_size: int, why: str) -> str | None:
+    """virtio-mem blocks: unplugged sub-blocks read exactly ``unplugged`` (never BUDDY),
+    plugged pages read like online memory, and together they add up to the device size."""
+    offline_bit = 1 << KPF.OFFLINE
+    online_rules = (no_page(KPF.NOPAGE, KPF.RESERVED), at_least(KPF.BUDDY, 0.8))
+    lines, failed, plugged = [], False, 0
+    for index, (pfns, hist) in sorted(seen.items()):
+        fake = Histogram({v: n for v, n in hist.counts.items() if v & offline_bit})
+        real = Histogram({v: n for v, n in hist.counts.items() if not v & offline_bit})
+        plugged += real.total * page_size
+        problems = []
+        if fake.total != fake.exactly(unplugged):
+            problems.append(f"unplugged pages not all {format_flags(unplugged)}")
+        if real.total:
+            problems += [p for rule in online_rules if (p := rule.problem(real))]
+        failed |= bool(problems)
+        lines.append(f"  {'FAIL' if problems else 'ok  '} memory{index}: plugged "
+                     f"{real.summary()}, unplugged {fake.summary()}"
+                     + (f"  <- {'; '.join(problems)}" if problems else ""))
+    if plugged != plugged_bytes:
+        failed = True
+        lines.append(f"  FAIL plugged pages add up to {plugged >> 20} MiB, device says "
+                     f"{plugged_bytes >> 20} MiB")
+    if not failed:
+        return None
+    return "\n".join([f"virtio-mem: expected unplugged sub-blocks {format_flags(unplugged)}, "
+                      "plugged ones like online memory", f"  expectation: {why}",
+                      "  seen per block:", *lines])
 
 
 def blocks_report(blocks: Sequence[MemoryBlock], state: str, zone: str | None,

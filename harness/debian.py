@@ -174,8 +174,10 @@ class AptCache:
             raise UsageError(f"Debian package {name} ({self.arch}) not found in {suite}")
         return max(pkgs, key=lambda p: VersionKey(p.version))
 
-    def closure(self, names: Iterable[str], suite: str) -> list[Package]:
-        """The packages plus everything they depend on (first alternative), in one suite."""
+    def closure(self, names: Iterable[str], suite: str,
+                follow: Callable[[str], bool] = lambda name: True) -> list[Package]:
+        """The packages plus the dependencies ``follow`` accepts (first alternative), in one
+        suite, transitively."""
         todo, seen, out = list(names), set(), []
         while todo:
             name = todo.pop()
@@ -184,7 +186,7 @@ class AptCache:
             seen.add(name)
             pkg = self.newest(name, suite)
             out.append(pkg)
-            todo.extend(depends_names(pkg.depends))
+            todo.extend(n for n in depends_names(pkg.depends) if follow(n))
         return out
 
     # -- downloads -----------------------------------------------------------------------

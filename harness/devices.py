@@ -7,6 +7,11 @@ QMP flows (QEMU 7.2, checked by hand; see shared/reference/qmp-and-qemu.md):
   status 0x84, then DEVICE_DELETED. Refusal: ACPI_DEVICE_OST source 3 status 0x80-0x83 and
   no DEVICE_DELETED (QEMU 7.2 sends no DEVICE_UNPLUG_GUEST_ERROR on x86); on pseries,
   DEVICE_UNPLUG_GUEST_ERROR / MEM_UNPLUG_ERROR, or no event at all.
+* virtio-mem: resize with qom-set requested-size; MEMORY_DEVICE_SIZE_CHANGE is rate-limited
+  and reports intermediate sizes, so wait for the one whose size equals the request.
+  device_del: refused by QEMU 7.2, allowed from 8.1 once size is 0.
+* NVDIMM: memory-backend-file (share=on) + nvdimm; needs -machine nvdimm=on. QEMU refuses
+  its unplug on every arch ("nvdimm device hot unplug is not supported yet").
 """
 
 from __future__ import annotations
@@ -16,8 +21,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from harness.errors import UsageError
-from harness.qmp import Event, EventTimeout
+from harness.errors import QMPCommandError, UsageError
+from harness.qmp import Event, EventTimeout, event_is
 
 if TYPE_CHECKING:
     from harness.machine import Machine
@@ -50,6 +55,7 @@ class Unplug(Enum):
     DELETED = "deleted"  # DEVICE_DELETED arrived: gone from QEMU
     REFUSED = "refused"  # the guest said no (ACPI _OST failure / guest error event)
     NO_EVENT = "no-event"  # nothing within the bound: the guest never answered
+    REJECTED = "rejected"  # QEMU itself refused device_del (its message in .error)
 
 
 @dataclass(frozen=True)
@@ -57,8 +63,11 @@ class UnplugResult:
     outcome: Unplug
     event: Event | None  # the deciding event
     events: list[Event]  # everything QEMU said meanwhile
+    error: str = ""  # QEMU's message when it rejected device_del
 
     def describe(self) -> str:
+        if self.outcome is Unplug.REJECTED:
+            return f"rejected by QEMU: {self.error}"
         if self.event is None:
             return f"{self.outcome.value}: no answer ({_names(self.events)})"
         return f"{self.outcome.value}: {self.event['event']} {self.event.get('data', {})}"
@@ -100,20 +109,29 @@ def plug_dimm(machine: Machine, size: int, *, ack_timeout: float = 30.0) -> Dimm
     return dimm
 
 
-def unplug_dimm(machine: Machine, dimm: Dimm, *, timeout: float = 30.0) -> UnplugResult:
+def unplug(machine: Machine, device: str, memdev: str, *, timeout: float = 30.0
+           ) -> UnplugResult:
     """Ask for removal; wait for QEMU's verdict. The backend is deleted only on success."""
     mark = machine.events.mark()
-    machine.qmp("device_del", {"id": dimm.id})
     try:
-        event = machine.events.wait(_unplug_verdict(dimm.id), after=mark, timeout=timeout,
-                                    what=f"unplug verdict for {dimm.id}")
+        machine.qmp("device_del", {"id": device})
+    except QMPCommandError as exc:
+        return UnplugResult(Unplug.REJECTED, None, [], exc.desc)
+    try:
+        event = machine.events.wait(_unplug_verdict(device), after=mark, timeout=timeout,
+                                    what=f"unplug verdict for {device}")
     except EventTimeout as exc:
         return UnplugResult(Unplug.NO_EVENT, None, exc.seen)
     seen = machine.events.since(mark)
     if event["event"] == "DEVICE_DELETED":
-        machine.qmp("object-del", {"id": dimm.memdev})
+        machine.qmp("object-del", {"id": memdev})
+        machine.release_port(device)
         return UnplugResult(Unplug.DELETED, event, seen)
     return UnplugResult(Unplug.REFUSED, event, seen)
+
+
+def unplug_dimm(machine: Machine, dimm: Dimm, *, timeout: float = 30.0) -> UnplugResult:
+    return unplug(machine, dimm.id, dimm.memdev, timeout=timeout)
 
 
 def memory_devices(machine: Machine) -> dict[str, dict[str, Any]]:
@@ -156,3 +174,141 @@ def _unplug_verdict(device: str) -> Any:
         return refused_ost(event) and data["info"]["status"] in OST_EJECT_REFUSED
 
     return match
+
+
+# -- virtio-mem ------------------------------------------------------------------------------
+
+
+@dataclass
+class VirtioMem:
+    """A virtio-mem-pci device and its RAM backend."""
+
+    id: str
+    memdev: str
+    max_size: int
+    addr: int = -1  # start of its device memory region ("memaddr")
+    block_size: int = 0
+    requested: int = 0
+    size: int = 0  # plugged now
+
+    def __str__(self) -> str:
+        return (f"{self.id} ({self.size >> 20}/{self.max_size >> 20} MiB plugged at "
+                f"{self.addr:#x})")
+
+
+@dataclass(frozen=True)
+class Resize:
+    requested: int
+    size: int  # what the guest plugged when the wait ended
+    reached: bool
+
+    def describe(self) -> str:
+        state = "reached" if self.reached else "NOT reached"
+        return f"requested {self.requested >> 20} MiB, size {self.size >> 20} MiB ({state})"
+
+
+def plug_virtio_mem(machine: Machine, max_size: int, *, requested: int = 0,
+                    block_size: int | None = None) -> VirtioMem:
+    """Hot-plug a virtio-mem-pci on a free PCIe root port."""
+    if not machine.arch.supports("virtio-mem-pci"):
+        raise UsageError(f"virtio-mem is not available on {machine.arch.name} (QEMU 7.2)")
+    n = next(_ids)
+    dev = VirtioMem(id=f"vmem{n}", memdev=f"vmem{n}-mem", max_size=max_size)
+    machine.qmp("object-add", {"qom-type": "memory-backend-ram", "id": dev.memdev,
+                               "size": max_size})
+    args: dict[str, object] = {"driver": "virtio-mem-pci", "id": dev.id, "memdev": dev.memdev,
+                               "requested-size": 0, "bus": machine.take_port(dev.id)}
+    if block_size:
+        args["block-size"] = block_size
+    try:
+        machine.qmp("device_add", args)
+    except BaseException:
+        machine.release_port(dev.id)
+        machine.qmp("object-del", {"id": dev.memdev})
+        raise
+    refresh_virtio_mem(machine, dev)
+    if requested:
+        resize_virtio_mem(machine, dev, requested)
+    return dev
+
+
+def refresh_virtio_mem(machine: Machine, dev: VirtioMem) -> VirtioMem:
+    info = memory_devices(machine)[dev.id]
+    dev.addr, dev.max_size = info["memaddr"], info["max-size"]
+    dev.block_size, dev.requested, dev.size = (info["block-size"], info["requested-size"],
+                                               info["size"])
+    return dev
+
+
+def resize_virtio_mem(machine: Machine, dev: VirtioMem, requested: int, *,
+                      timeout: float = 60.0) -> Resize:
+    """Set requested-size; wait for the size-change event that reports exactly it.
+
+    A guest that cannot satisfy the request (unmovable pages in the way) keeps retrying
+    quietly: then the wait ends at ``timeout`` and the result says so.
+    """
+    mark = machine.events.mark()
+    machine.qmp("qom-set", {"path": dev.id, "property": "requested-size", "value": requested})
+    refresh_virtio_mem(machine, dev)
+    if dev.size != requested:
+        try:
+            machine.events.wait(event_is("MEMORY_DEVICE_SIZE_CHANGE", id=dev.id, size=requested),
+                                after=mark, timeout=timeout,
+                                what=f"{dev.id} size {requested >> 20} MiB")
+        except EventTimeout:
+            pass
+        refresh_virtio_mem(machine, dev)
+    return Resize(requested, dev.size, dev.size == requested)
+
+
+def unplug_virtio_mem(machine: Machine, dev: VirtioMem, *, timeout: float = 30.0
+                      ) -> UnplugResult:
+    return unplug(machine, dev.id, dev.memdev, timeout=timeout)
+
+
+# -- NVDIMM ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Nvdimm:
+    """An NVDIMM and its file backend (a sparse file in the machine's private dir)."""
+
+    id: str
+    memdev: str
+    size: int
+    label_size: int | None = None
+    addr: int = -1
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.size >> 20} MiB at {self.addr:#x})"
+
+
+def plug_nvdimm(machine: Machine, size: int, *, label_size: int | None = None,
+                addr: int | None = None, timeout: float = 30.0) -> Nvdimm:
+    """Hot-plug an NVDIMM; wait until the guest shows its region."""
+    if not machine.arch.supports("nvdimm"):
+        raise UsageError(f"NVDIMM is not available on {machine.arch.name}")
+    n = next(_ids)
+    dev = Nvdimm(id=f"nvdimm{n}", memdev=f"nvdimm{n}-mem", size=size, label_size=label_size)
+    path = machine.workdir / f"{dev.id}.img"
+    with path.open("wb") as f:
+        f.truncate(size)  # sparse: costs no disk until written
+    machine.qmp("object-add", {"qom-type": "memory-backend-file", "id": dev.memdev,
+                               "mem-path": str(path), "size": size, "share": True})
+    args: dict[str, object] = {"driver": "nvdimm", "id": dev.id, "memdev": dev.memdev}
+    if label_size is not None:
+        args["label-size"] = label_size
+    if addr is not None:
+        args["addr"] = addr
+    try:
+        machine.qmp("device_add", args)
+    except BaseException:
+        machine.qmp("object-del", {"id": dev.memdev})
+        raise
+    dev.addr = memory_devices(machine)[dev.id]["addr"]
+    # NFIT hotplug: QEMU notifies the guest, which re-reads _FIT; there is no QMP event for
+    # its completion, so wait (bounded) in the guest for the new region.
+    assert machine.guest is not None
+    machine.guest.wait_until(f"grep -qx {dev.addr:#x} /sys/bus/nd/devices/region*/resource",
+                             timeout=timeout, what=f"an nd region at {dev.addr:#x}")
+    return dev

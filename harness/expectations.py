@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from harness.checks import FlagRule, at_least, every_page, no_page
+from harness.checks import FlagRule, at_least, every_page_is, no_page
 from harness.devices import Unplug
 from harness.kconfig import KernelConfig
 from harness.kpageflags import KPF
@@ -143,13 +143,28 @@ def hot_added_block_state(facts: KernelFacts) -> Expected[BlockState]:
 # -- page flags ------------------------------------------------------------------------------
 
 
-def page_flags(state: str) -> Expected[tuple[FlagRule, ...]]:
-    """/proc/kpageflags of a hot-added block in ``state``, all kernels so far."""
+def no_memmap_flags(facts: KernelFacts) -> Expected[int]:
+    """What /proc/kpageflags reports for a pfn without an online memmap (offline block,
+    ZONE_DEVICE, hole): KPF_NOPAGE, or 0 since v6.16."""
+    name = "no_memmap_flags"
+    if (o := _override(facts, name, ("nopage", "zero"))) is not None:
+        return Expected(name, (1 << KPF.NOPAGE) if o.value == "nopage" else 0, o.why)
+    if facts.version >= (6, 16, 0):
+        # kpage_read() writes 0 when pfn_to_online_page() is NULL and never passes NULL to
+        # stable_page_flags(): NOPAGE is gone, such pfns look like pages with no flags.
+        return Expected(name, 0, "pfn_to_online_page() is NULL and kpage_read() reports 0 "
+                        "(\"fs/proc/page: refactor to reduce code duplication\", v6.16)")
+    return Expected(name, 1 << KPF.NOPAGE, "pfn_to_online_page() is NULL, so "
+                    "stable_page_flags() reports KPF_NOPAGE (fs/proc/page.c)")
+
+
+def page_flags(facts: KernelFacts, state: str) -> Expected[tuple[FlagRule, ...]]:
+    """/proc/kpageflags of a hot-added block in ``state``."""
     name = "page_flags"
     if state == "offline":
-        return Expected(name, (every_page(KPF.NOPAGE),),
-                        "offline sections are not online: pfn_to_online_page() is NULL, "
-                        "so stable_page_flags() reports KPF_NOPAGE (fs/proc/page.c)")
+        none = no_memmap_flags(facts)
+        return Expected(name, (every_page_is(none.value),),
+                        f"offline sections are not online: {none.why}")
     # Onlining hands every page to the buddy: generic_online_page() -> __free_pages_core()
     # clears PG_reserved (6.1) or PageOffline (6.12, "mm/memory_hotplug: initialize memmap
     # of !ZONE_DEVICE with PageOffline() instead of PageReserved()", v6.12). A few dozen
@@ -191,3 +206,90 @@ def dimm_unplug(facts: KernelFacts) -> Expected[frozenset[Unplug]]:
                         "pseries 6.12 with the memmap of later LMBs in earlier ones: "
                         "removal may be refused, with or without an event")
     return Expected(name, ok, "pseries DLPAR removal of Normal LMBs holding no memmap")
+
+
+# -- memmap_on_memory ----------------------------------------------------------------------
+
+STRUCT_PAGE = 64  # sizeof(struct page) on 64-bit kernels without debug options
+
+
+def memmap_init(facts: KernelFacts) -> Expected[str]:
+    """How hot-added memmap is initialised before onlining: 'reserved' or 'offline'.
+
+    Visible only on pages onlining never frees, such as memmap_on_memory vmemmap pages.
+    """
+    name = "memmap_init"
+    if (o := _override(facts, name, ("reserved", "offline"))) is not None:
+        return o
+    if facts.version >= (6, 11, 0):
+        return Expected(name, "offline", "\"mm/memory_hotplug: initialize memmap of "
+                        "!ZONE_DEVICE with PageOffline() instead of PageReserved()\" (v6.11)")
+    return Expected(name, "reserved", "before v6.11 hot-added memmap is initialised "
+                    "PG_reserved (memmap_init_range, MEMINIT_HOTPLUG)")
+
+
+@dataclass(frozen=True)
+class SelfHostedMemmap:
+    pages: int  # leading pfns of each block that hold its memmap (0: none)
+    flags: int  # their /proc/kpageflags value
+
+
+def self_hosted_memmap(facts: KernelFacts, *, device_blocks: int, block_size: int,
+                       page_size: int) -> Expected[SelfHostedMemmap]:
+    """The vmemmap pages memmap_on_memory puts at the start of each hot-added block."""
+    name = "self_hosted_memmap"
+    none = SelfHostedMemmap(0, 0)
+    if facts.param("memory_hotplug.memmap_on_memory") not in ("1", "y", "Y", "force"):
+        return Expected(name, none, "memory_hotplug.memmap_on_memory not on the command line")
+    supported = memmap_on_memory(facts)
+    if not supported.value:
+        return Expected(name, none, supported.why)
+    if facts.version < (6, 6, 0) and device_blocks != 1:
+        return Expected(name, none, "before v6.6 only a device of exactly one memory block "
+                        "gets its memmap on itself (mhp_supports_memmap_on_memory(size))")
+    pages = block_size // page_size * STRUCT_PAGE // page_size
+    init = memmap_init(facts)
+    value = 1 << KPF.OWNER_PRIVATE
+    if init.value == "reserved":
+        value |= 1 << KPF.RESERVED
+    since = ("per memory block since \"mm/memory_hotplug: split memmap_on_memory requests "
+             "across memblocks\" (v6.6)" if device_blocks != 1 else "one-block device")
+    return Expected(name, SelfHostedMemmap(pages, value),
+                    f"{pages} pfns of memmap per block ({since}), marked "
+                    f"PG_vmemmap_self_hosted (OWNER_PRIVATE) and memmap_init={init.value}: "
+                    f"{init.why}")
+
+
+# -- virtio-mem ----------------------------------------------------------------------------
+
+
+def virtio_mem_unplugged_flags(*, was_online: bool) -> Expected[int]:
+    """kpageflags of unplugged virtio-mem sub-blocks inside an online memory block.
+
+    Both kernels: virtio_mem_set_fake_offline() marks them PageOffline; sub-blocks that were
+    never onlined also carry PG_dirty ("hand to generic_online_page() later"). Never
+    RESERVED (6.1 clears it; 6.12 initialises the memmap PageOffline).
+    """
+    value = 1 << KPF.OFFLINE
+    if not was_online:
+        value |= 1 << KPF.DIRTY
+        return Expected("virtio_mem_unplugged", value,
+                        "never-onlined unplugged sub-blocks: PageOffline + PG_dirty "
+                        "(virtio_mem_set_fake_offline(onlined=false))")
+    return Expected("virtio_mem_unplugged", value,
+                    "sub-blocks unplugged after onlining: PageOffline only "
+                    "(virtio_mem_fake_offline())")
+
+
+def virtio_mem_unplug(facts: KernelFacts) -> Expected[frozenset[Unplug]]:
+    """device_del of a virtio-mem device whose size is 0, by QEMU version."""
+    name = "virtio_mem_device_del"
+    if (o := _override(facts, name, tuple(u.value for u in Unplug))) is not None:
+        return Expected(name, frozenset({Unplug(o.value)}), o.why)
+    if facts.qemu_version >= (8, 1, 0):
+        return Expected(name, frozenset({Unplug.DELETED}),
+                        f"QEMU {'.'.join(map(str, facts.qemu_version))}: virtio-mem unplug "
+                        "is allowed once size is 0 (QEMU 8.1)")
+    return Expected(name, frozenset({Unplug.REJECTED}),
+                    f"QEMU {'.'.join(map(str, facts.qemu_version))}: \"virtio based memory "
+                    "devices cannot be unplugged\" before QEMU 8.1")

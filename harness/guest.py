@@ -210,24 +210,28 @@ class Guest:
         res = self.run(f"echo {shlex.quote(state)} > {MEMORY}/memory{index}/state", check=False)
         return 0 if res.status == 0 else write_errno(res.stderr)
 
-    def wait_blocks_online(self, addr: int, size: int, *, timeout: float) -> None:
-        """Wait in the guest until every block of [addr, addr + size) exists and is online.
+    def wait_until(self, condition: str, *, timeout: float, what: str) -> None:
+        """Wait, bounded, until the shell ``condition`` holds in the guest.
 
-        For hotplug paths that tell QEMU nothing when the guest is done (pseries DLPAR): the
-        loop runs inside the guest, checking sysfs every 20 ms, bounded by ``timeout``.
+        Only for guest state that tells QEMU (and so QMP) nothing when it changes, such as
+        pseries DLPAR onlining or an NFIT region appearing. The loop runs in the guest and
+        re-checks every 20 ms.
         """
+        script = (f"end=$(( $(cut -d. -f1 /proc/uptime) + {int(timeout) + 1} )); "
+                  f"until {condition}; do "
+                  "[ $(cut -d. -f1 /proc/uptime) -ge $end ] && exit 1; usleep 20000; done")
+        if self.run(script, check=False, timeout=timeout + 30).status != 0:
+            raise AssertionError(f"no {what} in the guest within {timeout:g} s")
+
+    def wait_blocks_online(self, addr: int, size: int, *, timeout: float) -> None:
+        """Wait until every memory block of [addr, addr + size) exists and is online."""
         bs = self.block_size()
         first, last = addr // bs, (addr + size - 1) // bs
-        script = (f"end=$(( $(cut -d. -f1 /proc/uptime) + {int(timeout) + 1} )); "
-                  f"while :; do ok=1; for i in $(seq {first} {last}); do "
-                  f"[ \"$(cat {MEMORY}/memory$i/state 2>/dev/null)\" = online ] || ok=0; done; "
-                  "[ $ok = 1 ] && exit 0; "
-                  "[ $(cut -d. -f1 /proc/uptime) -ge $end ] && exit 1; usleep 20000; done")
-        res = self.run(script, check=False, timeout=timeout + 30)
-        if res.status != 0:
-            blocks = self.memory().covering(addr, size)
-            raise AssertionError(f"memory blocks {first}-{last} not all online within "
-                                 f"{timeout:g} s: {[(b.index, b.state) for b in blocks]}")
+        condition = (f"! for i in $(seq {first} {last}); do "
+                     f"[ \"$(cat {MEMORY}/memory$i/state 2>/dev/null)\" = online ] || echo no; "
+                     "done | grep -q no")
+        self.wait_until(condition, timeout=timeout,
+                        what=f"online memory blocks {first}-{last}")
 
     def block_size(self) -> int:
         return int(self.run(f"cat {MEMORY}/block_size_bytes").stdout.strip(), 16)

@@ -98,7 +98,10 @@ def build(spec: str, arch: Arch) -> Image:
 def apt_userspace(apt: AptCache) -> list[Package]:
     if not any(apt.index().values()):
         apt.update()
-    return apt.closure(_recipe_list("packages.txt"), USERSPACE_SUITE)
+    # Only shared libraries are followed: maintainer-script dependencies (dpkg, perl,
+    # init-system-helpers) have no place in an initramfs.
+    return apt.closure(_recipe_list("packages.txt"), USERSPACE_SUITE,
+                       follow=lambda name: name.startswith(("lib", "zlib")))
 
 
 def _build(spec: str, arch: Arch, source: kernels.KernelSource, userspace: list[Package],
@@ -111,9 +114,9 @@ def _build(spec: str, arch: Arch, source: kernels.KernelSource, userspace: list[
         out.mkdir()
         root.mkdir()
         if isinstance(source, kernels.DebianKernel):
-            (deb,) = apt.download([source.package])
             tree = tmp / "kernel"
-            _extract(deb, tree)
+            for deb in apt.download(source.packages):
+                _extract(deb, tree)
             image, release, modules_dir, config = _debian_kernel_parts(tree, arch)
             described = f"{source.package.name} {source.package.version} ({source.package.suite})"
         else:
@@ -163,7 +166,8 @@ def _image_key(arch: Arch, source: kernels.KernelSource, userspace: list[Package
         if path.is_file():
             h.update(path.name.encode() + path.read_bytes())
     if isinstance(source, kernels.DebianKernel):
-        h.update(source.package.sha256.encode())
+        for pkg in source.packages:
+            h.update(pkg.sha256.encode())
     else:
         h.update(_file_digest(source.image).encode())
         if source.modules:
@@ -211,14 +215,26 @@ def _extract(deb: Path, dest: Path) -> None:
 
 
 def _debian_kernel_parts(tree: Path, arch: Arch) -> tuple[Path, str, Path | None, Path | None]:
-    images = sorted(tree.glob(arch.kernel_glob))
-    if not images:
-        raise UsageError(f"no {arch.kernel_glob} in the kernel package: not a {arch.name} kernel?")
-    image = images[0]
-    release = image.name.split("-", 1)[1]
+    """Kernel image, release, modules dir and config of an unpacked Debian kernel.
+
+    Up to 6.x: boot/vmlinuz-REL and boot/config-REL. The 7.x split packages put them in
+    usr/lib/modules/REL/ as vmlinuz (vmlinux) and config.
+    """
+    name = arch.kernel_name
+    for image in sorted(tree.glob(f"boot/{name}-*")):
+        release = image.name.split("-", 1)[1]
+        config = tree / "boot" / f"config-{release}"
+        break
+    else:
+        found = sorted(tree.glob(f"usr/lib/modules/*/{name}")) + sorted(
+            tree.glob(f"lib/modules/*/{name}"))
+        if not found:
+            raise UsageError(f"no {name} in the kernel package: not a {arch.name} kernel?")
+        image = found[0]
+        release = image.parent.name
+        config = image.parent / "config"
     modules = next((p for p in (tree / "lib/modules" / release, tree / "usr/lib/modules" / release)
                     if p.is_dir()), None)
-    config = tree / "boot" / f"config-{release}"
     return image, release, modules, config if config.exists() else None
 
 

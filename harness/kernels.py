@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.arch import Arch
-from harness.debian import AptCache, Package, VersionKey
+from harness.debian import AptCache, Package, VersionKey, depends_names
 from harness.errors import UsageError
 
 DEFAULT_KERNELS = ("debian:6.1", "debian:6.12")
@@ -22,7 +22,12 @@ DEFAULT_KERNELS = ("debian:6.1", "debian:6.12")
 @dataclass(frozen=True)
 class DebianKernel:
     spec: str
-    package: Package
+    package: Package  # linux-image-*
+    parts: tuple[Package, ...] = ()  # split packages holding the kernel and modules
+
+    @property
+    def packages(self) -> tuple[Package, ...]:
+        return (self.package, *self.parts)
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,8 @@ def resolve(spec: str, arch: Arch, apt: AptCache | None) -> KernelSource:
     if spec.startswith("debian:"):
         if apt is None:
             raise UsageError("debian: kernel specs need the apt cache")
-        return DebianKernel(spec, resolve_debian(spec, arch, apt))
+        package = resolve_debian(spec, arch, apt)
+        return DebianKernel(spec, package, split_parts(package, apt))
     return resolve_local(spec, arch)
 
 
@@ -70,6 +76,16 @@ def resolve_debian(spec: str, arch: Arch, apt: AptCache) -> Package:
             "security/backports suites): try another line or flavour"
         )
     return max(candidates, key=lambda p: (VersionKey(p.version), p.name.endswith("-unsigned")))
+
+
+# Debian's 7.x packaging splits linux-image-<abi> into a metapackage depending on these.
+SPLIT_PREFIXES = ("linux-binary-", "linux-modules-", "linux-base-")
+
+
+def split_parts(package: Package, apt: AptCache) -> tuple[Package, ...]:
+    """The packages a split linux-image-* depends on for its kernel and modules."""
+    names = [n for n in depends_names(package.depends) if n.startswith(SPLIT_PREFIXES)]
+    return tuple(apt.newest(n, package.suite) for n in names)
 
 
 def resolve_local(spec: str, arch: Arch) -> LocalKernel:

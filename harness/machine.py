@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from harness.accel import Accel, choose_accel
 from harness.arch import Arch, GiB
@@ -36,6 +36,12 @@ from harness.progress import progress
 from harness.qmp import QMP, EventLog
 
 PORT_ATTEMPTS = 5
+
+
+class ColdPlug(Protocol):
+    """A device on QEMU's command line; see harness.coldplug."""
+
+    def qemu_args(self, workdir: Path) -> list[str]: ...
 _PR_SET_PDEATHSIG = 1
 _counter = itertools.count()
 
@@ -50,7 +56,8 @@ class MachineConfig:
     slots: int = 8  # DIMM slots
     smp: int = 2
     accel: Accel | None = None  # None: choose_accel()
-    qemu_args: tuple[str, ...] = ()  # e.g. cold-plugged devices
+    qemu_args: tuple[str, ...] = ()  # anything else for QEMU's command line
+    coldplug: tuple[ColdPlug, ...] = ()  # memory devices present from the start
     boot_timeout: float | None = None  # None: the arch's TCG bound (KVM: a third)
     labels: dict[str, str] = field(default_factory=dict)  # free-form, for reports
 
@@ -78,6 +85,7 @@ class Machine:
         self.cmdline: list[str] = []
         self.boot_seconds = 0.0
         self.qemu_version = ""
+        self._ports: dict[str, str] = {}  # PCIe root port -> device plugged there
 
     # -- context manager -----------------------------------------------------------------
 
@@ -166,6 +174,8 @@ class Machine:
             "-chardev", f"socket,id=con,fd={con_fd}", "-serial", "chardev:con",
             "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{self.port}-:22",
             "-device", "virtio-net-pci,netdev=net0",
+            *(a for port in self.arch.hotplug_ports for a in ("-device", port)),
+            *(a for dev in c.coldplug for a in dev.qemu_args(self.workdir)),
             *c.qemu_args,
         ]
 
@@ -207,6 +217,25 @@ class Machine:
             timeout: float = 30.0) -> Any:
         assert self._qmp is not None, "machine not launched"
         return self._qmp.execute(command, args, timeout)
+
+    @property
+    def workdir(self) -> Path:
+        """The machine's private (0700) directory: backing files, logs."""
+        assert self._dir is not None, "machine not launched"
+        return self._dir
+
+    def take_port(self, device: str) -> str:
+        """A free PCIe root port for a hot-plugged PCI device."""
+        for spec in self.arch.hotplug_ports:
+            port = spec.split("id=", 1)[1].split(",", 1)[0]
+            if port not in self._ports:
+                self._ports[port] = device
+                return port
+        raise UsageError(f"no free PCIe root port for {device} on {self.arch.name} "
+                         f"({len(self._ports)} in use): unplug a device first")
+
+    def release_port(self, device: str) -> None:
+        self._ports = {p: d for p, d in self._ports.items() if d != device}
 
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None

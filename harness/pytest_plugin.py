@@ -24,7 +24,7 @@ from harness.errors import InfrastructureError, KernelFailure, MemhpError
 from harness.images import Image
 from harness.images import build as build_image
 from harness.kernels import DEFAULT_KERNELS
-from harness.machine import Machine, MachineConfig
+from harness.machine import ColdPlug, Machine, MachineConfig
 from harness.progress import progress
 from harness.vm import VM
 
@@ -47,8 +47,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "memhp(cmdline=(...), fresh=False, memory=None): guest boot configuration; "
-        "cmdline=None boots the kernel's defaults, fresh=True gives the test its own guest")
+        "markers", "memhp(cmdline=(...), extra_cmdline=(...), fresh=False, memory=None, "
+        "coldplug=()): guest boot configuration; cmdline replaces the arch's scenario "
+        "command line (None: the kernel's defaults), extra_cmdline adds to it, fresh=True "
+        "gives the test its own guest, coldplug lists harness.coldplug device specs")
     config.addinivalue_line(
         "markers", "dmesg_allow(*regex): kernel log lines the test provokes on purpose")
     if not hasattr(config, "workerinput"):  # xdist workers' output is not shown anyway
@@ -98,14 +100,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 class Boot:
     cmdline: tuple[str, ...]
     memory: int | None
+    coldplug: tuple[ColdPlug, ...] = ()
 
     @classmethod
     def of(cls, item: pytest.Item, arch: Arch) -> tuple[Boot, bool]:
         """The test's boot configuration: its memhp marker, else the arch's scenario one."""
         marker = item.get_closest_marker("memhp")
         kw = marker.kwargs if marker else {}
-        cmdline = kw.get("cmdline", arch.scenario_cmdline)
-        return cls(tuple(cmdline or ()), kw.get("memory")), bool(kw.get("fresh", False))
+        cmdline = tuple(kw.get("cmdline", arch.scenario_cmdline) or ()) + tuple(
+            kw.get("extra_cmdline", ()))
+        boot = cls(cmdline, kw.get("memory"), tuple(kw.get("coldplug", ())))
+        return boot, bool(kw.get("fresh", False))
 
 
 @dataclass
@@ -138,7 +143,7 @@ class Pool:
     def _boot(self, target: Target, boot: Boot) -> Machine:
         accel = choose_accel(target.arch, self.config.getoption("memhp_accel"))
         cfg = MachineConfig(arch=target.arch, image=self.image(target), cmdline=boot.cmdline,
-                            accel=accel)
+                            accel=accel, coldplug=boot.coldplug)
         if boot.memory:
             cfg = dataclasses.replace(cfg, memory=boot.memory)
         machine = Machine(cfg)
@@ -243,16 +248,18 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
                             ) -> None:
     """Per-scenario table: target x scenario -> outcome."""
     rows: dict[str, dict[str, str]] = {}
+    ids = sorted((t.id for t in targets(config)), key=len, reverse=True)
     for kind in ("passed", "failed", "error", "skipped", "infra"):
         for rep in terminalreporter.stats.get(kind, []):
             nodeid = getattr(rep, "nodeid", "")
-            if "[" not in nodeid or not nodeid.startswith("testcases"):
+            if not nodeid.startswith("testcases") or (rep.when != "call" and kind == "passed"):
                 continue
-            name, _, target = nodeid.rpartition("::")[2].partition("[")
+            name, _, params = nodeid.rpartition("::")[2].partition("[")
+            target = next((i for i in ids if params.startswith(i)), params.rstrip("]"))
+            # Other parameters (e.g. sizes) stay with the scenario's name.
+            extra = params[len(target):].strip("-]")
             outcome = {"error": "ERROR", "infra": "INFRA"}.get(kind, kind.upper())
-            if rep.when != "call" and kind == "passed":
-                continue
-            rows.setdefault(name, {})[target.rstrip("]")] = outcome
+            rows.setdefault(f"{name}[{extra}]" if extra else name, {})[target] = outcome
     if not rows:
         return
     cols = sorted({t for r in rows.values() for t in r})

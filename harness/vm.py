@@ -15,9 +15,16 @@ import pytest
 
 from harness import checks, devices
 from harness.checks import FlagRule
-from harness.devices import Dimm, UnplugResult
+from harness.devices import Dimm, Resize, UnplugResult, VirtioMem
 from harness.errors import MemhpError
-from harness.expectations import Expected, KernelFacts, parse_release
+from harness.expectations import (
+    Expected,
+    KernelFacts,
+    SelfHostedMemmap,
+    page_flags,
+    parse_release,
+    virtio_mem_unplugged_flags,
+)
 from harness.guest import Guest, MemoryBlock, MemoryLayout
 from harness.kconfig import load as load_config
 from harness.kpageflags import Histogram
@@ -41,6 +48,7 @@ class VM:
             overrides=dict(overrides or {}),
         )
         self.dimms: list[Dimm] = []  # plugged by this test and not yet removed
+        self.virtio_mems: list[VirtioMem] = []
 
     def require(self, prop: str) -> None:
         """Skip the test, with the arch profile's reason, if this machine lacks ``prop``."""
@@ -59,6 +67,34 @@ class VM:
         if result.outcome is devices.Unplug.DELETED:
             self.dimms.remove(dimm)
         return result
+
+    def plug_virtio_mem(self, max_size: int) -> VirtioMem:
+        dev = devices.plug_virtio_mem(self.machine, max_size)
+        self.virtio_mems.append(dev)
+        return dev
+
+    def virtio_mem(self, device_id: str) -> VirtioMem:
+        """A virtio-mem device QEMU already has (e.g. cold-plugged), as it is now."""
+        info = devices.memory_devices(self.machine)[device_id]
+        dev = devices.refresh_virtio_mem(
+            self.machine, VirtioMem(id=device_id, memdev=str(info["memdev"]).rsplit("/", 1)[-1],
+                                    max_size=int(info["max-size"])))
+        if dev not in self.virtio_mems:
+            self.virtio_mems.append(dev)
+        return dev
+
+    def resize(self, dev: VirtioMem, requested: int, *, timeout: float = 60.0) -> Resize:
+        return devices.resize_virtio_mem(self.machine, dev, requested, timeout=timeout)
+
+    def unplug_virtio_mem(self, dev: VirtioMem) -> UnplugResult:
+        result = devices.unplug_virtio_mem(self.machine, dev)
+        if result.outcome is devices.Unplug.DELETED:
+            self.virtio_mems.remove(dev)
+        return result
+
+    def device_blocks(self, addr: int, size: int) -> list[MemoryBlock]:
+        """The guest's memory blocks inside [addr, addr + size)."""
+        return self.memory().covering(addr, size)
 
     def memory_devices(self) -> dict[str, dict[str, object]]:
         return devices.memory_devices(self.machine)
@@ -104,6 +140,41 @@ class VM:
         if report:
             raise AssertionError(report)
 
+    def expect_memmap(self, blocks: Sequence[MemoryBlock],
+                      expected: Expected[SelfHostedMemmap]) -> None:
+        """memmap_on_memory: each block starts with its own memmap pages, then the rest
+        behaves like any online block."""
+        layout = self.memory()
+        page = self.guest.page_size()
+        seen, rest = {}, {}
+        for b in blocks:
+            pfns = layout.pfns(b, page)
+            values = self.guest.kpageflags(pfns)
+            seen[b.index] = (pfns, values)
+            tail = range(pfns.start + expected.value.pages, pfns.stop)
+            rest[b.index] = (tail, Histogram.of(values[expected.value.pages:]))
+        report = checks.memmap_report(seen, expected.value.pages, expected.value.flags,
+                                      expected.why)
+        online = page_flags(self.facts, "online")
+        report = report or checks.flags_report(rest, online.value, online.why)
+        if report:
+            raise AssertionError(report)
+
+    def expect_virtio_mem(self, dev: VirtioMem, *, was_online: bool) -> None:
+        """Per block of the device: plugged vs unplugged pages and their flags."""
+        layout = self.memory()
+        page = self.guest.page_size()
+        seen = {}
+        for b in layout.covering(dev.addr, dev.max_size):
+            pfns = layout.pfns(b, page)
+            seen[b.index] = (pfns, Histogram.of(self.guest.kpageflags(pfns)))
+        expected = virtio_mem_unplugged_flags(was_online=was_online)
+        report = checks.virtio_mem_report(seen, unplugged=expected.value,
+                                          plugged_bytes=dev.size, page_size=page,
+                                          why=expected.why)
+        if report:
+            raise AssertionError(report)
+
     def expect_blocks(self, blocks: Sequence[MemoryBlock], state: str, zone: str | None = None,
                       why: str = "") -> None:
         report = checks.blocks_report(blocks, state, zone, why)
@@ -127,7 +198,8 @@ class VM:
                 self.offline(dimm)
             with contextlib.suppress(MemhpError):
                 self.unplug_dimm(dimm, timeout=15.0)
-        return not self.dimms
+        # QEMU 7.2 cannot remove virtio-mem devices at all: such a guest is not reused.
+        return not self.dimms and not self.virtio_mems
 
 
 def _require_ok(results: dict[int, int], action: str) -> None:

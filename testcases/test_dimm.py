@@ -31,7 +31,7 @@ def test_dimm_hot_add_blocks_match_qemu(vm: VM) -> None:
     ), f"guest blocks {[b.index for b in blocks]} do not tile {dimm}"
     expected = expectations.hot_added_block_state(vm.facts)
     vm.expect_blocks(blocks, expected.value.state, expected.value.zone, why=expected.why)
-    flags = expectations.page_flags(expected.value.state)
+    flags = expectations.page_flags(vm.facts, expected.value.state)
     vm.expect_flags(blocks, *flags.value, why=flags.why)
 
 
@@ -48,7 +48,7 @@ def test_dimm_online_movable(vm: VM) -> None:
 
     assert vm.mem_total() - before == dimm.size
     vm.expect_blocks(blocks, "online", "Movable")
-    flags = expectations.page_flags("online")
+    flags = expectations.page_flags(vm.facts, "online")
     vm.expect_flags(blocks, *flags.value, why=flags.why)
 
 
@@ -60,7 +60,7 @@ def test_dimm_online_kernel(vm: VM) -> None:
     blocks = vm.online(dimm, "online_kernel")
 
     vm.expect_blocks(blocks, "online", "Normal")
-    flags = expectations.page_flags("online")
+    flags = expectations.page_flags(vm.facts, "online")
     vm.expect_flags(blocks, *flags.value, why=flags.why)
 
 
@@ -74,7 +74,7 @@ def test_dimm_offline_again(vm: VM) -> None:
     blocks = vm.offline(dimm)
 
     vm.expect_blocks(blocks, "offline")
-    flags = expectations.page_flags("offline")
+    flags = expectations.page_flags(vm.facts, "offline")
     vm.expect_flags(blocks, *flags.value, why=flags.why)
     assert vm.mem_total() == before
 

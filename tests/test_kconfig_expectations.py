@@ -148,11 +148,17 @@ def test_hot_added_block_state_follows_policy(state: str, expected: BlockState) 
     assert state in got.why
 
 
-@pytest.mark.parametrize("state", ["offline", "online_movable"])
-def test_pseries_onlines_dimms_to_normal_regardless(state: str) -> None:
+@pytest.mark.parametrize("state", ["offline", "online"])
+def test_pseries_dlpar_onlines_dimms_to_normal_when_policy_leaves_them(state: str) -> None:
     got = hot_added_block_state(facts("", (f"memhp_default_state={state}",), firmware=True))
     assert got.value == BlockState("online", "Normal")
     assert "DLPAR" in got.why
+
+
+def test_pseries_online_movable_policy_onlines_at_add_time_before_dlpar() -> None:
+    got = hot_added_block_state(
+        facts("", ("memhp_default_state=online_movable",), firmware=True))
+    assert got.value == BlockState("online", "Movable")
 
 
 @pytest.mark.parametrize(

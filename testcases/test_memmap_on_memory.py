@@ -1,0 +1,65 @@
+"""memmap_on_memory: a hot-added block carries its own memmap in its first pages.
+
+Which blocks get one, and how those pages read in /proc/kpageflags, changed between
+kernels (RESERVED|OWNER_PRIVATE on 6.1, OWNER_PRIVATE on 6.12); harness.expectations says
+which applies and why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from harness import expectations
+from harness.devices import Unplug
+from harness.vm import VM
+
+MEMMAP_ON_MEMORY = ("memory_hotplug.memmap_on_memory=1",)
+
+
+def _require_memmap_on_memory(vm: VM) -> None:
+    supported = expectations.memmap_on_memory(vm.facts)
+    if not supported.value:
+        pytest.skip(f"no memmap_on_memory in this kernel: {supported.why}")
+
+
+@pytest.mark.memhp(extra_cmdline=MEMMAP_ON_MEMORY)
+@pytest.mark.parametrize("blocks", [1, 2], ids=["one_block", "two_blocks"])
+def test_memmap_on_memory_dimm(vm: VM, blocks: int) -> None:
+    """Each block of a DIMM starts with its memmap; the rest goes to the buddy; removal works."""
+    _require_memmap_on_memory(vm)
+    block_size = vm.memory().block_size
+    dimm = vm.plug_dimm(blocks * block_size)
+    online = vm.online(dimm, "online_movable")
+    expected = expectations.self_hosted_memmap(
+        vm.facts, device_blocks=blocks, block_size=block_size, page_size=vm.guest.page_size())
+
+    vm.expect_memmap(online, expected)
+
+    offline = vm.offline(dimm)
+    flags = expectations.page_flags(vm.facts, "offline")
+    vm.expect_flags(offline, *flags.value, why=flags.why)
+    result = vm.unplug_dimm(dimm)
+    assert result.outcome is Unplug.DELETED, result.describe()
+
+
+@pytest.mark.memhp(extra_cmdline=MEMMAP_ON_MEMORY)
+def test_memmap_on_memory_tells_kernels_apart(vm: VM) -> None:
+    """The check fails when handed the other kernel generation's expectation."""
+    _require_memmap_on_memory(vm)
+    block_size = vm.memory().block_size
+    dimm = vm.plug_dimm(block_size)
+    online = vm.online(dimm, "online_movable")
+    mine = expectations.memmap_init(vm.facts).value
+    other = {"reserved": "offline", "offline": "reserved"}[mine]
+    swapped = dataclasses.replace(vm.facts, overrides={"memmap_init": other})
+
+    def expected(facts: expectations.KernelFacts) -> expectations.Expected[
+            expectations.SelfHostedMemmap]:
+        return expectations.self_hosted_memmap(facts, device_blocks=1, block_size=block_size,
+                                               page_size=vm.guest.page_size())
+
+    vm.expect_memmap(online, expected(vm.facts))
+    with pytest.raises(AssertionError, match="memmap_on_memory: expected"):
+        vm.expect_memmap(online, expected(swapped))

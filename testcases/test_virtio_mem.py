@@ -1,0 +1,98 @@
+"""virtio-mem: grow and shrink by sub-blocks; unplugged parts of an online block are
+fake-offline (PageOffline), never handed to the buddy.
+
+Sizes are in memory blocks of the guest (128 MiB on x86-64), so "1.5 blocks" leaves the
+second block half plugged.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from harness import expectations
+from harness.coldplug import VirtioMemSpec
+from harness.devices import VirtioMem
+from harness.vm import VM
+
+GiB = 1 << 30
+ONLINE_MOVABLE = ("memhp_default_state=online_movable",)  # how virtio-mem is meant to run
+COLD = VirtioMemSpec("vmem0", max_size=1 * GiB)
+
+
+def _device(vm: VM, how: str) -> VirtioMem:
+    vm.require("virtio-mem")
+    return vm.virtio_mem(COLD.id) if how == "coldplugged" else vm.plug_virtio_mem(1 * GiB)
+
+
+PLUGGED = [
+    pytest.param("coldplugged", marks=pytest.mark.memhp(cmdline=ONLINE_MOVABLE, fresh=True,
+                                                        coldplug=(COLD,))),
+    pytest.param("hotplugged", marks=pytest.mark.memhp(cmdline=ONLINE_MOVABLE, fresh=True)),
+]
+
+
+@pytest.mark.parametrize("how", PLUGGED)
+def test_virtio_mem_grow_leaves_partial_block(vm: VM, how: str) -> None:
+    """Grow from 0 to 1.5 blocks: the half-plugged block's other half is OFFLINE|DIRTY."""
+    dev = _device(vm, how)
+    block_size = vm.memory().block_size
+    before = vm.mem_total()
+    mark = vm.machine.events.mark()
+
+    resize = vm.resize(dev, block_size + block_size // 2)
+
+    assert resize.reached, resize.describe()
+    sizes = [e["data"]["size"] for e in vm.machine.events.since(mark)
+             if e["event"] == "MEMORY_DEVICE_SIZE_CHANGE"]
+    assert sizes and sizes[-1] == resize.requested, f"size-change events: {sizes}"
+    blocks = vm.device_blocks(dev.addr, dev.max_size)
+    vm.expect_blocks(blocks, "online", "Movable")
+    assert len(blocks) == 2, f"expected 2 memory blocks, saw {[b.index for b in blocks]}"
+    vm.expect_virtio_mem(dev, was_online=False)
+    assert vm.mem_total() - before == resize.requested
+
+
+@pytest.mark.memhp(cmdline=ONLINE_MOVABLE, fresh=True)
+def test_virtio_mem_shrink_fake_offlines_pages(vm: VM) -> None:
+    """Shrink from 2 blocks to 0.5: unplugged pages go back to OFFLINE, MemTotal falls."""
+    dev = _device(vm, "hotplugged")
+    block_size = vm.memory().block_size
+    assert vm.resize(dev, 2 * block_size).reached
+    grown = vm.mem_total()
+
+    resize = vm.resize(dev, block_size // 2)
+
+    assert resize.reached, resize.describe()
+    assert grown - vm.mem_total() == 2 * block_size - block_size // 2
+    vm.expect_virtio_mem(dev, was_online=True)
+
+
+@pytest.mark.memhp(cmdline=("memhp_default_state=online_kernel",), fresh=True)
+@pytest.mark.dmesg_allow(r"page dumped because|virtio_mem")
+def test_virtio_mem_shrink_refused_when_pinned(vm: VM) -> None:
+    """A Normal block full of slab cannot be unplugged: size stays above the request."""
+    vm.require("normal-only-hotplugged")
+    dev = _device(vm, "hotplugged")
+    block_size = vm.memory().block_size
+    assert vm.resize(dev, block_size).reached
+    vm.guest.run("mkdir -p /tmp/pin && cd /tmp/pin && seq 1 20000 | xargs touch")
+
+    resize = vm.resize(dev, 0, timeout=15.0)
+
+    assert not resize.reached and resize.size > resize.requested, resize.describe()
+    vm.expect_blocks(vm.device_blocks(dev.addr, dev.max_size), "online", "Normal",
+                     why="the guest could not unplug it")
+
+
+@pytest.mark.memhp(cmdline=ONLINE_MOVABLE, fresh=True)
+def test_virtio_mem_device_del_by_qemu_version(vm: VM) -> None:
+    """Once its size is 0, device_del is refused (QEMU < 8.1) or removes it (>= 8.1)."""
+    dev = _device(vm, "hotplugged")
+    block_size = vm.memory().block_size
+    assert vm.resize(dev, block_size).reached
+    assert vm.resize(dev, 0).reached
+
+    result = vm.unplug_virtio_mem(dev)
+
+    expected = expectations.virtio_mem_unplug(vm.facts)
+    assert result.outcome in expected.value, f"{result.describe()} ({expected})"
