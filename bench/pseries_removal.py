@@ -1,7 +1,7 @@
 """Count DIMM removal outcomes on pseries, per kernel and boot command line.
 
-Each cycle hot-adds a DIMM (--lmbs, default 2), leaves its blocks as the kernel onlined them, and asks
-QEMU to remove it: deleted, refused (guest error event), or no event within the bound.
+Each cycle hot-adds a DIMM (--lmbs, default 2), leaves its blocks as the kernel onlined
+them, and asks QEMU to remove it: deleted, refused (guest error event), or no event within the bound.
 A guest that refused is replaced by a fresh one (QEMU keeps the pending request).
 
     .venv/bin/python bench/pseries_removal.py --kernel debian:6.12 --cycles 10
@@ -27,7 +27,8 @@ VARIANTS = {
 }
 
 
-def cycles(image: images.Image, cmdline: tuple[str, ...], n: int, lmbs: int) -> collections.Counter[str]:
+def cycles(image: images.Image, cmdline: tuple[str, ...], n: int, lmbs: int
+           ) -> collections.Counter[str]:
     seen: collections.Counter[str] = collections.Counter()
     machine: Machine | None = None
     try:

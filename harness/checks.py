@@ -94,7 +94,7 @@ def virtio_mem_report(seen: dict[int, tuple[range, Histogram]], *, unplugged: in
     offline_bit = 1 << KPF.OFFLINE
     online_rules = (no_page(KPF.NOPAGE, KPF.RESERVED), at_least(KPF.BUDDY, 0.8))
     lines, failed, plugged = [], False, 0
-    for index, (pfns, hist) in sorted(seen.items()):
+    for index, (_, hist) in sorted(seen.items()):
         fake = Histogram({v: n for v, n in hist.counts.items() if v & offline_bit})
         real = Histogram({v: n for v, n in hist.counts.items() if not v & offline_bit})
         plugged += real.total * page_size
