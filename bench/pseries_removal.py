@@ -1,7 +1,8 @@
 """Count DIMM removal outcomes on pseries, per kernel and boot command line.
 
 Each cycle hot-adds a DIMM (--lmbs, default 2), leaves its blocks as the kernel onlined
-them, and asks QEMU to remove it: deleted, refused (guest error event), or no event within the bound.
+them, and asks QEMU to remove it: deleted, refused (guest error event), or no event
+within the bound.
 A guest that refused is replaced by a fresh one (QEMU keeps the pending request).
 
     .venv/bin/python bench/pseries_removal.py --kernel debian:6.12 --cycles 10

@@ -16,6 +16,7 @@ QMP flows (QEMU 7.2, checked by hand; see shared/reference/qmp-and-qemu.md):
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from dataclasses import dataclass
 from enum import Enum
@@ -251,12 +252,10 @@ def resize_virtio_mem(machine: Machine, dev: VirtioMem, requested: int, *,
     machine.qmp("qom-set", {"path": dev.id, "property": "requested-size", "value": requested})
     refresh_virtio_mem(machine, dev)
     if dev.size != requested:
-        try:
+        with contextlib.suppress(EventTimeout):  # the result below says it was not reached
             machine.events.wait(event_is("MEMORY_DEVICE_SIZE_CHANGE", id=dev.id, size=requested),
                                 after=mark, timeout=timeout,
                                 what=f"{dev.id} size {requested >> 20} MiB")
-        except EventTimeout:
-            pass
         refresh_virtio_mem(machine, dev)
     return Resize(requested, dev.size, dev.size == requested)
 
