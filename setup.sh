@@ -20,7 +20,6 @@ PACKAGES=(
   python3-venv           # the Python environment
   cpio                   # the unit tests cross-check the initramfs writer with it
 )
-IMAGES=(debian:6.1 debian:6.12)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -43,7 +42,7 @@ fi
 echo "memhp setup: Python environment ready in .venv"
 
 if [ "${1:-}" != "--no-images" ]; then
-  for arch in x86_64 ppc64le; do
-    .venv/bin/memhp image build --arch "$arch" $(printf -- '--kernel %s ' "${IMAGES[@]}")
-  done
+  .venv/bin/memhp image build --arch x86_64 --kernel debian:6.1 --kernel debian:6.12 \
+    --kernel debian:7.2
+  .venv/bin/memhp image build --arch ppc64le --kernel debian:6.1 --kernel debian:6.12
 fi

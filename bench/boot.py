@@ -25,7 +25,7 @@ def main() -> int:
     args = p.parse_args()
     arch = get_arch(args.arch)
     progress.quiet = True
-    for spec in args.kernel or ["debian:6.12", "debian:6.1"]:
+    for spec in args.kernel or arch.default_kernels:
         image = images.build(spec, arch)
         times = []
         for _ in range(args.runs):

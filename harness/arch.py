@@ -34,6 +34,7 @@ class Arch:
     console: str  # guest console device for console=
     kernel_name: str  # kernel image file name in Debian's packages
     default_flavour: str  # Debian flavour suffix of the generic kernel
+    default_kernels: tuple[str, ...]  # the matrix when no --memhp-kernel is given
     flavours: dict[str, str] = field(default_factory=dict)  # spec suffix -> Debian flavour
     dimm_align: int = 128 * MiB  # QEMU's granularity for pc-dimm sizes
     # Memory devices QEMU can plug on this machine (QEMU 7.2).
@@ -118,6 +119,7 @@ X86_64 = Arch(
     console="ttyS0",
     kernel_name="vmlinuz",
     default_flavour="amd64",
+    default_kernels=("debian:6.1", "debian:6.12", "debian:7.2"),
     flavours={"cloud": "cloud-amd64", "rt": "rt-amd64"},
     dimm_align=128 * MiB,
     devices=frozenset({"pc-dimm", "virtio-mem-pci", "nvdimm"}),
@@ -146,6 +148,9 @@ PPC64LE = Arch(
     console="hvc0",
     kernel_name="vmlinux",
     default_flavour="powerpc64le",
+    # Debian's 7.x ppc64el builds live in trixie-backports only, whose ppc64el index the
+    # mirror often serves mid-sync.
+    default_kernels=("debian:6.1", "debian:6.12"),
     flavours={"64k": "powerpc64le-64k"},
     # "Hotplugged memory size must be a multiple of 256 MB" (hw/ppc/spapr.c).
     dimm_align=256 * MiB,
@@ -161,6 +166,8 @@ PPC64LE = Arch(
         "isa-hole": "pseries has no ISA hole: memory0 is ordinary RAM",
         "virtio-mem": "QEMU 7.2 has no virtio-mem-pci for pseries, and the kernel's "
         "VIRTIO_MEM depends on X86_64 || ARM64 || RISCV",
+        "nvdimm-guest": "Debian's ppc64el kernels lack LIBNVDIMM/PAPR_SCM (build a kernel "
+        "with them: kconfigs/)",
         "normal-only-hotplugged": "pseries boot RAM is ZONE_NORMAL too, so kernel allocations "
         "do not go to a hot-added Normal block first and nothing reliably pins it",
     },

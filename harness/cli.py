@@ -14,7 +14,6 @@ from harness import images
 from harness.accel import choose_accel
 from harness.arch import ARCHES, get_arch
 from harness.errors import InfrastructureError, KernelFailure, MemhpError
-from harness.kernels import DEFAULT_KERNELS
 from harness.machine import Machine, MachineConfig
 
 TESTCASES = Path(__file__).resolve().parent.parent / "testcases"
@@ -61,7 +60,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Run the hotplug scenarios in testcases/ with pytest. Arguments memhp does "
                     "not know go to pytest, e.g. -k dimm, -n 2, -x, --junitxml=FILE.")
     run.add_argument("--kernel", action="append", metavar="SPEC",
-                     help=f"{KERNEL_HELP}; repeatable (default: {' '.join(DEFAULT_KERNELS)})")
+                     help=f"{KERNEL_HELP}; repeatable (default: each arch's Debian matrix, "
+                          "x86_64: debian:6.1 6.12 7.2, ppc64le: debian:6.1 6.12)")
     _arch_option(run, multiple=True)
     run.add_argument("--accel", choices=("auto", "kvm", "tcg"), help="accelerator (default auto)")
     run.add_argument("--expect", action="append", default=[], metavar="NAME=VALUE",

@@ -311,3 +311,4 @@ def plug_nvdimm(machine: Machine, size: int, *, label_size: int | None = None,
     machine.guest.wait_until(f"grep -qx {dev.addr:#x} /sys/bus/nd/devices/region*/resource",
                              timeout=timeout, what=f"an nd region at {dev.addr:#x}")
     return dev
+

@@ -16,8 +16,6 @@ from harness.arch import Arch
 from harness.debian import AptCache, Package, VersionKey, depends_names
 from harness.errors import UsageError
 
-DEFAULT_KERNELS = ("debian:6.1", "debian:6.12")
-
 
 @dataclass(frozen=True)
 class DebianKernel:

@@ -23,7 +23,6 @@ from harness.dmesg import find_splats, format_splats
 from harness.errors import InfrastructureError, KernelFailure, MemhpError
 from harness.images import Image
 from harness.images import build as build_image
-from harness.kernels import DEFAULT_KERNELS
 from harness.machine import ColdPlug, Machine, MachineConfig
 from harness.progress import progress
 from harness.vm import VM
@@ -35,7 +34,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("memhp", "memory hotplug on QEMU guests")
     g.addoption("--memhp-kernel", action="append", metavar="SPEC",
                 help="kernel to test: debian:X.Y[/flavour] or PATH[,MODULES_DIR]; repeatable "
-                     f"(default: {' '.join(DEFAULT_KERNELS)})")
+                     "(default: the arch's Debian matrix, e.g. debian:6.1 debian:6.12 debian:7.2)")
     g.addoption("--memhp-arch", action="append", metavar="ARCH",
                 help="guest arch: x86_64 or ppc64le; repeatable "
                      f"(default: {' '.join(DEFAULT_ARCHES)})")
@@ -53,6 +52,9 @@ def pytest_configure(config: pytest.Config) -> None:
         "gives the test its own guest, coldplug lists harness.coldplug device specs")
     config.addinivalue_line(
         "markers", "dmesg_allow(*regex): kernel log lines the test provokes on purpose")
+    config.addinivalue_line(
+        "markers", "needs(*props): guest properties the test needs; skipped before booting "
+        "where the arch profile lacks one (Arch.lacks says why)")
     if not hasattr(config, "workerinput"):  # xdist workers' output is not shown anyway
         _route_progress(config)
 
@@ -82,9 +84,9 @@ class Target:
 
 
 def targets(config: pytest.Config) -> list[Target]:
-    arches = config.getoption("memhp_arch") or list(DEFAULT_ARCHES)
-    kernels = config.getoption("memhp_kernel") or list(DEFAULT_KERNELS)
-    return [Target(get_arch(a), k) for a in arches for k in kernels]
+    arches = [get_arch(a) for a in config.getoption("memhp_arch") or DEFAULT_ARCHES]
+    kernels = config.getoption("memhp_kernel")
+    return [Target(a, k) for a in arches for k in (kernels or a.default_kernels)]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -175,7 +177,11 @@ def memhp_pool(pytestconfig: pytest.Config) -> Iterator[Pool]:
 @pytest.fixture
 def vm(request: pytest.FixtureRequest, memhp_target: Target, memhp_pool: Pool) -> Iterator[VM]:
     """A booted guest for this test's target, shared with compatible tests."""
-    boot, fresh = Boot.of(request.node, memhp_target.arch)
+    arch = memhp_target.arch
+    for prop in (p for m in request.node.iter_markers("needs") for p in m.args):
+        if prop in arch.lacks:
+            pytest.skip(f"{arch.name}: {arch.lacks[prop]}")
+    boot, fresh = Boot.of(request.node, arch)
     machine = memhp_pool.acquire(memhp_target, boot, fresh)
     overrides = dict(o.split("=", 1) for o in request.config.getoption("memhp_expect"))
     v = VM(machine, overrides)

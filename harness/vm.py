@@ -11,16 +11,15 @@ import contextlib
 import errno
 from collections.abc import Iterable, Sequence
 
-import pytest
-
-from harness import checks, devices
+from harness import checks, devices, kpageflags
 from harness.checks import FlagRule
-from harness.devices import Dimm, Resize, UnplugResult, VirtioMem
+from harness.devices import Dimm, Nvdimm, Resize, UnplugResult, VirtioMem
 from harness.errors import MemhpError
 from harness.expectations import (
     Expected,
     KernelFacts,
     SelfHostedMemmap,
+    no_memmap_flags,
     page_flags,
     parse_release,
     virtio_mem_unplugged_flags,
@@ -49,11 +48,7 @@ class VM:
         )
         self.dimms: list[Dimm] = []  # plugged by this test and not yet removed
         self.virtio_mems: list[VirtioMem] = []
-
-    def require(self, prop: str) -> None:
-        """Skip the test, with the arch profile's reason, if this machine lacks ``prop``."""
-        if prop in self.arch.lacks:
-            pytest.skip(f"{self.arch.name}: {self.arch.lacks[prop]}")
+        self.nvdimms: list[Nvdimm] = []
 
     # -- devices -------------------------------------------------------------------------
 
@@ -91,6 +86,24 @@ class VM:
         if result.outcome is devices.Unplug.DELETED:
             self.virtio_mems.remove(dev)
         return result
+
+    def plug_nvdimm(self, size: int, *, label_size: int | None = None,
+                    addr: int | None = None) -> Nvdimm:
+        dev = devices.plug_nvdimm(self.machine, size, label_size=label_size, addr=addr)
+        self.nvdimms.append(dev)  # QEMU cannot unplug NVDIMMs: the guest is not reused
+        return dev
+
+    def nvdimm(self, device_id: str) -> Nvdimm:
+        """An NVDIMM QEMU already has (e.g. cold-plugged)."""
+        info = devices.memory_devices(self.machine)[device_id]
+        dev = Nvdimm(id=device_id, memdev=str(info["memdev"]).rsplit("/", 1)[-1],
+                     size=int(info["size"]), addr=int(info["addr"]))
+        self.nvdimms.append(dev)
+        return dev
+
+    def machine_unplug(self, device: str, memdev: str) -> UnplugResult:
+        """device_del for any memory device, with QEMU's verdict."""
+        return devices.unplug(self.machine, device, memdev)
 
     def device_blocks(self, addr: int, size: int) -> list[MemoryBlock]:
         """The guest's memory blocks inside [addr, addr + size)."""
@@ -175,6 +188,20 @@ class VM:
         if report:
             raise AssertionError(report)
 
+    def expect_no_memmap(self, start: int, size: int, why: str) -> int:
+        """Every pfn of [start, start + size) reads as having no online memmap (ZONE_DEVICE,
+        offline memory). Reads may end early at max_pfn (EOF); returns how many were read."""
+        pfns = kpageflags.pfn_range(start, size, self.guest.page_size())
+        values = self.guest.kpageflags(pfns)
+        expected = no_memmap_flags(self.facts)
+        hist = Histogram.of(values)
+        if hist.total != hist.exactly(expected.value):
+            raise AssertionError(
+                f"pfns {pfns.start:#x}-{pfns.stop - 1:#x}: expected every readable pfn "
+                f"{kpageflags.format_flags(expected.value)} ({expected.why}; {why}); "
+                f"seen {hist.summary()} over {len(values)} readable pfns")
+        return len(values)
+
     def expect_blocks(self, blocks: Sequence[MemoryBlock], state: str, zone: str | None = None,
                       why: str = "") -> None:
         report = checks.blocks_report(blocks, state, zone, why)
@@ -198,8 +225,8 @@ class VM:
                 self.offline(dimm)
             with contextlib.suppress(MemhpError):
                 self.unplug_dimm(dimm, timeout=15.0)
-        # QEMU 7.2 cannot remove virtio-mem devices at all: such a guest is not reused.
-        return not self.dimms and not self.virtio_mems
+        # QEMU 7.2 removes neither virtio-mem nor NVDIMMs: such a guest is not reused.
+        return not self.dimms and not self.virtio_mems and not self.nvdimms
 
 
 def _require_ok(results: dict[int, int], action: str) -> None:

@@ -95,10 +95,10 @@ def test_dimm_remove(vm: VM) -> None:
 
 
 @pytest.mark.memhp(fresh=True)  # leaves a DIMM the guest will not give back
+@pytest.mark.needs("normal-only-hotplugged")
 @pytest.mark.dmesg_allow(r"page dumped because: unmovable page")
 def test_dimm_remove_refused_when_pinned(vm: VM) -> None:
     """6. A ZONE_NORMAL block full of slab pages cannot be offlined: the eject is refused."""
-    vm.require("normal-only-hotplugged")
     dimm = vm.plug_dimm(vm.arch.dimm_align)  # one block: all of ZONE_NORMAL
     blocks = vm.online(dimm, "online_kernel")
     # Boot RAM (1 GiB) is all DMA32, so new kernel allocations prefer this block: tmpfs
@@ -117,9 +117,9 @@ def test_dimm_remove_refused_when_pinned(vm: VM) -> None:
     assert dimm.id in vm.memory_devices(), "QEMU dropped a DIMM the guest refused to eject"
 
 
+@pytest.mark.needs("isa-hole")
 def test_dimm_memory0_refuses_offline(vm: VM) -> None:
     """7. memory0 holds the ISA hole: offlining it fails with EINVAL."""
-    vm.require("isa-hole")
     block0 = vm.memory().blocks[0]
 
     assert vm.set_state([block0], "offline") == {0: errno.EINVAL}

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pytest
 
+pytestmark = pytest.mark.needs("virtio-mem")
+
 from harness import expectations
 from harness.coldplug import VirtioMemSpec
 from harness.devices import VirtioMem
@@ -20,7 +22,6 @@ COLD = VirtioMemSpec("vmem0", max_size=1 * GiB)
 
 
 def _device(vm: VM, how: str) -> VirtioMem:
-    vm.require("virtio-mem")
     return vm.virtio_mem(COLD.id) if how == "coldplugged" else vm.plug_virtio_mem(1 * GiB)
 
 
@@ -68,10 +69,10 @@ def test_virtio_mem_shrink_fake_offlines_pages(vm: VM) -> None:
 
 
 @pytest.mark.memhp(cmdline=("memhp_default_state=online_kernel",), fresh=True)
+@pytest.mark.needs("normal-only-hotplugged")
 @pytest.mark.dmesg_allow(r"page dumped because|virtio_mem")
 def test_virtio_mem_shrink_refused_when_pinned(vm: VM) -> None:
     """A Normal block full of slab cannot be unplugged: size stays above the request."""
-    vm.require("normal-only-hotplugged")
     dev = _device(vm, "hotplugged")
     block_size = vm.memory().block_size
     assert vm.resize(dev, block_size).reached

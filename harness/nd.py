@@ -1,0 +1,74 @@
+"""NVDIMM (libnvdimm) and device-dax inside the guest, through Debian's ndctl/daxctl."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from dataclasses import dataclass
+from typing import Any
+
+from harness.guest import Guest
+
+ND = "/sys/bus/nd/devices"
+
+
+@dataclass(frozen=True)
+class Namespace:
+    dev: str  # namespace0.0
+    mode: str  # raw, fsdax, devdax, sector
+    start: int  # physical start of the namespace
+    size: int  # usable size, as ndctl reports it
+    blockdev: str | None  # pmem0
+    chardev: str | None  # dax0.0
+
+    @classmethod
+    def of(cls, info: dict[str, Any], start: int) -> Namespace:
+        dax = info.get("daxregion", {}).get("devices", [{}])[0]
+        return cls(dev=info["dev"], mode=info.get("mode", "raw"), start=start,
+                   size=int(info.get("size", 0)), blockdev=info.get("blockdev"),
+                   chardev=dax.get("chardev") or info.get("chardev"))
+
+
+def region_at(guest: Guest, addr: int) -> str:
+    """The nd region whose resource starts at ``addr`` (an NVDIMM's guest address)."""
+    out = guest.run(f"grep -lx {addr:#x} {ND}/region*/resource", check=False).stdout.split()
+    if not out:
+        raise AssertionError(f"no nd region at {addr:#x}: "
+                             + guest.run(f"ls {ND}", check=False).stdout.replace("\n", " "))
+    return out[0].split("/")[-2]
+
+
+def namespaces(guest: Guest, region: str) -> list[Namespace]:
+    """Active namespaces of a region, with the physical range of each."""
+    out = guest.run(f"ndctl list -N -r {shlex.quote(region)}").stdout.strip()
+    infos = json.loads(out) if out else []
+    if isinstance(infos, dict):
+        infos = [infos]
+    return [Namespace.of(i, _resource(guest, i["dev"])) for i in infos]
+
+
+def reconfigure(guest: Guest, namespace: str, mode: str) -> Namespace:
+    """ndctl create-namespace -f -e NS -m MODE (fsdax, devdax, raw)."""
+    out = guest.run(f"ndctl create-namespace -f -e {shlex.quote(namespace)} -m {mode}").stdout
+    info = json.loads(out)
+    return Namespace.of(info, _resource(guest, info["dev"]))
+
+
+def to_system_ram(guest: Guest, chardev: str) -> tuple[int, int]:
+    """daxctl: hand a devdax device to the kmem driver as System RAM, blocks left offline.
+
+    Returns the (start, end) of the "System RAM (kmem)" range, end exclusive. kmem aligns
+    the dax range to memory blocks, so it can be smaller than the device.
+    """
+    guest.run(f"daxctl reconfigure-device --mode=system-ram --no-online {shlex.quote(chardev)}")
+    iomem = guest.run("cat /proc/iomem").stdout
+    m = re.search(r"^\s*([0-9a-f]+)-([0-9a-f]+) : System RAM \(kmem\)", iomem, re.M)
+    if not m:
+        raise AssertionError("daxctl reported success but /proc/iomem has no System RAM (kmem)")
+    return int(m.group(1), 16), int(m.group(2), 16) + 1
+
+
+def _resource(guest: Guest, namespace: str) -> int:
+    """Physical start of the namespace (its info block, if any, included)."""
+    return int(guest.run(f"cat {ND}/{shlex.quote(namespace)}/resource").stdout.strip(), 16)

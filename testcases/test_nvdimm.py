@@ -1,0 +1,120 @@
+"""NVDIMM: pmem namespaces, devdax, ZONE_DEVICE page flags, dax kmem as System RAM, and
+two NVDIMMs sharing one memory section (sub-section hotplug).
+
+Inside the guest: Debian's ndctl and daxctl. QEMU cannot unplug NVDIMMs, so every test
+gets its own guest.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from harness import expectations, nd
+from harness.coldplug import NvdimmSpec
+from harness.devices import Nvdimm, Unplug
+from harness.vm import VM
+
+pytestmark = pytest.mark.needs("nvdimm-guest")
+
+MiB = 1 << 20
+OFFLINE = ("memhp_default_state=offline",)
+COLD = NvdimmSpec("nvdimm0", size=512 * MiB)
+
+PLUGGED = [
+    pytest.param("coldplugged", marks=pytest.mark.memhp(cmdline=OFFLINE, fresh=True,
+                                                        coldplug=(COLD,))),
+    pytest.param("hotplugged", marks=pytest.mark.memhp(cmdline=OFFLINE, fresh=True)),
+]
+
+
+def _nvdimm(vm: VM, how: str, size: int = 512 * MiB) -> Nvdimm:
+    return vm.nvdimm(COLD.id) if how == "coldplugged" else vm.plug_nvdimm(size)
+
+
+@pytest.mark.parametrize("how", PLUGGED)
+def test_nvdimm_pmem_reads_back_what_was_written(vm: VM, how: str) -> None:
+    """The guest sees the region and a namespace; /dev/pmemN keeps what is written to it."""
+    dev = _nvdimm(vm, how)
+    region = nd.region_at(vm.guest, dev.addr)
+    (ns,) = nd.namespaces(vm.guest, region)
+    assert ns.blockdev, f"{ns.dev} has no block device (mode {ns.mode})"
+
+    vm.guest.run(f"dd if=/dev/urandom of=/tmp/pattern bs=64k count=16 2>/dev/null && "
+                 f"dd if=/tmp/pattern of=/dev/{ns.blockdev} bs=64k seek=7 conv=fsync "
+                 f"2>/dev/null && dd if=/dev/{ns.blockdev} bs=64k skip=7 count=16 2>/dev/null "
+                 f"| cmp - /tmp/pattern")
+
+
+@pytest.mark.memhp(cmdline=OFFLINE, fresh=True)
+def test_nvdimm_devdax_pfns_have_no_online_memmap(vm: VM) -> None:
+    """devdax: ZONE_DEVICE pfns are never online memory in /proc/kpageflags."""
+    dev = _nvdimm(vm, "hotplugged")
+    (ns,) = nd.namespaces(vm.guest, nd.region_at(vm.guest, dev.addr))
+
+    dax = nd.reconfigure(vm.guest, ns.dev, "devdax")
+
+    assert dax.chardev and dax.mode == "devdax", dax
+    vm.guest.run(f"test -c /dev/{dax.chardev}")
+    # On x86 ZONE_DEVICE does not raise max_pfn, so its pfns may read as EOF; a DIMM
+    # plugged above it does raise it (add_pages), making every one of them readable.
+    vm.plug_dimm(vm.arch.dimm_align)
+    read = vm.expect_no_memmap(dax.start, dax.size,
+                               why="ZONE_DEVICE sections are never onlined (pagemap_range)")
+    assert read == dax.size // vm.guest.page_size(), f"only {read} pfns readable"
+
+
+@pytest.mark.memhp(cmdline=OFFLINE, fresh=True)
+def test_nvdimm_kmem_system_ram(vm: VM) -> None:
+    """dax kmem (daxctl --mode=system-ram): blocks come up offline, online movable to BUDDY,
+    offline again to no memmap."""
+    dev = _nvdimm(vm, "hotplugged")
+    (ns,) = nd.namespaces(vm.guest, nd.region_at(vm.guest, dev.addr))
+    dax = nd.reconfigure(vm.guest, ns.dev, "devdax")
+    assert dax.chardev
+
+    start, end = nd.to_system_ram(vm.guest, dax.chardev)
+
+    blocks = vm.device_blocks(start, end - start)
+    assert blocks, f"no memory blocks for System RAM (kmem) {start:#x}-{end - 1:#x}"
+    vm.expect_blocks(blocks, "offline", why="daxctl --no-online, memhp_default_state=offline")
+    offline = expectations.page_flags(vm.facts, "offline")
+    vm.expect_flags(blocks, *offline.value, why=offline.why)
+    assert not any(vm.set_state(blocks, "online_movable").values())
+    blocks = vm.device_blocks(start, end - start)
+    vm.expect_blocks(blocks, "online", "Movable")
+    online = expectations.page_flags(vm.facts, "online")
+    vm.expect_flags(blocks, *online.value, why=online.why)
+    assert not any(vm.set_state(blocks, "offline").values())
+    vm.expect_flags(vm.device_blocks(start, end - start), *offline.value, why=offline.why)
+
+
+@pytest.mark.memhp(cmdline=OFFLINE, fresh=True)
+def test_nvdimm_unplug_rejected_by_qemu(vm: VM) -> None:
+    """QEMU does not support NVDIMM unplug: device_del fails with its message."""
+    dev = _nvdimm(vm, "hotplugged")
+
+    result = vm.machine_unplug(dev.id, dev.memdev)
+
+    assert result.outcome is Unplug.REJECTED, result.describe()
+    assert "not supported" in result.error
+
+
+@pytest.mark.memhp(cmdline=OFFLINE, fresh=True)
+def test_nvdimm_two_in_one_section_both_usable(vm: VM) -> None:
+    """Two 64 MiB NVDIMMs inside one 128 MiB section: both namespaces work as devdax
+    (sub-section hotplug; before it, devm_memremap_pages "attempted on mixed region")."""
+    section = 128 * MiB
+    first = vm.plug_nvdimm(64 * MiB)  # QEMU puts it at the start of device memory (4 GiB)
+    second = vm.plug_nvdimm(64 * MiB, addr=first.addr + 64 * MiB)
+    assert first.addr // section == second.addr // section, (first, second)
+
+    daxes = []
+    for dev in (first, second):
+        (ns,) = nd.namespaces(vm.guest, nd.region_at(vm.guest, dev.addr))
+        daxes.append(nd.reconfigure(vm.guest, ns.dev, "devdax"))
+
+    for dax in daxes:
+        assert dax.mode == "devdax" and dax.chardev, dax
+        vm.guest.run(f"test -c /dev/{dax.chardev}")
+    mixed = [ln for ln in vm.guest.dmesg() if "mixed region" in ln]
+    assert not mixed, mixed
