@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import pytest
 
-pytestmark = pytest.mark.needs("virtio-mem")
-
 from harness import expectations
 from harness.coldplug import VirtioMemSpec
 from harness.devices import VirtioMem
 from harness.vm import VM
+
+pytestmark = pytest.mark.needs("virtio-mem")
 
 GiB = 1 << 30
 ONLINE_MOVABLE = ("memhp_default_state=online_movable",)  # how virtio-mem is meant to run
