@@ -178,7 +178,8 @@ def memhp_pool(pytestconfig: pytest.Config) -> Iterator[Pool]:
 def vm(request: pytest.FixtureRequest, memhp_target: Target, memhp_pool: Pool) -> Iterator[VM]:
     """A booted guest for this test's target, shared with compatible tests."""
     arch = memhp_target.arch
-    for prop in (p for m in request.node.iter_markers("needs") for p in m.args):
+    # Module-level needs first: the broadest missing piece is the one to report.
+    for prop in (p for m in reversed(list(request.node.iter_markers("needs"))) for p in m.args):
         if prop in arch.lacks:
             pytest.skip(f"{arch.name}: {arch.lacks[prop]}")
     boot, fresh = Boot.of(request.node, arch)
