@@ -51,6 +51,11 @@ class ConsoleLog:
         with self._cond:
             return self._text
 
+    def drained(self, timeout: float) -> bool:
+        """Wait until QEMU closed the console (all output read); False if still open."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
     def tail(self, lines: int = 40) -> str:
         with self._cond:
             return self._tail_locked(lines)

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 import paramiko
 
 from harness import kpageflags
-from harness.errors import MemhpError, SSHError, VMLost
+from harness.errors import InfrastructureError, MemhpError, SSHError, VMLost
 
 MEMORY = "/sys/devices/system/memory"
+LostHandler = Callable[[str, type[InfrastructureError]], MemhpError]
 # busybox reports a failed write as "write error: <strerror>": map the text back to errno.
 _STRERROR = {os.strerror(code): code for code in errno.errorcode}
 
@@ -119,11 +120,13 @@ class Guest:
     """SSH access to a booted guest, with its host key pinned."""
 
     def __init__(self, port: int, host_key: str, client_key: str,
-                 on_lost: Callable[[], str] = lambda: "") -> None:
+                 on_lost: LostHandler = lambda message, kind: kind(message)) -> None:
         self.port = port
         self._host_key = host_key
         self._client_key = client_key
-        self._on_lost = on_lost  # returns the console tail, for VMLost
+        # Builds the error for a guest that stopped answering: the machine knows whether
+        # QEMU died, whether the kernel panicked, and the console tail.
+        self._on_lost = on_lost
         self._client: paramiko.SSHClient | None = None
         self._page_size: int | None = None
 
@@ -159,8 +162,8 @@ class Guest:
                 transport.set_keepalive(5)
             self._client = client
             return
-        raise SSHError(f"no SSH connection to the guest within {timeout:g} s: {last!r}",
-                       console_tail=self._on_lost())
+        raise self._on_lost(f"no SSH connection to the guest within {timeout:g} s: {last!r}",
+                            SSHError)
 
     def close(self) -> None:
         if self._client is not None:
@@ -191,11 +194,13 @@ class Guest:
             _, out, err = self._client.exec_command(command, timeout=timeout)
             stdout = out.read()
             stderr = err.read()
-            return stdout, stderr, out.channel.recv_exit_status()
+            status = out.channel.recv_exit_status()
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            tail = self._on_lost()
-            raise VMLost(f"lost the guest during '{command}': {exc!r}",
-                         console_tail=tail) from exc
+            raise self._on_lost(f"lost the guest during '{command}': {exc!r}", VMLost) from exc
+        if status == -1:  # the channel closed without an exit status: the guest went away
+            raise self._on_lost(f"lost the guest during '{command}': connection closed",
+                                VMLost)
+        return stdout, stderr, status
 
     # -- memory --------------------------------------------------------------------------
 

@@ -29,7 +29,14 @@ from typing import Any, Protocol
 from harness.accel import Accel, choose_accel
 from harness.arch import Arch, GiB
 from harness.console import ConsoleLog
-from harness.errors import InfrastructureError, LaunchError, MemhpError, UsageError
+from harness.errors import (
+    InfrastructureError,
+    KernelFailure,
+    LaunchError,
+    MemhpError,
+    UsageError,
+    VMLost,
+)
 from harness.guest import Guest
 from harness.images import READY_MARKER, SSHD_MARKER, Image
 from harness.progress import progress
@@ -201,7 +208,7 @@ class Machine:
         with progress(f"boot: {self.arch.name} {self.config.image.spec} ({self.accel.name})"):
             self.console.wait_for(SSHD_MARKER, timeout)
             self.guest = Guest(self.port, self.config.image.host_key,
-                               str(self.config.image.client_key), on_lost=self.lost_context)
+                               str(self.config.image.client_key), on_lost=self.lost_error)
             self.guest.connect(left())
             self.console.wait_for(READY_MARKER, left())
         self.boot_seconds = time.monotonic() - start
@@ -240,12 +247,25 @@ class Machine:
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def lost_context(self) -> str:
-        """What to show when the VM is lost: exit status and the console tail."""
-        status = "running" if self.alive() else (
-            f"exited with {self._proc.returncode}" if self._proc else "never started")
+    def lost_error(self, message: str,
+                   kind: type[InfrastructureError] = VMLost) -> MemhpError:
+        """The error for a guest that stopped answering: a kernel panic is the kernel's
+        failure; anything else is infrastructure, with QEMU's state and the console tail."""
+        if self._proc is not None:
+            # A panicking guest makes QEMU exit (panic=-1, -no-reboot): let it finish, and
+            # let the console reader drain, before judging.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(2.0)
+        if self.console is not None:
+            self.console.drained(2.0)
+            panic = self.console.panic()
+            if panic:
+                return KernelFailure(f"guest kernel panicked: {panic.splitlines()[0]}",
+                                     console_tail=panic)
+        status = "still running" if self.alive() else (
+            f"exited with status {self._proc.returncode}" if self._proc else "never started")
         tail = self.console.tail() if self.console else ""
-        return f"QEMU {status}\n{tail}"
+        return kind(f"{message} (QEMU {status})", console_tail=tail, cmdline=self._cmdline_str())
 
     def qemu_log(self) -> str:
         path = self._dir / "qemu.log" if self._dir else None

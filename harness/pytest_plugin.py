@@ -251,9 +251,26 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config
     return None
 
 
+def _infra_section(tr: Any) -> None:
+    """pytest lists only its own outcomes under FAILURES; infra ones are shown here."""
+    reports = tr.stats.get("infra", [])
+    if not reports:
+        return
+    tr.section("memhp: infrastructure failures (not kernel verdicts)")
+    for rep in reports:
+        tr.write_line(f"{rep.nodeid} ({rep.when}):", bold=True)
+        err = [ln for ln in rep.longreprtext.splitlines() if ln.startswith("E ")]
+        for line in err[-3:]:
+            tr.write_line(f"  {line[1:].strip()}")
+        for title, text in rep.sections:
+            if title.startswith("memhp:"):
+                tr.write_line("  " + text.replace("\n", "\n  "))
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config
                             ) -> None:
-    """Per-scenario table: target x scenario -> outcome."""
+    """Infrastructure failures in full, then a table: target x scenario -> outcome."""
+    _infra_section(terminalreporter)
     rows: dict[str, dict[str, str]] = {}
     ids = sorted((t.id for t in targets(config)), key=len, reverse=True)
     for kind in ("passed", "failed", "error", "skipped", "infra"):
