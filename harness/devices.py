@@ -28,8 +28,8 @@ from harness.qmp import Event, EventTimeout, event_is
 if TYPE_CHECKING:
     from harness.machine import Machine
 
-# ACPI 6.x _OST status codes for an eject request (source 3).
-OST_EJECT_IN_PROGRESS = 0x84
+# ACPI 6.x _OST status codes for an eject request (source 3): 0x80-0x83 are failures
+# (0x84, "in progress", precedes DEVICE_DELETED on success).
 OST_EJECT_REFUSED = range(0x80, 0x84)
 ACPI_SOURCE_INSERT = 1
 ACPI_SOURCE_EJECT = 3

@@ -30,8 +30,6 @@ BAD_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("page dump", r"page dumped because"),
     )
 )
-# printk prefixes as busybox dmesg shows them: "[    1.234567] "
-_TIME = re.compile(r"^\[\s*(\d+\.\d+)\]\s?")
 
 
 @dataclass(frozen=True)
@@ -60,6 +58,3 @@ def format_splats(splats: list[Splat], context: list[str], limit: int = 40) -> s
         context = [*context[:limit], f"... {len(context) - limit} more lines"]
     return "\n".join(head + ["dmesg during the test:"] + [f"  {c}" for c in context])
 
-
-def strip_time(line: str) -> str:
-    return _TIME.sub("", line)

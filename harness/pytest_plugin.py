@@ -198,7 +198,6 @@ def vm(request: pytest.FixtureRequest, memhp_target: Target, memhp_pool: Pool) -
 
 _VM = pytest.StashKey[VM]()
 _DMESG_START = pytest.StashKey[int]()
-_INFRA = pytest.StashKey[bool]()
 
 
 @pytest.hookimpl(wrapper=True)
@@ -235,7 +234,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
     report: pytest.TestReport = yield
     exc = call.excinfo.value if call.excinfo else None
     if isinstance(exc, InfrastructureError):
-        item.stash[_INFRA] = True
         report.user_properties.append(("memhp_outcome", "infrastructure"))
         report.sections.append(("memhp: infrastructure failure (not a kernel verdict)",
                                 exc.details() or str(exc)))

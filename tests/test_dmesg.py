@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.dmesg import Splat, find_splats, format_splats, strip_time
+from harness.dmesg import Splat, find_splats, format_splats
 
 SPLATS = [
     "[   12.345678] WARNING: CPU: 1 PID: 42 at mm/memory_hotplug.c:123 online_pages+0x1a/0x2b0",
@@ -70,9 +70,3 @@ def test_format_splats_names_kinds_and_clips_context() -> None:
 def test_format_splats_keeps_short_context_whole() -> None:
     text = format_splats([Splat("oops", "Oops")], ["a", "b"])
     assert text.splitlines()[-3:] == ["dmesg during the test:", "  a", "  b"]
-
-
-def test_strip_time_removes_printk_timestamp() -> None:
-    assert strip_time("[   12.345678] memory memory32: Offline failed.") == (
-        "memory memory32: Offline failed.")
-    assert strip_time("no stamp") == "no stamp"
