@@ -22,6 +22,8 @@ from harness.kpageflags import KPF
 T = TypeVar("T")
 
 ONLINE_TYPES = ("offline", "online", "online_kernel", "online_movable")
+# Expectations a developer may override (--memhp-expect NAME=VALUE); each rule checks VALUE.
+OVERRIDABLE = ("online_policy", "memmap_init", "no_memmap_flags", "virtio_mem_device_del")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import dataclasses
+import warnings
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ from harness.accel import choose_accel
 from harness.arch import Arch, get_arch
 from harness.dmesg import find_splats, format_splats
 from harness.errors import InfrastructureError, KernelFailure, MemhpError
+from harness.expectations import OVERRIDABLE
 from harness.images import Image
 from harness.images import build as build_image
 from harness.machine import ColdPlug, Machine, MachineConfig
@@ -55,8 +57,21 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "needs(*props): guest properties the test needs; skipped before booting "
         "where the arch profile lacks one (Arch.lacks says why)")
+    config.stash[_OVERRIDES] = _overrides(config.getoption("memhp_expect") or [])
     if not hasattr(config, "workerinput"):  # xdist workers' output is not shown anyway
         _route_progress(config)
+
+
+def _overrides(options: list[str]) -> dict[str, str]:
+    out = {}
+    for option in options:
+        name, sep, value = option.partition("=")
+        if not sep or name not in OVERRIDABLE:
+            raise pytest.UsageError(
+                f"--memhp-expect {option}: give NAME=VALUE with NAME one of "
+                f"{', '.join(sorted(OVERRIDABLE))}")
+        out[name] = value
+    return out
 
 
 def _route_progress(config: pytest.Config) -> None:
@@ -134,13 +149,23 @@ class Pool:
         if not fresh and key in self.shared and self.shared[key].alive():
             return self.shared[key]
         try:
-            machine = self._boot(target, boot)
+            machine = self._boot_with_retry(target, boot)
         except MemhpError as exc:
             self.broken[key] = exc
             raise
         if not fresh:
             self.shared[key] = machine
         return machine
+
+    def _boot_with_retry(self, target: Target, boot: Boot) -> Machine:
+        """One retry for a boot that died (rare under a loaded TCG host); never silent."""
+        try:
+            return self._boot(target, boot)
+        except (InfrastructureError, KernelFailure) as first:
+            machine = self._boot(target, boot)
+            warnings.warn(f"{target.id}: first boot failed, the retry booted: {first}; "
+                          f"console:\n{getattr(first, 'console_tail', '')}", stacklevel=1)
+            return machine
 
     def _boot(self, target: Target, boot: Boot) -> Machine:
         accel = choose_accel(target.arch, self.config.getoption("memhp_accel"))
@@ -184,8 +209,7 @@ def vm(request: pytest.FixtureRequest, memhp_target: Target, memhp_pool: Pool) -
             pytest.skip(f"{arch.name}: {arch.lacks[prop]}")
     boot, fresh = Boot.of(request.node, arch)
     machine = memhp_pool.acquire(memhp_target, boot, fresh)
-    overrides = dict(o.split("=", 1) for o in request.config.getoption("memhp_expect"))
-    v = VM(machine, overrides)
+    v = VM(machine, request.config.stash[_OVERRIDES])
     request.node.stash[_VM] = v
     request.node.stash[_DMESG_START] = len(v.guest.dmesg())
     reusable = False
@@ -197,6 +221,7 @@ def vm(request: pytest.FixtureRequest, memhp_target: Target, memhp_pool: Pool) -
 
 
 _VM = pytest.StashKey[VM]()
+_OVERRIDES = pytest.StashKey[dict[str, str]]()
 _DMESG_START = pytest.StashKey[int]()
 
 
