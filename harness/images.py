@@ -122,7 +122,7 @@ def _build(spec: str, arch: Arch, source: kernels.KernelSource, userspace: list[
         else:
             image, modules_dir = source.image, source.modules
             release = modules_dir.name if modules_dir else "unknown"
-            config = image.parent / ".config" if (image.parent / ".config").exists() else None
+            config = _local_config(image, release, modules_dir)
             described = str(image)
         arch.check_kernel(image)
         _install_kernel(image, arch, out / "kernel")
@@ -131,6 +131,11 @@ def _build(spec: str, arch: Arch, source: kernels.KernelSource, userspace: list[
         for deb in apt.download(userspace):
             _extract(deb, root)
         _usrmerge(root)
+        if modules_dir and not (modules_dir / "modules.dep").exists():
+            if not isinstance(source, kernels.DebianKernel):  # never write into the user's tree
+                raise UsageError(f"{modules_dir} has no modules.dep: install the modules with "
+                                 "make modules_install INSTALL_MOD_PATH=DIR (runs depmod)")
+            _depmod(modules_dir)
         loaded = _install_modules(modules_dir, root) if modules_dir else []
         _install_recipe(root)
         _make_keys(root, out)
@@ -238,6 +243,17 @@ def _debian_kernel_parts(tree: Path, arch: Arch) -> tuple[Path, str, Path | None
     return image, release, modules, config if config.exists() else None
 
 
+def _local_config(image: Path, release: str, modules: Path | None) -> Path | None:
+    """A local kernel's .config: next to it, at the top of its build tree
+    (arch/*/boot/bzImage), as boot/config-RELEASE, or in its modules directory."""
+    candidates = [image.parent / ".config", image.parent / f"config-{release}"]
+    if len(image.parents) > 3:  # O/arch/x86/boot/bzImage -> O/.config
+        candidates.append(image.parents[3] / ".config")
+    if modules is not None:
+        candidates.append(modules / "config")
+    return next((c for c in candidates if c.is_file()), None)
+
+
 def _install_kernel(image: Path, arch: Arch, dest: Path) -> None:
     """Copy the kernel; on x86 prefer its decompressed vmlinux when it can boot via PVH."""
     data = image.read_bytes()
@@ -317,8 +333,6 @@ def _read_module(path: Path) -> bytes:
 
 def _modules_dep(modules_dir: Path) -> dict[str, list[str]]:
     dep_file = modules_dir / "modules.dep"
-    if not dep_file.exists():
-        _depmod(modules_dir)
     deps: dict[str, list[str]] = {}
     for line in dep_file.read_text().splitlines():
         mod, _, rest = line.partition(":")

@@ -25,7 +25,9 @@ from harness.expectations import (
     virtio_mem_unplugged_flags,
 )
 from harness.guest import Guest, MemoryBlock, MemoryLayout
+from harness.kconfig import KernelConfig
 from harness.kconfig import load as load_config
+from harness.kconfig import parse as parse_config
 from harness.kpageflags import Histogram
 from harness.machine import Machine
 
@@ -40,7 +42,7 @@ class VM:
         self.facts = KernelFacts(
             arch=self.arch.name,
             release=self.guest.run("uname -r").stdout.strip(),
-            config=load_config(self.image.config),
+            config=self._kernel_config(),
             cmdline=tuple(self.guest.cmdline()),
             qemu_version=parse_release(machine.qemu_version),
             firmware_onlines_dimms=self.arch.firmware_onlines_dimms,
@@ -49,6 +51,15 @@ class VM:
         self.dimms: list[Dimm] = []  # plugged by this test and not yet removed
         self.virtio_mems: list[VirtioMem] = []
         self.nvdimms: list[Nvdimm] = []
+
+    def _kernel_config(self) -> KernelConfig:
+        """The image's config, else the running kernel's /proc/config.gz (IKCONFIG_PROC)."""
+        if self.image.config is not None:
+            return load_config(self.image.config)
+        res = self.guest.run("zcat /proc/config.gz", check=False)
+        if res.status == 0:
+            return parse_config(res.stdout, "/proc/config.gz")
+        return KernelConfig({}, "no config: not in the image, no /proc/config.gz")
 
     # -- devices -------------------------------------------------------------------------
 
