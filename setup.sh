@@ -6,6 +6,7 @@
 #
 #   ./setup.sh              everything
 #   ./setup.sh --no-images  skip the image builds
+#   ./setup.sh --kbuild     also what building kernels needs (compilers, linux-source-6.12)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -20,6 +21,14 @@ PACKAGES=(
   python3-venv           # the Python environment
   cpio                   # the unit tests cross-check the initramfs writer with it
 )
+
+KBUILD_PACKAGES=(
+  build-essential bc bison flex libelf-dev libssl-dev dwarves  # the kernel's build deps
+  ccache                     # warm rebuilds in seconds
+  gcc-powerpc64le-linux-gnu  # cross-building ppc64le kernels
+  linux-source-6.12          # the tree the kernel-build tests use
+)
+case " $* " in *" --kbuild "*) PACKAGES+=("${KBUILD_PACKAGES[@]}") ;; esac
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -41,7 +50,7 @@ fi
 .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
 echo "memhp setup: Python environment ready in .venv"
 
-if [ "${1:-}" != "--no-images" ]; then
+if [[ " $* " != *" --no-images "* ]]; then
   .venv/bin/memhp image build --arch x86_64 --kernel debian:6.1 --kernel debian:6.12 \
     --kernel debian:7.2
   .venv/bin/memhp image build --arch ppc64le --kernel debian:6.1 --kernel debian:6.12

@@ -68,6 +68,24 @@ def _parser() -> argparse.ArgumentParser:
                      help="override an expectation (see harness/expectations.py)")
     run.set_defaults(func=_run)
 
+    kernel = sub.add_parser("kernel", help="build kernels from source").add_subparsers(
+        dest="kernel_command", required=True, metavar="ACTION")
+    kb = kernel.add_parser(
+        "build", help="configure (kconfigs/ fragments) and build a kernel tree",
+        description="Configure TREE with a base config plus kconfigs/ fragments (the kernel's "
+                    "merge_config.sh + olddefconfig), check every requested option survived, "
+                    "build out of tree (cross for ppc64le, ccache when present) and install "
+                    "the modules. Prints the kernel spec to use: build:DIR.")
+    kb.add_argument("--tree", required=True, type=Path, help="kernel source tree")
+    _arch_option(kb, multiple=False)
+    kb.add_argument("--kconfig", action="append", type=Path, metavar="FRAG",
+                    help="fragment(s) instead of kconfigs/{hotplug,guest,ARCH}.config")
+    kb.add_argument("--base", default="defconfig",
+                    help="defconfig (the arch's guest defconfig), tinyconfig, or a .config file")
+    kb.add_argument("--out", type=Path, help="build directory (default: in memhp's cache)")
+    kb.add_argument("-j", "--jobs", type=int, help="parallel jobs (default: all CPUs)")
+    kb.set_defaults(func=_kernel_build)
+
     shell = sub.add_parser("shell", help="boot a guest and open an SSH shell in it")
     shell.add_argument("--kernel", required=True, metavar="SPEC", help=KERNEL_HELP)
     _arch_option(shell, multiple=False)
@@ -94,6 +112,15 @@ def _image_build(args: argparse.Namespace, _: list[str]) -> int:
         image = images.build(spec, arch)
         print(f"{spec} ({arch.name}): {image.kernel_package}, release {image.release}\n"
               f"  {image.path}")
+    return 0
+
+
+def _kernel_build(args: argparse.Namespace, _: list[str]) -> int:
+    from harness import kbuild
+
+    out = kbuild.build(args.tree, get_arch(args.arch), fragments=args.kconfig, base=args.base,
+                       out=args.out, jobs=args.jobs)
+    print(f"kernel spec: build:{out}")
     return 0
 
 

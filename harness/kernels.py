@@ -4,6 +4,7 @@
   ``debian:6.12/rt``, ``debian:6.12/64k`` on ppc64le), from whichever suite serves it.
 * ``PATH[,MODULES]``: a local kernel image (bzImage or vmlinux) and, optionally, its
   ``lib/modules/<release>`` directory.
+* ``build:DIR``: a build directory made by ``memhp kernel build``.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ def parse_debian_spec(spec: str) -> tuple[str, str | None]:
 
 
 def resolve(spec: str, arch: Arch, apt: AptCache | None) -> KernelSource:
+    if spec.startswith("build:"):
+        return resolve_build(spec, arch)
     if spec.startswith("debian:"):
         if apt is None:
             raise UsageError("debian: kernel specs need the apt cache")
@@ -84,6 +87,19 @@ def split_parts(package: Package, apt: AptCache) -> tuple[Package, ...]:
     """The packages a split linux-image-* depends on for its kernel and modules."""
     names = [n for n in depends_names(package.depends) if n.startswith(SPLIT_PREFIXES)]
     return tuple(apt.newest(n, package.suite) for n in names)
+
+
+def resolve_build(spec: str, arch: Arch) -> LocalKernel:
+    """build:DIR, a directory made by memhp kernel build (or any O= build dir with mod/)."""
+    from harness.kbuild import image_of  # kbuild pulls in subprocess-heavy code lazily
+
+    out = Path(spec.removeprefix("build:")).expanduser()
+    if not out.is_dir():
+        raise UsageError(f"kernel spec '{spec}': {out} is not a directory "
+                         "(make one with memhp kernel build)")
+    image, modules = image_of(out, arch)
+    arch.check_kernel(image)
+    return LocalKernel(spec, image.resolve(), modules.resolve() if modules else None)
 
 
 def resolve_local(spec: str, arch: Arch) -> LocalKernel:

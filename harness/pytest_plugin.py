@@ -269,7 +269,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config
                              ) -> tuple[str, str, str] | None:
-    if report.failed and ("memhp_outcome", "infrastructure") in report.user_properties:
+    props = getattr(report, "user_properties", ())  # collection reports have none
+    if report.failed and ("memhp_outcome", "infrastructure") in props:
         return "infra", "I", "INFRA"
     return None
 

@@ -1,0 +1,72 @@
+"""Kernels from source: configure a real tree with kconfigs/, build it, boot it in the
+scenarios. Slow (a cold build is minutes to a quarter hour on 2 cores), so these carry the
+``kbuild`` marker and run with their own command (README: nightly):
+
+    .venv/bin/pytest -m kbuild testcases/test_kernel_build.py
+
+The tree is $MEMHP_KBUILD_TREE, else Debian's linux-source-6.12 unpacked into memhp's cache.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from harness import cache, kbuild
+from harness.arch import PPC64LE, X86_64, Arch
+from harness.errors import UsageError
+
+pytestmark = pytest.mark.kbuild
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCE = Path("/usr/src/linux-source-6.12.tar.xz")
+
+
+@pytest.fixture(scope="session")
+def kernel_tree() -> Path:
+    if os.environ.get("MEMHP_KBUILD_TREE"):
+        return Path(os.environ["MEMHP_KBUILD_TREE"])
+    tree = cache.path("trees", "linux-source-6.12")
+    if not (tree / "Makefile").exists():
+        if not SOURCE.exists():
+            pytest.fail(f"{SOURCE} missing: install linux-source-6.12 (./setup.sh --kbuild) "
+                        "or set MEMHP_KBUILD_TREE")
+        with tarfile.open(SOURCE) as tar:
+            tar.extractall(tree.parent, filter="data")
+    return tree
+
+
+def _scenarios(arch: Arch, build_dir: Path, *files: str) -> subprocess.CompletedProcess[str]:
+    """Run scenario files against build:DIR in a child pytest (its own guest pool)."""
+    cmd = [sys.executable, "-m", "pytest", *files, "-q", "-p", "no:cacheprovider",
+           "--memhp-arch", arch.name, "--memhp-kernel", f"build:{build_dir}"]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+
+
+def test_kbuild_fragment_asking_for_what_the_arch_cannot_have_fails(
+        kernel_tree: Path, tmp_path: Path) -> None:
+    """VIRTIO_MEM on ppc64le: configure stops and names the option and its dependency."""
+    frag = tmp_path / "virtio-mem.config"
+    frag.write_text("# virtio-mem on pseries (it cannot be)\nCONFIG_VIRTIO_MEM=y\n")
+
+    with pytest.raises(UsageError) as exc:
+        kbuild.build(kernel_tree, PPC64LE, fragments=[frag], out=tmp_path / "out")
+
+    assert "CONFIG_VIRTIO_MEM=y" in str(exc.value)
+    assert "depends on" in str(exc.value) and "X86_64" in str(exc.value)
+
+
+@pytest.mark.parametrize(("arch", "base"), [(X86_64, "tinyconfig"), (PPC64LE, "defconfig")],
+                         ids=["x86_64", "ppc64le"])
+def test_kbuild_kernel_passes_dimm_scenarios(kernel_tree: Path, arch: Arch, base: str) -> None:
+    """Build (incremental when done before) and run the DIMM scenarios on it."""
+    out = kbuild.build(kernel_tree, arch, base=base)
+
+    run = _scenarios(arch, out, "testcases/test_dimm.py", "testcases/test_memmap_on_memory.py")
+
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
