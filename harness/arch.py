@@ -50,6 +50,13 @@ class Arch:
     boot_timeout_tcg: float = 90.0
     # -device specs added at boot so PCI devices (virtio-mem-pci) can be hot-plugged later.
     hotplug_ports: tuple[str, ...] = ()
+    # NVDIMM on this machine: the device model, whether QEMU needs a label area and uuid
+    # (spapr), and its size granularity.
+    nvdimm_driver: str = "nvdimm"
+    nvdimm_label_size: int | None = None
+    nvdimm_align: int = 2 * MiB
+    # Kernel options a guest needs to see an NVDIMM at all.
+    nvdimm_kconfig: tuple[str, ...] = ("LIBNVDIMM",)
     # Kernel parameters the scenarios boot with unless a test asks otherwise.
     scenario_cmdline: tuple[str, ...] = ()
     # Guest properties some scenarios rely on that this machine does not have: name -> why.
@@ -125,6 +132,7 @@ X86_64 = Arch(
     devices=frozenset({"pc-dimm", "virtio-mem-pci", "nvdimm"}),
     acpi_memory_hotplug=True,
     pvh_boot=True,
+    nvdimm_kconfig=("LIBNVDIMM", "ACPI_NFIT"),
     # q35 hot-plugs PCIe devices only into a free root port that existed at boot.
     hotplug_ports=tuple(f"pcie-root-port,id=memhp-port{i},chassis={i},slot={i}"
                         for i in (1, 2)),
@@ -158,6 +166,11 @@ PPC64LE = Arch(
     devices=frozenset({"pc-dimm", "nvdimm"}),
     # pseries DLPAR: dlpar_add_lmb() -> dlpar_online_lmb() onlines each LMB itself.
     firmware_onlines_dimms=True,
+    # spapr NVDIMMs: a label area and a uuid, data a multiple of 256 MiB (hw/ppc/spapr_nvdimm.c).
+    nvdimm_driver="spapr-nvdimm",
+    nvdimm_label_size=128 * 1024,
+    nvdimm_align=256 * MiB,
+    nvdimm_kconfig=("LIBNVDIMM", "PAPR_SCM"),
     # DLPAR onlines new LMBs whatever the policy. With online_movable each LMB is onlined
     # at add time, so the next LMB's memmap cannot land in it (it would with DLPAR's own
     # Normal onlining, and offlining that LMB then fails with EBUSY on 6.12).
@@ -166,8 +179,8 @@ PPC64LE = Arch(
         "isa-hole": "pseries has no ISA hole: memory0 is ordinary RAM",
         "virtio-mem": "QEMU 7.2 has no virtio-mem-pci for pseries, and the kernel's "
         "VIRTIO_MEM depends on X86_64 || ARM64 || RISCV",
-        "nvdimm-guest": "Debian's ppc64el kernels lack LIBNVDIMM/PAPR_SCM (build a kernel "
-        "with them: kconfigs/)",
+        "nvdimm-subsection": "spapr NVDIMMs come in 256 MiB multiples, a ppc64 section is "
+        "16 MiB: two cannot share one",
         "normal-only-hotplugged": "pseries boot RAM is ZONE_NORMAL too, so kernel allocations "
         "do not go to a hot-added Normal block first and nothing reliably pins it",
     },

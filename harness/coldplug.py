@@ -3,8 +3,11 @@ configuration can key the guest pool."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+from harness.arch import Arch
 
 
 @dataclass(frozen=True)
@@ -13,7 +16,7 @@ class VirtioMemSpec:
     max_size: int
     requested: int = 0
 
-    def qemu_args(self, workdir: Path) -> list[str]:
+    def qemu_args(self, workdir: Path, arch: Arch) -> list[str]:
         return ["-object", f"memory-backend-ram,id={self.id}-mem,size={self.max_size}",
                 "-device", f"virtio-mem-pci,id={self.id},memdev={self.id}-mem,"
                            f"requested-size={self.requested}"]
@@ -22,14 +25,15 @@ class VirtioMemSpec:
 @dataclass(frozen=True)
 class NvdimmSpec:
     id: str
-    size: int
-    label_size: int | None = None
+    size: int  # data size; the arch's label area (spapr) comes on top
 
-    def qemu_args(self, workdir: Path) -> list[str]:
+    def qemu_args(self, workdir: Path, arch: Arch) -> list[str]:
+        label = arch.nvdimm_label_size
+        total = self.size + (label or 0)
         path = workdir / f"{self.id}.img"
         with path.open("wb") as f:
-            f.truncate(self.size)  # sparse backing file, private to this machine
-        label = f",label-size={self.label_size}" if self.label_size is not None else ""
+            f.truncate(total)  # sparse backing file, private to this machine
+        extra = f",label-size={label},uuid={uuid.uuid4()}" if label is not None else ""
         return ["-object", f"memory-backend-file,id={self.id}-mem,mem-path={path},"
-                           f"size={self.size},share=on",
-                "-device", f"nvdimm,id={self.id},memdev={self.id}-mem{label}"]
+                           f"size={total},share=on",
+                "-device", f"{arch.nvdimm_driver},id={self.id},memdev={self.id}-mem{extra}"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import uuid
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -287,16 +288,24 @@ def plug_nvdimm(machine: Machine, size: int, *, label_size: int | None = None,
     """Hot-plug an NVDIMM; wait until the guest shows its region."""
     if not machine.arch.supports("nvdimm"):
         raise UsageError(f"NVDIMM is not available on {machine.arch.name}")
+    arch = machine.arch
+    if size % arch.nvdimm_align:
+        raise UsageError(f"NVDIMM size {size >> 20} MiB is not a multiple of "
+                         f"{arch.nvdimm_align >> 20} MiB ({arch.name})")
     n = next(_ids)
+    label_size = label_size if label_size is not None else arch.nvdimm_label_size
     dev = Nvdimm(id=f"nvdimm{n}", memdev=f"nvdimm{n}-mem", size=size, label_size=label_size)
+    total = size + (label_size or 0)  # QEMU carves the label area off the backend's end
     path = machine.workdir / f"{dev.id}.img"
     with path.open("wb") as f:
-        f.truncate(size)  # sparse: costs no disk until written
+        f.truncate(total)  # sparse: costs no disk until written
     machine.qmp("object-add", {"qom-type": "memory-backend-file", "id": dev.memdev,
-                               "mem-path": str(path), "size": size, "share": True})
-    args: dict[str, object] = {"driver": "nvdimm", "id": dev.id, "memdev": dev.memdev}
+                               "mem-path": str(path), "size": total, "share": True})
+    args: dict[str, object] = {"driver": arch.nvdimm_driver, "id": dev.id,
+                               "memdev": dev.memdev}
     if label_size is not None:
         args["label-size"] = label_size
+        args["uuid"] = str(uuid.uuid4())  # spapr wants one; x86 accepts it
     if addr is not None:
         args["addr"] = addr
     try:

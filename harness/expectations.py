@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from harness.arch import Arch
 from harness.checks import FlagRule, at_least, every_page_is, no_page
 from harness.devices import Unplug
 from harness.kconfig import KernelConfig
@@ -295,3 +296,18 @@ def virtio_mem_unplug(facts: KernelFacts) -> Expected[frozenset[Unplug]]:
     return Expected(name, frozenset({Unplug.REJECTED}),
                     f"QEMU {'.'.join(map(str, facts.qemu_version))}: \"virtio based memory "
                     "devices cannot be unplugged\" before QEMU 8.1")
+
+
+# -- what the kernel can do at all -------------------------------------------------------------
+
+
+def kernel_supports(feature: str, config: KernelConfig, arch: Arch) -> Expected[bool]:
+    """Whether a kernel (by its config, before booting it) can take part in a scenario."""
+    if feature == "nvdimm":
+        missing = [o for o in arch.nvdimm_kconfig if not config.enabled(o)]
+        if not config.options:
+            return Expected(feature, True, "no config to check: assume yes")
+        why = ("; ".join(config.line(o) for o in missing) if missing
+               else " ".join(f"CONFIG_{o}" for o in arch.nvdimm_kconfig) + " enabled")
+        return Expected(feature, not missing, why)
+    raise ValueError(f"unknown kernel feature {feature!r}")

@@ -131,6 +131,8 @@ def _build(spec: str, arch: Arch, source: kernels.KernelSource, userspace: list[
         for deb in apt.download(userspace):
             _extract(deb, root)
         _usrmerge(root)
+        if modules_dir and not any(modules_dir.rglob("*.ko*")):
+            modules_dir = None  # everything built in (a CONFIG_MODULES=n kernel has no .ko)
         if modules_dir and not (modules_dir / "modules.dep").exists():
             if not isinstance(source, kernels.DebianKernel):  # never write into the user's tree
                 raise UsageError(f"{modules_dir} has no modules.dep: install the modules with "

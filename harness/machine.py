@@ -48,7 +48,7 @@ PORT_ATTEMPTS = 5
 class ColdPlug(Protocol):
     """A device on QEMU's command line; see harness.coldplug."""
 
-    def qemu_args(self, workdir: Path) -> list[str]: ...
+    def qemu_args(self, workdir: Path, arch: Arch) -> list[str]: ...
 _PR_SET_PDEATHSIG = 1
 _counter = itertools.count()
 
@@ -182,7 +182,7 @@ class Machine:
             "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{self.port}-:22",
             "-device", "virtio-net-pci,netdev=net0",
             *(a for port in self.arch.hotplug_ports for a in ("-device", port)),
-            *(a for dev in c.coldplug for a in dev.qemu_args(self.workdir)),
+            *(a for dev in c.coldplug for a in dev.qemu_args(self.workdir, self.arch)),
             *c.qemu_args,
         ]
 

@@ -48,6 +48,16 @@ def namespaces(guest: Guest, region: str) -> list[Namespace]:
     return [Namespace.of(i, _resource(guest, i["dev"])) for i in infos]
 
 
+def namespace(guest: Guest, region: str, mode: str = "fsdax") -> Namespace:
+    """The region's namespace; labelled regions (spapr) start empty, so create one."""
+    found = namespaces(guest, region)
+    if found:
+        return found[0]
+    out = guest.run(f"ndctl create-namespace -r {shlex.quote(region)} -m {mode}").stdout
+    info = json.loads(out)
+    return Namespace.of(info, _resource(guest, info["dev"]))
+
+
 def reconfigure(guest: Guest, namespace: str, mode: str) -> Namespace:
     """ndctl create-namespace -f -e NS -m MODE (fsdax, devdax, raw)."""
     out = guest.run(f"ndctl create-namespace -f -e {shlex.quote(namespace)} -m {mode}").stdout
@@ -56,12 +66,17 @@ def reconfigure(guest: Guest, namespace: str, mode: str) -> Namespace:
 
 
 def to_system_ram(guest: Guest, chardev: str) -> tuple[int, int]:
-    """daxctl: hand a devdax device to the kmem driver as System RAM, blocks left offline.
+    """Hand a devdax device to the kmem driver as System RAM, through sysfs (unbind from
+    device_dax, new_id on kmem: what daxctl reconfigure-device does, minus libkmod, which
+    cannot see a built-in kmem without depmod's indexes). Blocks come up as
+    auto_online_blocks says.
 
     Returns the (start, end) of the "System RAM (kmem)" range, end exclusive. kmem aligns
     the dax range to memory blocks, so it can be smaller than the device.
     """
-    guest.run(f"daxctl reconfigure-device --mode=system-ram --no-online {shlex.quote(chardev)}")
+    dev = shlex.quote(chardev)
+    guest.run(f"echo {dev} > /sys/bus/dax/drivers/device_dax/unbind && "
+              f"echo {dev} > /sys/bus/dax/drivers/kmem/new_id")
     iomem = guest.run("cat /proc/iomem").stdout
     m = re.search(r"^\s*([0-9a-f]+)-([0-9a-f]+) : System RAM \(kmem\)", iomem, re.M)
     if not m:

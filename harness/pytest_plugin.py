@@ -22,9 +22,10 @@ from harness.accel import choose_accel
 from harness.arch import Arch, get_arch
 from harness.dmesg import find_splats, format_splats
 from harness.errors import InfrastructureError, KernelFailure, MemhpError
-from harness.expectations import OVERRIDABLE
+from harness.expectations import OVERRIDABLE, kernel_supports
 from harness.images import Image
 from harness.images import build as build_image
+from harness.kconfig import load as load_config
 from harness.machine import ColdPlug, Machine, MachineConfig
 from harness.progress import progress
 from harness.vm import VM
@@ -54,6 +55,9 @@ def pytest_configure(config: pytest.Config) -> None:
         "gives the test its own guest, coldplug lists harness.coldplug device specs")
     config.addinivalue_line(
         "markers", "dmesg_allow(*regex): kernel log lines the test provokes on purpose")
+    config.addinivalue_line(
+        "markers", "needs_kernel(*features): kernel features (e.g. 'nvdimm') the test needs; "
+        "checked against the image's config before booting")
     config.addinivalue_line(
         "markers", "needs(*props): guest properties the test needs; skipped before booting "
         "where the arch profile lacks one (Arch.lacks says why)")
@@ -207,6 +211,11 @@ def vm(request: pytest.FixtureRequest, memhp_target: Target, memhp_pool: Pool) -
     for prop in (p for m in reversed(list(request.node.iter_markers("needs"))) for p in m.args):
         if prop in arch.lacks:
             pytest.skip(f"{arch.name}: {arch.lacks[prop]}")
+    config = load_config(memhp_pool.image(memhp_target).config)
+    for feature in (f for m in request.node.iter_markers("needs_kernel") for f in m.args):
+        supported = kernel_supports(feature, config, arch)
+        if not supported.value:
+            pytest.skip(f"{memhp_target.kernel}: no {feature} support ({supported.why})")
     boot, fresh = Boot.of(request.node, arch)
     machine = memhp_pool.acquire(memhp_target, boot, fresh)
     v = VM(machine, request.config.stash[_OVERRIDES])

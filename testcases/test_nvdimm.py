@@ -1,7 +1,7 @@
 """NVDIMM: pmem namespaces, devdax, ZONE_DEVICE page flags, dax kmem as System RAM, and
 two NVDIMMs sharing one memory section (sub-section hotplug).
 
-Inside the guest: Debian's ndctl and daxctl. QEMU cannot unplug NVDIMMs, so every test
+Inside the guest: Debian's ndctl for namespaces; the kmem driver is bound through sysfs. QEMU cannot unplug NVDIMMs, so every test
 gets its own guest.
 """
 
@@ -14,7 +14,7 @@ from harness.coldplug import NvdimmSpec
 from harness.devices import Nvdimm, Unplug
 from harness.vm import VM
 
-pytestmark = pytest.mark.needs("nvdimm-guest")
+pytestmark = pytest.mark.needs_kernel("nvdimm")
 
 MiB = 1 << 20
 OFFLINE = ("memhp_default_state=offline",)
@@ -36,7 +36,7 @@ def test_nvdimm_pmem_reads_back_what_was_written(vm: VM, how: str) -> None:
     """The guest sees the region and a namespace; /dev/pmemN keeps what is written to it."""
     dev = _nvdimm(vm, how)
     region = nd.region_at(vm.guest, dev.addr)
-    (ns,) = nd.namespaces(vm.guest, region)
+    ns = nd.namespace(vm.guest, region)
     assert ns.blockdev, f"{ns.dev} has no block device (mode {ns.mode})"
 
     vm.guest.run(f"dd if=/dev/urandom of=/tmp/pattern bs=64k count=16 2>/dev/null && "
@@ -49,7 +49,7 @@ def test_nvdimm_pmem_reads_back_what_was_written(vm: VM, how: str) -> None:
 def test_nvdimm_devdax_pfns_have_no_online_memmap(vm: VM) -> None:
     """devdax: ZONE_DEVICE pfns are never online memory in /proc/kpageflags."""
     dev = _nvdimm(vm, "hotplugged")
-    (ns,) = nd.namespaces(vm.guest, nd.region_at(vm.guest, dev.addr))
+    ns = nd.namespace(vm.guest, nd.region_at(vm.guest, dev.addr))
 
     dax = nd.reconfigure(vm.guest, ns.dev, "devdax")
 
@@ -65,10 +65,10 @@ def test_nvdimm_devdax_pfns_have_no_online_memmap(vm: VM) -> None:
 
 @pytest.mark.memhp(cmdline=OFFLINE, fresh=True)
 def test_nvdimm_kmem_system_ram(vm: VM) -> None:
-    """dax kmem (daxctl --mode=system-ram): blocks come up offline, online movable to BUDDY,
-    offline again to no memmap."""
+    """dax kmem (kmem driver bound through sysfs): blocks come up offline, online movable to
+    BUDDY, offline again to no memmap."""
     dev = _nvdimm(vm, "hotplugged")
-    (ns,) = nd.namespaces(vm.guest, nd.region_at(vm.guest, dev.addr))
+    ns = nd.namespace(vm.guest, nd.region_at(vm.guest, dev.addr))
     dax = nd.reconfigure(vm.guest, ns.dev, "devdax")
     assert dax.chardev
 
@@ -76,7 +76,7 @@ def test_nvdimm_kmem_system_ram(vm: VM) -> None:
 
     blocks = vm.device_blocks(start, end - start)
     assert blocks, f"no memory blocks for System RAM (kmem) {start:#x}-{end - 1:#x}"
-    vm.expect_blocks(blocks, "offline", why="daxctl --no-online, memhp_default_state=offline")
+    vm.expect_blocks(blocks, "offline", why="memhp_default_state=offline")
     offline = expectations.page_flags(vm.facts, "offline")
     vm.expect_flags(blocks, *offline.value, why=offline.why)
     assert not any(vm.set_state(blocks, "online_movable").values())
@@ -100,6 +100,7 @@ def test_nvdimm_unplug_rejected_by_qemu(vm: VM) -> None:
 
 
 @pytest.mark.memhp(cmdline=OFFLINE, fresh=True)
+@pytest.mark.needs("nvdimm-subsection")
 def test_nvdimm_two_in_one_section_both_usable(vm: VM) -> None:
     """Two 64 MiB NVDIMMs inside one 128 MiB section: both namespaces work as devdax
     (sub-section hotplug; before it, devm_memremap_pages "attempted on mixed region")."""
@@ -110,7 +111,7 @@ def test_nvdimm_two_in_one_section_both_usable(vm: VM) -> None:
 
     daxes = []
     for dev in (first, second):
-        (ns,) = nd.namespaces(vm.guest, nd.region_at(vm.guest, dev.addr))
+        ns = nd.namespace(vm.guest, nd.region_at(vm.guest, dev.addr))
         daxes.append(nd.reconfigure(vm.guest, ns.dev, "devdax"))
 
     for dax in daxes:
