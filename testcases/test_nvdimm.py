@@ -1,8 +1,8 @@
 """NVDIMM: pmem namespaces, devdax, ZONE_DEVICE page flags, dax kmem as System RAM, and
 two NVDIMMs sharing one memory section (sub-section hotplug).
 
-Inside the guest: Debian's ndctl for namespaces; the kmem driver is bound through sysfs. QEMU cannot unplug NVDIMMs, so every test
-gets its own guest.
+Inside the guest: Debian's ndctl for namespaces; the kmem driver is bound through sysfs.
+QEMU cannot unplug NVDIMMs, so every test gets its own guest.
 """
 
 from __future__ import annotations
