@@ -72,8 +72,8 @@ class ConsoleLog:
             while True:
                 if marker in self._text:
                     return
-                panic = self._panic_locked()
-                if panic:
+                if PANIC_RE.search(self._text):
+                    panic = self._report_locked()
                     raise KernelFailure(f"guest kernel panicked: {panic.splitlines()[0]}",
                                         console_tail=panic)
                 if self._closed:
@@ -86,12 +86,20 @@ class ConsoleLog:
                                       console_tail=self._tail_locked())
                 self._cond.wait(remaining)
 
+    def _report_locked(self, settle: float = 2.0) -> str:
+        """The panic report once it is complete: QEMU closed the console (panic=-1,
+        -no-reboot) or ``settle`` seconds passed, so the report is not cut at its first line."""
+        deadline = time.monotonic() + settle
+        while not self._closed and (left := deadline - time.monotonic()) > 0:
+            self._cond.wait(left)
+        return self._panic_locked() or self._tail_locked()
+
     def _panic_locked(self) -> str | None:
         m = PANIC_RE.search(self._text)
         if not m:
             return None
         start = self._text.rfind("\n", 0, m.start()) + 1
-        return "\n".join(self._text[start:].splitlines()[:30])
+        return "\n".join(self._text[start:].splitlines()[:40])
 
     def _tail_locked(self, lines: int = 40) -> str:
         return "\n".join(self._text.splitlines()[-lines:])
