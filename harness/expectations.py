@@ -238,11 +238,12 @@ class SelfHostedMemmap:
 
 
 def self_hosted_memmap(facts: KernelFacts, *, device_blocks: int, block_size: int,
-                       page_size: int) -> Expected[SelfHostedMemmap]:
+                       page_size: int, pageblock: int) -> Expected[SelfHostedMemmap]:
     """The vmemmap pages memmap_on_memory puts at the start of each hot-added block."""
     name = "self_hosted_memmap"
     none = SelfHostedMemmap(0, 0)
-    if facts.param("memory_hotplug.memmap_on_memory") not in ("1", "y", "Y", "force"):
+    mode = facts.param("memory_hotplug.memmap_on_memory")
+    if mode not in ("1", "y", "Y", "force"):
         return Expected(name, none, "memory_hotplug.memmap_on_memory not on the command line")
     supported = memmap_on_memory(facts)
     if not supported.value:
@@ -251,6 +252,15 @@ def self_hosted_memmap(facts: KernelFacts, *, device_blocks: int, block_size: in
         return Expected(name, none, "before v6.6 only a device of exactly one memory block "
                         "gets its memmap on itself (mhp_supports_memmap_on_memory(size))")
     pages = block_size // page_size * STRUCT_PAGE // page_size
+    if pages * page_size % pageblock:
+        # The vmemmap must fill whole pageblocks; "force" pads it ("mm/memory_hotplug:
+        # support memmap_on_memory when memmap is not aligned to pageblocks", v6.6).
+        if mode != "force":
+            return Expected(name, none, f"a block's memmap ({pages} pages) does not fill whole "
+                            f"{pageblock >> 10} KiB pageblocks; only memmap_on_memory=force "
+                            "pads it (v6.6)")
+        per_block = pageblock // page_size
+        pages = -(-pages // per_block) * per_block
     init = memmap_init(facts)
     value = 1 << KPF.OWNER_PRIVATE
     if init.value == "reserved":

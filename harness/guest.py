@@ -250,6 +250,11 @@ class Guest:
             self._page_size = int(out.split()[1]) * 1024
         return self._page_size
 
+    def pageblock_size(self) -> int:
+        """Bytes per pageblock ("Page block order" of /proc/pagetypeinfo)."""
+        out = self.run("grep -m1 'Page block order' /proc/pagetypeinfo").stdout
+        return self.page_size() << int(out.split(":")[1])
+
     def kpageflags(self, pfns: range) -> list[int]:
         offset, length = kpageflags.byte_range(pfns)
         raw = self.read_bytes("/proc/kpageflags", offset, length)

@@ -22,6 +22,7 @@ from harness.expectations import (
     no_memmap_flags,
     page_flags,
     parse_release,
+    self_hosted_memmap,
     virtio_mem_unplugged_flags,
 )
 from harness.guest import Guest, MemoryBlock, MemoryLayout
@@ -163,6 +164,14 @@ class VM:
         report = checks.flags_report(seen, rules, why)
         if report:
             raise AssertionError(report)
+
+    def self_hosted_memmap(self, device_blocks: int, facts: KernelFacts | None = None
+                           ) -> Expected[SelfHostedMemmap]:
+        """What memmap_on_memory should put at the start of each block of a device."""
+        return self_hosted_memmap(facts or self.facts, device_blocks=device_blocks,
+                                  block_size=self.memory().block_size,
+                                  page_size=self.guest.page_size(),
+                                  pageblock=self.guest.pageblock_size())
 
     def expect_memmap(self, blocks: Sequence[MemoryBlock],
                       expected: Expected[SelfHostedMemmap]) -> None:

@@ -32,8 +32,7 @@ def test_memmap_on_memory_dimm(vm: VM, blocks: int) -> None:
     block_size = vm.memory().block_size
     dimm = vm.plug_dimm(blocks * block_size)
     online = vm.online(dimm, "online_movable")
-    expected = expectations.self_hosted_memmap(
-        vm.facts, device_blocks=blocks, block_size=block_size, page_size=vm.guest.page_size())
+    expected = vm.self_hosted_memmap(device_blocks=blocks)
 
     vm.expect_memmap(online, expected)
 
@@ -48,18 +47,15 @@ def test_memmap_on_memory_dimm(vm: VM, blocks: int) -> None:
 def test_memmap_on_memory_tells_kernels_apart(vm: VM) -> None:
     """The check fails when handed the other kernel generation's expectation."""
     _require_memmap_on_memory(vm)
-    block_size = vm.memory().block_size
-    dimm = vm.plug_dimm(block_size)
+    mine = vm.self_hosted_memmap(device_blocks=1)
+    if not mine.value.pages:
+        pytest.skip(f"no self-hosted memmap here, nothing to tell apart: {mine.why}")
+    dimm = vm.plug_dimm(vm.memory().block_size)
     online = vm.online(dimm, "online_movable")
-    mine = expectations.memmap_init(vm.facts).value
-    other = {"reserved": "offline", "offline": "reserved"}[mine]
+    other = {"reserved": "offline", "offline": "reserved"}[
+        expectations.memmap_init(vm.facts).value]
     swapped = dataclasses.replace(vm.facts, overrides={"memmap_init": other})
 
-    def expected(facts: expectations.KernelFacts) -> expectations.Expected[
-            expectations.SelfHostedMemmap]:
-        return expectations.self_hosted_memmap(facts, device_blocks=1, block_size=block_size,
-                                               page_size=vm.guest.page_size())
-
-    vm.expect_memmap(online, expected(vm.facts))
+    vm.expect_memmap(online, mine)
     with pytest.raises(AssertionError, match="memmap_on_memory: expected"):
-        vm.expect_memmap(online, expected(swapped))
+        vm.expect_memmap(online, vm.self_hosted_memmap(device_blocks=1, facts=swapped))
