@@ -16,6 +16,7 @@ from pathlib import Path
 from harness.arch import Arch
 from harness.debian import AptCache, Package, VersionKey, depends_names
 from harness.errors import UsageError
+from harness.kbuild import image_of
 
 
 @dataclass(frozen=True)
@@ -91,8 +92,6 @@ def split_parts(package: Package, apt: AptCache) -> tuple[Package, ...]:
 
 def resolve_build(spec: str, arch: Arch) -> LocalKernel:
     """build:DIR, a directory made by memhp kernel build (or any O= build dir with mod/)."""
-    from harness.kbuild import image_of  # kbuild pulls in subprocess-heavy code lazily
-
     out = Path(spec.removeprefix("build:")).expanduser()
     if not out.is_dir():
         raise UsageError(f"kernel spec '{spec}': {out} is not a directory "
