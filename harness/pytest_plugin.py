@@ -11,9 +11,11 @@ from __future__ import annotations
 import atexit
 import contextlib
 import dataclasses
+import time
 import warnings
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,7 +29,9 @@ from harness.images import Image
 from harness.images import build as build_image
 from harness.kconfig import load as load_config
 from harness.machine import ColdPlug, Machine, MachineConfig
+from harness.pagemap import render_png
 from harness.progress import progress
+from harness.results import Result, Status, StepMap, classify, save
 from harness.vm import VM
 
 DEFAULT_ARCHES = ("x86_64", "ppc64le")
@@ -45,6 +49,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="accelerator (default: $MEMHP_ACCEL or auto: KVM only where it works)")
     g.addoption("--memhp-expect", action="append", default=[], metavar="NAME=VALUE",
                 help="override an expectation, e.g. online_policy=online_movable")
+    g.addoption("--memhp-results", type=Path, metavar="DIR",
+                help="write one result record per scenario, page-flag maps (PNG), "
+                     "DIR/kcidb.json (KCIDB v5.3) and DIR/report.html")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -219,11 +226,14 @@ def vm(request: pytest.FixtureRequest, memhp_target: Target, memhp_pool: Pool) -
     boot, fresh = Boot.of(request.node, arch)
     machine = memhp_pool.acquire(memhp_target, boot, fresh)
     v = VM(machine, request.config.stash[_OVERRIDES])
+    if request.config.getoption("memhp_results"):
+        v.snapshots = []
     request.node.stash[_VM] = v
     request.node.stash[_DMESG_START] = len(v.guest.dmesg())
     reusable = False
     try:
         yield v
+        v.snapshots = None  # the pictures show the test's steps, not the cleanup
         reusable = not fresh and v.cleanup()
     finally:
         memhp_pool.release(machine, reusable)
@@ -273,7 +283,109 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
                                 exc.details() or str(exc)))
     elif isinstance(exc, KernelFailure):
         report.sections.append(("memhp: guest console", exc.console_tail))
+    results_dir = item.config.getoption("memhp_results")
+    if results_dir and "memhp_target" in getattr(item, "callspec", _NO_CALLSPEC).params:
+        _record(item, call, report, results_dir)
     return report
+
+
+_NO_CALLSPEC = type("NoCallspec", (), {"params": {}})()
+_RESULT = pytest.StashKey[Result]()
+
+
+def _record(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport,
+            results_dir: Path) -> None:
+    """Write (or update) this scenario's result record; pictures when the call ends."""
+    exc = call.excinfo.value if call.excinfo else None
+    status = classify(exc, call.when, report.skipped)
+    previous = item.stash.get(_RESULT, None)
+    if call.when == "setup" and status is Status.PASS:
+        return  # the call phase decides
+    if call.when == "teardown" and (status is Status.PASS or
+                                    (previous and previous.status is not Status.PASS)):
+        return  # a teardown problem matters only when the scenario itself passed
+    target: Target = item.callspec.params["memhp_target"]  # type: ignore[attr-defined]
+    scenario, _ = _scenario_name(item.nodeid, [target.id])
+    v = item.stash.get(_VM, None)
+    result = Result(
+        nodeid=item.nodeid, scenario=scenario, arch=target.arch.name, kernel=target.kernel,
+        status=status, phase=call.when, start_time=previous.start_time if previous
+        else call.start, duration=call.duration if call.when == "call" or previous is None
+        else previous.duration,
+        release=v.facts.release if v else "", qemu=v.machine.qemu_version if v else "",
+        accel=v.machine.accel.name if v else "", message=_message(exc, report),
+        log_excerpt=_log_excerpt(exc, report), maps=previous.maps if previous else [])
+    if call.when == "call" and v is not None and v.snapshots:
+        png = Path("maps") / f"{result.slug}.png"
+        (results_dir / "maps").mkdir(parents=True, exist_ok=True)
+        (results_dir / png).write_bytes(render_png(v.snapshots))
+        result.maps = [StepMap(str(png), [
+            {"step": s.step, "blocks": [{"index": b.index, "state": b.state, "zone": b.zone,
+                                         "pages": s.histogram(i)}
+                                        for i, b in enumerate(s.blocks)]}
+            for s in v.snapshots])]
+    item.stash[_RESULT] = result
+    save(result, results_dir)
+
+
+def _message(exc: BaseException | None, report: pytest.TestReport) -> str:
+    if report.skipped and isinstance(report.longrepr, tuple):
+        return str(report.longrepr[2]).removeprefix("Skipped: ")
+    if exc is None:
+        return ""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {first}"
+
+
+def _log_excerpt(exc: BaseException | None, report: pytest.TestReport) -> str:
+    """Why it failed, in full: the check's expected-vs-seen text, dmesg, the console."""
+    if exc is None or report.skipped:
+        return ""
+    parts = [str(exc)]
+    parts += [f"--- {title} ---\n{text}" for title, text in report.sections
+              if title.startswith(("memhp:", "Captured stdout call"))
+              or "guest dmesg" in title]
+    return "\n".join(parts)
+
+
+def _scenario_name(nodeid: str, target_ids: list[str]) -> tuple[str, str]:
+    """(scenario, target id) of a node id: test_x[x86_64-debian:6.12-1G] -> test_x[1G]."""
+    name, _, params = nodeid.rpartition("::")[2].partition("[")
+    ids = sorted(target_ids, key=len, reverse=True)
+    target = next((i for i in ids if params.startswith(i)), params.rstrip("]"))
+    extra = params[len(target):].strip("-]")  # other parameters stay with the name
+    return (f"{name}[{extra}]" if extra else name), target
+
+
+@pytest.hookimpl(tryfirst=True)  # before junitxml writes its file
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Reports for --memhp-results (on the controller only), suite properties for JUnit."""
+    config = session.config
+    results_dir = config.getoption("memhp_results")
+    if not results_dir or hasattr(config, "workerinput"):
+        return
+    from harness import report
+    from harness.results import load
+
+    results = load(results_dir)
+    _junit_properties(config, results)
+    kc, page = report.write(results_dir)
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    if tr is not None:
+        tr.write_line(f"memhp: {len(results)} results; KCIDB {kc}, report {page}")
+
+
+def _junit_properties(config: pytest.Config, results: list[Result]) -> None:
+    from _pytest.junitxml import xml_key  # LogXML: where record_testsuite_property writes
+
+    xml = config.stash.get(xml_key, None)
+    if xml is None:
+        return
+    seen = sorted({(r.arch, r.kernel, r.release, r.qemu, r.accel) for r in results if r.qemu})
+    for arch, kernel, release, qemu, accel in seen:
+        xml.add_global_property("memhp_target", f"{arch} {kernel} ({release})")
+        xml.add_global_property("memhp_qemu", f"{qemu} {accel}")
+    xml.add_global_property("memhp_generated", time.strftime("%Y-%m-%dT%H:%M:%S"))
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config
@@ -305,18 +417,15 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     """Infrastructure failures in full, then a table: target x scenario -> outcome."""
     _infra_section(terminalreporter)
     rows: dict[str, dict[str, str]] = {}
-    ids = sorted((t.id for t in targets(config)), key=len, reverse=True)
+    ids = [t.id for t in targets(config)]
     for kind in ("passed", "failed", "error", "skipped", "infra"):
         for rep in terminalreporter.stats.get(kind, []):
             nodeid = getattr(rep, "nodeid", "")
             if not nodeid.startswith("testcases") or (rep.when != "call" and kind == "passed"):
                 continue
-            name, _, params = nodeid.rpartition("::")[2].partition("[")
-            target = next((i for i in ids if params.startswith(i)), params.rstrip("]"))
-            # Other parameters (e.g. sizes) stay with the scenario's name.
-            extra = params[len(target):].strip("-]")
+            name, target = _scenario_name(nodeid, ids)
             outcome = {"error": "ERROR", "infra": "INFRA"}.get(kind, kind.upper())
-            rows.setdefault(f"{name}[{extra}]" if extra else name, {})[target] = outcome
+            rows.setdefault(name, {})[target] = outcome
     if not rows:
         return
     cols = sorted({t for r in rows.values() for t in r})

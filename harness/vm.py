@@ -31,6 +31,7 @@ from harness.kconfig import load as load_config
 from harness.kconfig import parse as parse_config
 from harness.kpageflags import Histogram
 from harness.machine import Machine
+from harness.pagemap import BlockView, Snapshot
 
 
 class VM:
@@ -52,6 +53,9 @@ class VM:
         self.dimms: list[Dimm] = []  # plugged by this test and not yet removed
         self.virtio_mems: list[VirtioMem] = []
         self.nvdimms: list[Nvdimm] = []
+        # Page-flag maps of the plugged ranges after each step; None: not recording (each
+        # map reads 8 bytes per page over SSH, so only when a report asks for pictures).
+        self.snapshots: list[Snapshot] | None = None
 
     def _kernel_config(self) -> KernelConfig:
         """The image's config, else the running kernel's /proc/config.gz (IKCONFIG_PROC)."""
@@ -67,12 +71,14 @@ class VM:
     def plug_dimm(self, size: int) -> Dimm:
         dimm = devices.plug_dimm(self.machine, size)
         self.dimms.append(dimm)
+        self.snapshot(f"{dimm.id} hot-added", dimm.addr, dimm.size)
         return dimm
 
     def unplug_dimm(self, dimm: Dimm, *, timeout: float = 30.0) -> UnplugResult:
         result = devices.unplug_dimm(self.machine, dimm, timeout=timeout)
         if result.outcome is devices.Unplug.DELETED:
             self.dimms.remove(dimm)
+        self.snapshot(f"{dimm.id} unplug: {result.outcome.name.lower()}", dimm.addr, dimm.size)
         return result
 
     def plug_virtio_mem(self, max_size: int) -> VirtioMem:
@@ -91,7 +97,9 @@ class VM:
         return dev
 
     def resize(self, dev: VirtioMem, requested: int, *, timeout: float = 60.0) -> Resize:
-        return devices.resize_virtio_mem(self.machine, dev, requested, timeout=timeout)
+        resize = devices.resize_virtio_mem(self.machine, dev, requested, timeout=timeout)
+        self.snapshot(f"{dev.id} resized to {requested >> 20} MiB", dev.addr, dev.max_size)
+        return resize
 
     def unplug_virtio_mem(self, dev: VirtioMem) -> UnplugResult:
         result = devices.unplug_virtio_mem(self.machine, dev)
@@ -139,13 +147,32 @@ class VM:
 
     def online(self, dimm: Dimm, how: str = "online_movable") -> list[MemoryBlock]:
         """Online the DIMM's offline blocks; fail with the errno of any refusal."""
-        _require_ok(self.set_state([b for b in self.blocks(dimm) if not b.online], how), how)
+        results = self.set_state([b for b in self.blocks(dimm) if not b.online], how)
+        self.snapshot(f"{dimm.id} {how}", dimm.addr, dimm.size)
+        _require_ok(results, how)
         return self.blocks(dimm)
 
     def offline(self, dimm: Dimm) -> list[MemoryBlock]:
-        _require_ok(self.set_state([b for b in self.blocks(dimm) if b.online], "offline"),
-                    "offline")
+        results = self.set_state([b for b in self.blocks(dimm) if b.online], "offline")
+        self.snapshot(f"{dimm.id} offline", dimm.addr, dimm.size)
+        _require_ok(results, "offline")
         return self.blocks(dimm)
+
+    def snapshot(self, step: str, addr: int, size: int) -> None:
+        """Record the page-flag map of [addr, addr + size) after ``step`` (when recording)."""
+        if self.snapshots is None or addr < 0:
+            return
+        layout = self.memory()
+        page = self.guest.page_size()
+        by_phys = {b.phys_index: b for b in layout.covering(addr, size)}
+        views = []
+        for phys in range(addr // layout.block_size, (addr + size) // layout.block_size):
+            b = by_phys.get(phys)
+            views.append(BlockView(b.index, b.state, b.zone) if b else
+                         BlockView(None, "absent", None))
+        pfns = kpageflags.pfn_range(addr, size, page)
+        self.snapshots.append(Snapshot.of(step, pfns.start, layout.block_size // page, views,
+                                          self.guest.kpageflags(pfns)))
 
     # -- page flags ----------------------------------------------------------------------
 

@@ -1,0 +1,109 @@
+"""A real kernel git repository with a known mm regression, for the series/bisect tests.
+
+Built once into memhp's cache from Debian's linux-source-6.12 tree: the tree as the base
+commit, then five commits on top. Exactly one is a regression memhp must find: hot-added
+pages keep PG_reserved after onlining (mm_init.c marks them reserved instead of
+PageOffline, so __free_pages_core() hands reserved pages to the buddy: "Bad page state"
+and the pages stay out of the allocator).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness import cache
+
+GOOD_TAG = "memhp-base"
+BAD_TAG = "memhp-top"
+REGRESSION_SUBJECT = "mm/mm_init: initialize hot-plugged memmap as PageReserved"
+IDENTITY = ["-c", "user.name=memhp", "-c", "user.email=memhp@example.org"]
+
+
+@dataclass(frozen=True)
+class Change:
+    path: str
+    old: str
+    new: str
+    subject: str
+    body: str
+
+
+CHANGES = (
+    Change("Documentation/admin-guide/mm/memory-hotplug.rst",
+           "All memory blocks have the same size.\n",
+           "All memory blocks have the same size; see\n"
+           "/sys/devices/system/memory/block_size_bytes.\n",
+           "docs: mm: memory-hotplug: point at block_size_bytes",
+           "Say where the block size can be read."),
+    Change("mm/memory_hotplug.c",
+           "bool mhp_supports_memmap_on_memory(void)\n{",
+           "/* Whether a hot-added block can host its own memmap. */\n"
+           "bool mhp_supports_memmap_on_memory(void)\n{",
+           "mm/memory_hotplug: document mhp_supports_memmap_on_memory()",
+           "A one-line comment; no functional change."),
+    Change("mm/mm_init.c",
+           "\t\t\telse\n#endif\n\t\t\t\t__SetPageOffline(page);",
+           "\t\t\telse\n#endif\n\t\t\t\t__SetPageReserved(page);",
+           REGRESSION_SUBJECT,
+           "Treat hot-plugged memory like ZONE_DEVICE memory when initializing its memmap."),
+    Change("mm/page_alloc.c",
+           "\t * Pages freed from memblock might be marked as reserved.\n",
+           "\t * Pages freed from memblock might be marked as reserved; memblock\n"
+           "\t * clears that itself before freeing them.\n",
+           "mm/page_alloc: clarify the reserved pages comment in __free_pages_core()",
+           "No functional change."),
+    Change("Documentation/admin-guide/mm/memory-hotplug.rst",
+           "granularity that can be hot(un)plugged.",
+           "granularity that can be hot(un)plugged (e.g. one DIMM slot's worth).",
+           "docs: mm: memory-hotplug: an example of the hotplug granularity",
+           "No functional change."),
+)
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *IDENTITY, *args], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def regression_repo(tree: Path) -> Path:
+    """The repository (cached): base = ``tree``, tags memhp-base and memhp-top."""
+    repo = cache.path("trees", "linux-6.12-regression.git")
+    if (repo / ".git").is_dir() and _has_tag(repo, BAD_TAG):
+        return repo
+    shutil.rmtree(repo, ignore_errors=True)
+    # Hard links: copying 1.7 GB would cost a minute; files are only ever replaced below.
+    subprocess.run(["cp", "-al", str(tree), str(repo)], check=True)
+    git(repo, "init", "-q")
+    git(repo, "add", "-A", "-f", ".")
+    git(repo, "commit", "-q", "-m", f"Linux {_version(repo)} (Debian linux-source)")
+    git(repo, "tag", GOOD_TAG)
+    for change in CHANGES:
+        path = repo / change.path
+        text = path.read_text()
+        assert text.count(change.old) == 1, f"{change.path}: {change.old!r} not unique"
+        path.unlink()  # break the hard link: the source tree stays pristine
+        path.write_text(text.replace(change.old, change.new))
+        git(repo, "commit", "-q", "-a", "-m", f"{change.subject}\n\n{change.body}")
+    git(repo, "tag", BAD_TAG)
+    return repo
+
+
+def _has_tag(repo: Path, tag: str) -> bool:
+    return subprocess.run(["git", "-C", str(repo), "rev-parse", "-q", "--verify", tag],
+                          capture_output=True).returncode == 0
+
+
+def _version(tree: Path) -> str:
+    head = dict(line.split(" = ", 1) for line in (tree / "Makefile").read_text().splitlines()[1:4])
+    return f"{head['VERSION']}.{head['PATCHLEVEL']}.{head['SUBLEVEL']}"
+
+
+if __name__ == "__main__":  # warm the cache: python -m testcases.kernel_repo TREE
+    import sys
+
+    print(regression_repo(Path(sys.argv[1] if len(sys.argv) > 1 else
+                               os.path.expanduser("~/.cache/memhp/trees/linux-source-6.12"))))
