@@ -7,6 +7,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -66,7 +67,48 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--accel", choices=("auto", "kvm", "tcg"), help="accelerator (default auto)")
     run.add_argument("--expect", action="append", default=[], metavar="NAME=VALUE",
                      help="override an expectation (see harness/expectations.py)")
+    run.add_argument("--report", type=Path, metavar="DIR",
+                     help="write DIR/junit.xml, DIR/kcidb.json (KCIDB v5.3), DIR/report.html "
+                          "with page-flag maps (DIR/maps/*.png)")
     run.set_defaults(func=_run)
+
+    series = sub.add_parser("series", help="verify a patch series").add_subparsers(
+        dest="series_command", required=True, metavar="ACTION")
+    sv = series.add_parser(
+        "verify", help="apply an mbox in memhp's worktree, build, boot, run; per patch",
+        description="Apply a posted series (git format-patch / b4 mbox) with git am -3 in "
+                    "memhp's own worktree of TREE (your checkout, branch and index are not "
+                    "touched), build it, boot it, run the scenarios, and report per patch: "
+                    "applied / built / booted / tested.")
+    sv.add_argument("--tree", required=True, type=Path, help="the kernel git repository")
+    sv.add_argument("--mbox", required=True, type=Path, help="the series as an mbox")
+    sv.add_argument("--base", metavar="REV",
+                    help="apply on REV (default: the mbox's base-commit:, else TREE's HEAD)")
+    _arch_option(sv, multiple=True)
+    sv.add_argument("--each-commit", action="store_true",
+                    help="build and test after every patch, not only the whole series")
+    _orchestrated_options(sv)
+    sv.set_defaults(func=_series_verify)
+
+    bi = sub.add_parser(
+        "bisect", help="find the commit that broke a scenario (git bisect run)",
+        description="Check that BAD fails and GOOD passes, then git bisect run in memhp's "
+                    "worktree of TREE: build failures and infrastructure failures skip "
+                    "(125), a scenario failure is bad, all repeats passing is good. Confirms "
+                    "the culprit fails and its parent passes. Your checkout is not touched.")
+    bi.add_argument("--tree", required=True, type=Path, help="the kernel git repository")
+    bi.add_argument("--good", required=True, metavar="REV", help="a commit that passes")
+    bi.add_argument("--bad", required=True, metavar="REV", help="a commit that fails")
+    bi.add_argument("--arch", default="x86_64", choices=list(ARCHES),
+                    help="guest arch (default x86_64)")
+    bi.add_argument("--repeat", type=int, default=1, metavar="N",
+                    help="run each step N times: bad on any failure, good only if all pass")
+    _orchestrated_options(bi)
+    bi.set_defaults(func=_bisect)
+
+    step = sub.add_parser("_bisect-step")  # what git bisect run calls; not for people
+    step.add_argument("config")
+    step.set_defaults(func=lambda a, _: bisect_step_main(a.config))
 
     kernel = sub.add_parser("kernel", help="build kernels from source").add_subparsers(
         dest="kernel_command", required=True, metavar="ACTION")
@@ -80,8 +122,7 @@ def _parser() -> argparse.ArgumentParser:
     _arch_option(kb, multiple=False)
     kb.add_argument("--kconfig", action="append", type=Path, metavar="FRAG",
                     help="fragment(s) instead of kconfigs/{hotplug,guest,ARCH}.config")
-    kb.add_argument("--base", default="defconfig",
-                    help="defconfig (the arch's guest defconfig), tinyconfig, or a .config file")
+    _kbuild_base_option(kb)
     kb.add_argument("--out", type=Path, help="build directory (default: in memhp's cache)")
     kb.add_argument("-j", "--jobs", type=int, help="parallel jobs (default: all CPUs)")
     kb.set_defaults(func=_kernel_build)
@@ -94,6 +135,27 @@ def _parser() -> argparse.ArgumentParser:
     shell.add_argument("--accel", choices=("auto", "kvm", "tcg"), help="accelerator")
     shell.set_defaults(func=_shell)
     return p
+
+
+def _kbuild_base_option(p: argparse.ArgumentParser, flag: str = "--base") -> None:
+    p.add_argument(flag, dest="kbuild_base", metavar="defconfig|tinyconfig|FILE",
+                   help="base config under the kconfigs/ fragments: the arch's (guest) "
+                        "defconfig, tinyconfig, or a .config file (default: x86_64 "
+                        "tinyconfig, ppc64le defconfig)")
+
+
+def _orchestrated_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-k", dest="select", metavar="EXPR",
+                   help="scenarios to run (pytest -k), e.g. test_dimm_online_movable "
+                        "(default: all)")
+    _kbuild_base_option(p, "--kbuild-base")
+    p.add_argument("--accel", choices=("auto", "kvm", "tcg"), help="accelerator")
+    p.add_argument("--out", type=Path, help="results and reports (default: "
+                   "./memhp-out/<command>-<time>)")
+
+
+def _out_dir(args: argparse.Namespace, command: str) -> Path:
+    return Path(args.out or Path("memhp-out") / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
 def _arch_option(p: argparse.ArgumentParser, multiple: bool) -> None:
@@ -118,8 +180,8 @@ def _image_build(args: argparse.Namespace, _: list[str]) -> int:
 def _kernel_build(args: argparse.Namespace, _: list[str]) -> int:
     from harness import kbuild
 
-    out = kbuild.build(args.tree, get_arch(args.arch), fragments=args.kconfig, base=args.base,
-                       out=args.out, jobs=args.jobs)
+    out = kbuild.build(args.tree, get_arch(args.arch), fragments=args.kconfig,
+                       base=args.kbuild_base, out=args.out, jobs=args.jobs)
     print(f"kernel spec: build:{out}")
     return 0
 
@@ -138,7 +200,42 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
         pytest_args += ["--memhp-accel", args.accel]
     for expect in args.expect:
         pytest_args += ["--memhp-expect", expect]
+    if args.report:
+        pytest_args += ["--memhp-results", str(args.report),
+                        "--junitxml", str(args.report / "junit.xml")]
     return int(pytest.main([*pytest_args, *rest]))
+
+
+def _series_verify(args: argparse.Namespace, _: list[str]) -> int:
+    from harness import series
+
+    out = _out_dir(args, "series")
+    result = series.verify(args.tree, args.mbox, base=args.base, arches=args.arch or ["x86_64"],
+                           each_commit=args.each_commit, select=args.select,
+                           kbuild_base=args.kbuild_base, accel=args.accel, out=out)
+    print(result.table())
+    if result.out.is_dir():
+        print(f"reports (KCIDB, HTML, JUnit per tested patch and arch): {result.out}")
+    return 0 if result.ok else 1
+
+
+def _bisect(args: argparse.Namespace, _: list[str]) -> int:
+    from harness import bisect
+
+    out = _out_dir(args, "bisect").resolve()
+    cfg = bisect.StepConfig(tree=str(args.tree.resolve()), arch=args.arch, select=args.select,
+                            repeat=max(1, args.repeat), kbuild_base=args.kbuild_base,
+                            out=str(out), accel=args.accel)
+    culprit = bisect.bisect(cfg, args.good, args.bad)
+    print(f"first bad commit: {culprit.commit[:12]} {culprit.subject}\n  {culprit.confirmed}\n"
+          f"  step results: {out}")
+    return 0
+
+
+def bisect_step_main(config: str) -> int:
+    from harness import bisect
+
+    return bisect.step_main(config)
 
 
 def _shell(args: argparse.Namespace, _: list[str]) -> int:

@@ -38,14 +38,17 @@ class KbuildArch:
     image_target: str
     defconfig: str
     fragment: str  # kconfigs/<fragment>
+    # The base config when none is given: the smallest that boots every scenario with the
+    # fragments on top (x86: tinyconfig builds in a third of x86_64_defconfig's time).
+    default_base: str
 
 
 KBUILD = {
     "x86_64": KbuildArch("x86", "x86_64-linux-gnu-", "arch/x86/boot/bzImage", "bzImage",
-                         "x86_64_defconfig", "x86_64.config"),
+                         "x86_64_defconfig", "x86_64.config", "tinyconfig"),
     # ppc64le_guest_defconfig: pseries KVM/QEMU guest options on top of ppc64le_defconfig.
     "ppc64le": KbuildArch("powerpc", "powerpc64le-linux-gnu-", "vmlinux", "vmlinux",
-                          "ppc64le_guest_defconfig", "ppc64le.config"),
+                          "ppc64le_guest_defconfig", "ppc64le.config", "defconfig"),
 }
 
 
@@ -124,7 +127,7 @@ def default_build_dir(tree: Path, arch: Arch) -> Path:
 
 
 def build(tree: Path, arch: Arch, *, fragments: list[Path] | None = None,
-          base: str = "defconfig", out: Path | None = None, jobs: int | None = None) -> Path:
+          base: str | None = None, out: Path | None = None, jobs: int | None = None) -> Path:
     """Configure and build ``tree`` for ``arch`` into ``out``; return ``out`` (a build: spec)."""
     tree = tree.resolve()
     if not (tree / "Makefile").is_file() or not (tree / "Kconfig").is_file():
@@ -138,6 +141,7 @@ def build(tree: Path, arch: Arch, *, fragments: list[Path] | None = None,
         if not frag.is_file():
             raise UsageError(f"kconfig fragment {frag} does not exist")
     make = _make_command(tree, out, arch, kb, jobs)
+    base = base or kb.default_base
     log = out / "build.log"
     with log.open("w") as logf:
         configure(make, tree, out, kb, base, frags, logf)

@@ -1,0 +1,151 @@
+"""Find the commit that broke a scenario: ``git bisect run`` over build + boot + scenarios.
+
+Each step's verdict, as git bisect run wants it:
+
+* a build failure or an infrastructure failure (QEMU died, VM lost, SSH never came), or a
+  scenario that does not apply to that commit: skip (125) - it says nothing of the kernel;
+* any scenario failure (a check, a panic, a dmesg splat) in any of the N repeats: bad (1);
+* all N repeats pass: good (0).
+
+The ends are checked first (bad must fail, good must pass) and the culprit is confirmed
+after (it fails, its parent passes). Everything happens in memhp's worktree (gittree), so
+the user's checkout is never moved.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness import kbuild
+from harness.arch import get_arch
+from harness.errors import MemhpError, UsageError
+from harness.gittree import Worktree
+from harness.progress import progress
+from harness.results import Status
+from harness.runner import run_scenarios
+
+
+class Verdict(enum.IntEnum):
+    GOOD = 0
+    BAD = 1
+    SKIP = 125  # git bisect run's "cannot test this commit"
+
+
+@dataclass(frozen=True)
+class StepConfig:
+    """What one step does; passed to the ``memhp _bisect-step`` child as JSON."""
+
+    tree: str  # the user's repository (the worktree is derived from it)
+    arch: str
+    select: str | None
+    repeat: int
+    kbuild_base: str | None
+    out: str  # results of every step land under here
+    accel: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__)
+
+    @classmethod
+    def from_json(cls, text: str) -> StepConfig:
+        return cls(**json.loads(text))
+
+
+@dataclass(frozen=True)
+class StepResult:
+    commit: str
+    verdict: Verdict
+    why: str
+
+
+def step(cfg: StepConfig, commit: str | None) -> StepResult:
+    """Build ``commit`` (None: what git bisect checked out) and run the scenarios up to
+    ``repeat`` times."""
+    wt = Worktree(Path(cfg.tree))
+    sha = wt.checkout(commit) if commit else wt.head()
+    arch = get_arch(cfg.arch)
+    short = f"{sha[:12]} {wt.subject(sha)[:60]}"
+    try:
+        build_dir = kbuild.build(wt.path, arch, base=cfg.kbuild_base)
+    except UsageError as exc:
+        return _log(StepResult(sha, Verdict.SKIP, f"{short}: build failed: {exc}"))
+    for i in range(1, cfg.repeat + 1):
+        run = run_scenarios(f"build:{build_dir}", cfg.arch,
+                            Path(cfg.out) / f"{sha[:12]}-{i}", select=cfg.select,
+                            accel=cfg.accel)
+        failed = [r for r in run.results if r.status is Status.FAIL]
+        if failed:
+            names = ", ".join(f"{r.scenario} ({r.message[:120]})" for r in failed)
+            return _log(StepResult(sha, Verdict.BAD, f"{short}: run {i}/{cfg.repeat} "
+                                                     f"failed: {names}"))
+        if run.status is not Status.PASS:
+            why = "; ".join(f"{r.scenario}: {r.status.value} {r.message[:120]}"
+                            for r in run.failures()) or "every scenario skipped"
+            return _log(StepResult(sha, Verdict.SKIP, f"{short}: run {i}/{cfg.repeat} "
+                                                      f"inconclusive: {why}"))
+    return _log(StepResult(sha, Verdict.GOOD, f"{short}: {cfg.repeat}/{cfg.repeat} runs "
+                                              "passed"))
+
+
+def _log(result: StepResult) -> StepResult:
+    progress.note(f"bisect: {result.verdict.name.lower():<4} {result.why}")
+    return result
+
+
+@dataclass(frozen=True)
+class Culprit:
+    commit: str
+    subject: str
+    confirmed: str  # how the confirmation went
+    log: str  # git bisect log
+
+
+def bisect(cfg: StepConfig, good: str, bad: str) -> Culprit:
+    wt = Worktree(Path(cfg.tree))
+    wt.reset_state()
+    good_sha, bad_sha = wt.resolve(good), wt.resolve(bad)
+    if wt.git("merge-base", "--is-ancestor", good_sha, bad_sha, check=False).returncode != 0:
+        raise UsageError(f"--good {good} is not an ancestor of --bad {bad}")
+    _expect(step(cfg, bad_sha), Verdict.BAD, f"--bad {bad}")
+    _expect(step(cfg, good_sha), Verdict.GOOD, f"--good {good}")
+    try:
+        wt.git("bisect", "start", bad_sha, good_sha)
+        cmd = [sys.executable, "-m", "harness.cli", "_bisect-step", cfg.to_json()]
+        run = wt.git("bisect", "run", *cmd, check=False)
+        first = wt.git("rev-parse", "-q", "--verify", "refs/bisect/bad", check=False)
+        log = wt.git("bisect", "log", check=False).stdout
+        if run.returncode != 0 or "is the first bad commit" not in run.stdout:
+            tail = (run.stdout + run.stderr).strip().splitlines()[-3:]
+            raise MemhpError("git bisect run did not finish: " + " / ".join(tail)
+                             + f" (bisect log:\n{log})")
+    finally:
+        wt.git("bisect", "reset", check=False)
+    culprit = first.stdout.strip()
+    parent = wt.resolve(f"{culprit}^")
+    confirmed = [step(cfg, culprit), step(cfg, parent)]
+    ok = confirmed[0].verdict is Verdict.BAD and confirmed[1].verdict is Verdict.GOOD
+    how = ("confirmed: the culprit fails and its parent passes" if ok else
+           "NOT confirmed (flaky scenario? try a larger --repeat): "
+           + "; ".join(f"{s.commit[:12]} {s.verdict.name.lower()}" for s in confirmed))
+    return Culprit(culprit, wt.subject(culprit), how, log)
+
+
+def _expect(result: StepResult, want: Verdict, what: str) -> None:
+    if result.verdict is not want:
+        raise UsageError(f"{what} should be {want.name.lower()} but is "
+                         f"{result.verdict.name.lower()}: {result.why}")
+
+
+def step_main(config_json: str) -> int:
+    """``memhp _bisect-step``: the command git bisect run calls in the worktree."""
+    cfg = StepConfig.from_json(config_json)
+    try:
+        return int(step(cfg, None).verdict)
+    except MemhpError as exc:  # the harness itself cannot go on: stop the bisection
+        print(f"memhp bisect step: {exc}", file=sys.stderr)
+        return 128
+

@@ -1,0 +1,76 @@
+"""Run the scenario suite against one kernel in a child pytest and read back its results.
+
+A child process (not pytest.main in-process) so each run starts with a clean plugin state
+and its own guest pool; its full output goes to a log file next to its results.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import UsageError
+from harness.progress import progress
+from harness.results import Result, Status, load, worst
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTCASES = ROOT / "testcases"
+
+
+@dataclass(frozen=True)
+class Run:
+    results: list[Result]
+    log: Path
+    results_dir: Path
+
+    @property
+    def status(self) -> Status | None:
+        return worst(r.status for r in self.results)
+
+    @property
+    def booted(self) -> bool:
+        return any(r.release for r in self.results)
+
+    def summary(self) -> str:
+        counts: dict[str, int] = {}
+        for r in self.results:
+            counts[r.status.value] = counts.get(r.status.value, 0) + 1
+        return ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "nothing ran"
+
+    def failures(self) -> list[Result]:
+        return [r for r in self.results if r.status not in (Status.PASS, Status.SKIP)]
+
+
+def run_scenarios(kernel: str, arch: str, results_dir: Path, *, select: str | None = None,
+                  accel: str | None = None, jobs: int = 1) -> Run:
+    """Run testcases/ on ``kernel`` (a spec) for ``arch``; results land in results_dir."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pytest", str(TESTCASES), "-q", "-p", "no:cacheprovider",
+           "--memhp-kernel", kernel, "--memhp-arch", arch, "--memhp-results", str(results_dir),
+           "--junitxml", str(results_dir / "junit.xml")]
+    if select:
+        cmd += ["-k", select]
+    if accel:
+        cmd += ["--memhp-accel", accel]
+    if jobs > 1:
+        cmd += ["-n", str(jobs)]
+    log = results_dir / "pytest.log"
+    with progress(f"scenarios: {arch} {kernel}" + (f" -k '{select}'" if select else "")), \
+            log.open("w") as out:
+        proc = subprocess.run(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    if proc.returncode in (2, 3, 4):  # interrupted, internal error, usage error
+        raise UsageError(f"pytest could not run the scenarios (exit {proc.returncode}): "
+                         f"{_last_line(log)} (log: {log})")
+    results = load(results_dir)
+    if not results:
+        raise UsageError(f"no scenario ran{f' for -k {select!r}' if select else ''} "
+                         f"(log: {log}): check the selection")
+    return Run(results, log, results_dir)
+
+
+def _last_line(log: Path) -> str:
+    lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith(("E ", "ERROR", "pytest: error"))]
+    return (errors or lines or ["no output"])[-1].strip()

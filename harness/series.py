@@ -1,0 +1,236 @@
+"""Verify a patch series as posted: apply it in memhp's worktree, build, boot, run, per patch.
+
+The mbox is what ``git format-patch`` or b4 produce: an optional cover letter ([PATCH 0/N]),
+then the patches; ``base-commit:`` (format-patch --base, b4) says where it applies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mailbox
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from email.header import decode_header, make_header
+from pathlib import Path
+
+from harness import kbuild, report
+from harness.arch import get_arch
+from harness.errors import UsageError
+from harness.gittree import GitError, Worktree
+from harness.progress import progress
+from harness.results import Checkout, Status, save_checkout
+from harness.runner import Run, run_scenarios
+
+NUMBER = re.compile(r"\[[^\]]*?\b(\d+)/(\d+)\s*\]")
+PREFIX = re.compile(r"^\s*(\[[^\]]*\]\s*)+")
+BASE_COMMIT = re.compile(r"^base-commit:\s*([0-9a-f]{7,40})\s*$", re.M)
+
+
+@dataclass(frozen=True)
+class Mail:
+    subject: str  # as sent, with its [PATCH n/m] prefix
+    message_id: str
+    raw: bytes  # the message as format-patch wrote it (what git am gets and KCIDB hashes)
+    number: int | None  # n of [PATCH n/m]
+
+    @property
+    def title(self) -> str:
+        """The subject without its [PATCH ...] prefix: the commit's subject."""
+        return PREFIX.sub("", self.subject).strip()
+
+    @property
+    def is_patch(self) -> bool:
+        return b"\ndiff --git " in self.raw or b"\n--- a/" in self.raw
+
+
+@dataclass(frozen=True)
+class Series:
+    patches: tuple[Mail, ...]
+    cover: Mail | None
+    base_commit: str | None
+
+    @property
+    def message_id(self) -> str:
+        first = self.cover or self.patches[0]
+        return first.message_id
+
+    @property
+    def patchset_hash(self) -> str:
+        """KCIDB's: sha256 over the newline-terminated sha256 of each patch, in order."""
+        lines = "".join(hashlib.sha256(p.raw).hexdigest() + "\n" for p in self.patches)
+        return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def parse_mbox(path: Path) -> Series:
+    if not path.is_file():
+        raise UsageError(f"mbox {path} does not exist")
+    box = mailbox.mbox(str(path), create=False)
+    mails = []
+    for key in box.iterkeys():
+        msg = box.get_message(key)
+        subject = str(make_header(decode_header(msg.get("Subject", "")))).replace("\n", " ")
+        m = NUMBER.search(subject)
+        mails.append(Mail(re.sub(r"\s+", " ", subject), str(msg.get("Message-ID", "")).strip(),
+                          # mailbox drops the blank line that ends each mbox message
+                          box.get_bytes(key, from_=True) + b"\n",
+                          int(m.group(1)) if m else None))
+    patches = [m for m in mails if m.is_patch and m.number != 0]
+    if not patches:
+        raise UsageError(f"{path}: no patches found (expected git format-patch or b4 output)")
+    if all(p.number is not None for p in patches):
+        patches.sort(key=lambda p: p.number or 0)
+    cover = next((m for m in mails if m.number == 0 or not m.is_patch), None)
+    bases = [b for m in mails for b in BASE_COMMIT.findall(m.raw.decode(errors="replace"))]
+    return Series(tuple(patches), cover, bases[-1] if bases else None)
+
+
+@dataclass
+class PatchRow:
+    """What happened to one patch: applied / built / booted / tested."""
+
+    number: int
+    title: str
+    applied: bool | None = None  # None: not attempted
+    commit: str = ""
+    apply_error: str = ""
+    built: dict[str, bool] = field(default_factory=dict)  # arch -> built
+    build_error: dict[str, str] = field(default_factory=dict)
+    booted: dict[str, bool] = field(default_factory=dict)
+    tested: dict[str, str] = field(default_factory=dict)  # arch -> worst status + counts
+    runs: dict[str, Run] = field(default_factory=dict)
+
+
+@dataclass
+class Verification:
+    series: Series
+    base: str
+    rows: list[PatchRow]
+    out: Path
+
+    @property
+    def ok(self) -> bool:
+        return all(r.applied for r in self.rows) and not any(
+            s.startswith(("FAIL", "ERROR", "MISS")) for r in self.rows
+            for s in r.tested.values()) and all(v for r in self.rows for v in r.built.values())
+
+    def table(self) -> str:
+        arches = sorted({a for r in self.rows for a in r.built} | {
+            a for r in self.rows for a in r.tested})
+        lines = [f"series {self.series.message_id or '(no Message-ID)'} on {self.base[:12]}:"]
+        for r in self.rows:
+            applied = {None: "-", True: "applied", False: "DID NOT APPLY"}[r.applied]
+            cells = []
+            for a in arches:
+                if a not in r.built:
+                    cells.append(f"{a}: -")
+                    continue
+                built = "built" if r.built[a] else "BUILD FAILED"
+                booted = ("booted" if r.booted.get(a) else "NO BOOT") if a in r.booted else ""
+                cells.append(" / ".join(x for x in (f"{a}: {built}", booted,
+                                                    r.tested.get(a, "")) if x))
+            lines.append(f"  [{r.number}/{len(self.rows)}] {r.title[:60]:<60} {applied:<13} "
+                         + "; ".join(cells))
+            if r.apply_error:
+                lines.append("      " + r.apply_error.replace("\n", "\n      "))
+            for a, err in r.build_error.items():
+                lines.append(f"      {a}: {err}")
+            for a, run in r.runs.items():
+                for f in run.failures():
+                    lines.append(f"      {a} {f.scenario}: {f.status.value} {f.message}")
+        return "\n".join(lines)
+
+
+def verify(tree: Path, mbox: Path, *, base: str | None = None, arches: Sequence[str],
+           each_commit: bool = False, select: str | None = None, kbuild_base: str | None = None,
+           fragments: list[Path] | None = None, accel: str | None = None,
+           out: Path) -> Verification:
+    series = parse_mbox(mbox)
+    wt = Worktree(tree)
+    base_rev = base or series.base_commit or "HEAD"
+    if base is None and series.base_commit:
+        try:
+            wt.resolve(series.base_commit)
+        except UsageError:
+            raise UsageError(f"base-commit {series.base_commit} (from {mbox.name}) is not in "
+                             f"{wt.repo}: fetch it, or give --base REV") from None
+    wt.reset_state()
+    base_sha = wt.checkout(base_rev)
+    rows = [PatchRow(i + 1, p.title) for i, p in enumerate(series.patches)]
+    result = Verification(series, base_sha, rows, out)
+    if not _apply(wt, series, rows, base_sha):
+        return result
+    tested = rows if each_commit else rows[-1:]
+    for arch_name in arches:
+        for row in tested:
+            _build_and_test(wt, row, arch_name, select=select, kbuild_base=kbuild_base,
+                            fragments=fragments, accel=accel, out=out)
+    _write_reports(result, wt)
+    return result
+
+
+def _apply(wt: Worktree, series: Series, rows: list[PatchRow], base_sha: str) -> bool:
+    """git am -3 one patch at a time; on a failure undo everything and say which and why."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for patch, row in zip(series.patches, rows, strict=True):
+            path = Path(tmp) / f"{row.number:04d}.patch"
+            path.write_bytes(patch.raw)
+            proc = wt.git("am", "-3", str(path), check=False)
+            if proc.returncode != 0:
+                row.applied = False
+                row.apply_error = _git_am_message(proc.stdout + proc.stderr, row.number)
+                wt.git("am", "--abort", check=False)
+                wt.git("checkout", "-q", "--detach", "--force", base_sha)
+                return False
+            row.applied = True
+            row.commit = wt.head()
+    return True
+
+
+def _git_am_message(text: str, number: int) -> str:
+    """git's own words on why, without its advice on continuing an am we abort anyway.
+    git numbers the patch 0001 as it gets one at a time: use the series' number."""
+    keep = [ln.replace("Patch failed at 0001", f"Patch failed at {number:04d}")
+            for ln in text.splitlines()
+            if ln.startswith(("CONFLICT", "error:", "fatal:", "Patch failed", "Applying:"))]
+    return "\n".join(keep[:12]) or text.strip()[-500:]
+
+
+def _build_and_test(wt: Worktree, row: PatchRow, arch_name: str, *, select: str | None,
+                    kbuild_base: str | None, fragments: list[Path] | None, accel: str | None,
+                    out: Path) -> None:
+    arch = get_arch(arch_name)
+    wt.checkout(row.commit)
+    try:
+        with progress(f"series patch {row.number} ({row.title[:50]}): build {arch_name}"):
+            build_dir = kbuild.build(wt.path, arch, base=kbuild_base, fragments=fragments)
+    except (UsageError, GitError) as exc:
+        row.built[arch_name] = False
+        row.build_error[arch_name] = str(exc)
+        return
+    row.built[arch_name] = True
+    run = run_scenarios(f"build:{build_dir}", arch_name,
+                        out / f"patch-{row.number:02d}-{arch_name}", select=select, accel=accel)
+    row.runs[arch_name] = run
+    row.booted[arch_name] = run.booted
+    row.tested[arch_name] = f"{run.status.value if run.status else '?'} ({run.summary()})"
+
+
+def _write_reports(v: Verification, wt: Worktree) -> None:
+    """Each run directory gets the series as its checkout, then KCIDB + HTML."""
+    checkout = Checkout(tree=wt.repo.name, commit=v.rows[-1].commit,
+                        describe=f"{len(v.rows)} patches on {v.base[:12]}",
+                        patchset_hash=v.series.patchset_hash, message_id=v.series.message_id,
+                        patches=tuple(r.title for r in v.rows))
+    for row in v.rows:
+        for arch, run in row.runs.items():
+            save_checkout(checkout, run.results_dir)
+            report.write(run.results_dir, builds=[report.BuildOutcome(
+                arch, run.results[0].kernel, Status.PASS)])
+        for arch, err in row.build_error.items():
+            d = v.out / f"patch-{row.number:02d}-{arch}"
+            d.mkdir(parents=True, exist_ok=True)
+            save_checkout(checkout, d)
+            report.write(d, builds=[report.BuildOutcome(arch, f"build:{wt.path}",
+                                                        Status.FAIL, err)])
