@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import enum
 import json
+import re
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,32 +108,41 @@ class Culprit:
 
 def bisect(cfg: StepConfig, good: str, bad: str) -> Culprit:
     wt = Worktree(Path(cfg.tree))
-    wt.reset_state()
-    good_sha, bad_sha = wt.resolve(good), wt.resolve(bad)
-    if wt.git("merge-base", "--is-ancestor", good_sha, bad_sha, check=False).returncode != 0:
-        raise UsageError(f"--good {good} is not an ancestor of --bad {bad}")
-    _expect(step(cfg, bad_sha), Verdict.BAD, f"--bad {bad}")
-    _expect(step(cfg, good_sha), Verdict.GOOD, f"--good {good}")
+    with wt.locked():
+        wt.reset_state()
+        good_sha, bad_sha = wt.resolve(good), wt.resolve(bad)
+        if not wt.is_ancestor(good_sha, bad_sha):
+            raise UsageError(f"--good {good} is not an ancestor of --bad {bad}")
+        _expect(step(cfg, bad_sha), Verdict.BAD, f"--bad {bad}")
+        _expect(step(cfg, good_sha), Verdict.GOOD, f"--good {good}")
+        culprit, log = _git_bisect_run(wt, cfg, good_sha, bad_sha)
+        return Culprit(culprit, wt.subject(culprit), _confirm(cfg, culprit, wt), log)
+
+
+def _git_bisect_run(wt: Worktree, cfg: StepConfig, good: str, bad: str) -> tuple[str, str]:
+    """git bisect run with our step; its output streams to stderr as it goes."""
     try:
-        wt.git("bisect", "start", bad_sha, good_sha)
+        wt.git("bisect", "start", bad, good)
         cmd = [sys.executable, "-m", "harness.cli", "_bisect-step", cfg.to_json()]
-        run = wt.git("bisect", "run", *cmd, check=False)
-        first = wt.git("rev-parse", "-q", "--verify", "refs/bisect/bad", check=False)
+        proc = subprocess.run(["git", "-C", str(wt.path), "bisect", "run", *cmd],
+                              stdout=sys.stderr, stderr=sys.stderr)
         log = wt.git("bisect", "log", check=False).stdout
-        if run.returncode != 0 or "is the first bad commit" not in run.stdout:
-            tail = (run.stdout + run.stderr).strip().splitlines()[-3:]
-            raise MemhpError("git bisect run did not finish: " + " / ".join(tail)
-                             + f" (bisect log:\n{log})")
+        first = re.search(r"^# first bad commit: \[([0-9a-f]{40})\]", log, re.M)
+        if proc.returncode != 0 or first is None:
+            raise MemhpError(f"git bisect run stopped without a culprit (exit "
+                             f"{proc.returncode}); bisect log:\n{log}")
+        return first.group(1), log
     finally:
         wt.git("bisect", "reset", check=False)
-    culprit = first.stdout.strip()
-    parent = wt.resolve(f"{culprit}^")
-    confirmed = [step(cfg, culprit), step(cfg, parent)]
-    ok = confirmed[0].verdict is Verdict.BAD and confirmed[1].verdict is Verdict.GOOD
-    how = ("confirmed: the culprit fails and its parent passes" if ok else
-           "NOT confirmed (flaky scenario? try a larger --repeat): "
-           + "; ".join(f"{s.commit[:12]} {s.verdict.name.lower()}" for s in confirmed))
-    return Culprit(culprit, wt.subject(culprit), how, log)
+
+
+def _confirm(cfg: StepConfig, culprit: str, wt: Worktree) -> str:
+    """Run the culprit and its parent once more: fails, passes."""
+    results = [step(cfg, culprit), step(cfg, wt.resolve(f"{culprit}^"))]
+    if [r.verdict for r in results] == [Verdict.BAD, Verdict.GOOD]:
+        return "confirmed: the culprit fails and its parent passes"
+    return ("NOT confirmed (a flaky scenario? try a larger --repeat): "
+            + "; ".join(f"{r.commit[:12]} {r.verdict.name.lower()}" for r in results))
 
 
 def _expect(result: StepResult, want: Verdict, what: str) -> None:

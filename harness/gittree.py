@@ -8,8 +8,11 @@ commits rewrites only the files that differ and kernel builds stay incremental.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 from harness import cache
@@ -47,11 +50,26 @@ class Worktree:
         key = hashlib.sha256(str(self.repo).encode()).hexdigest()[:12]
         self.path = cache.path("worktrees", f"{self.repo.name}-{key}")
 
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """One memhp series/bisect at a time per worktree (they move its HEAD)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.with_name(self.path.name + ".lock").open("w") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UsageError(f"another memhp series/bisect is using {self.path} (the "
+                                 f"worktree of {self.repo}): wait for it to finish") from None
+            yield
+
     def resolve(self, rev: str) -> str:
         proc = git(self.repo, "rev-parse", "--verify", "-q", f"{rev}^{{commit}}", check=False)
         if proc.returncode != 0:
             raise UsageError(f"{rev}: no such commit in {self.repo}")
         return proc.stdout.strip()
+
+    def is_ancestor(self, a: str, b: str) -> bool:
+        return git(self.repo, "merge-base", "--is-ancestor", a, b, check=False).returncode == 0
 
     def subject(self, rev: str) -> str:
         return git(self.repo, "log", "-1", "--format=%s", rev).stdout.strip()

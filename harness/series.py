@@ -155,20 +155,20 @@ def verify(tree: Path, mbox: Path, *, base: str | None = None, arches: Sequence[
         except UsageError:
             raise UsageError(f"base-commit {series.base_commit} (from {mbox.name}) is not in "
                              f"{wt.repo}: fetch it, or give --base REV") from None
-    wt.reset_state()
-    base_sha = wt.checkout(base_rev)
-    rows = [PatchRow(i + 1, p.title) for i, p in enumerate(series.patches)]
-    result = Verification(series, base_sha, rows, out)
-    if not _apply(wt, series, rows, base_sha):
-        return result
-    tested = rows if each_commit else rows[-1:]
-    for arch_name in arches:
-        for row in tested:
-            _build_and_test(wt, row, arch_name, select=select, kbuild_base=kbuild_base,
-                            fragments=fragments, accel=accel, out=out)
+    with wt.locked():
+        wt.reset_state()
+        base_sha = wt.checkout(base_rev)
+        rows = [PatchRow(i + 1, p.title) for i, p in enumerate(series.patches)]
+        result = Verification(series, base_sha, rows, out)
+        if not _apply(wt, series, rows, base_sha):
+            return result
+        tested = rows if each_commit else rows[-1:]
+        for arch_name in arches:
+            for row in tested:
+                _build_and_test(wt, row, arch_name, select=select, kbuild_base=kbuild_base,
+                                fragments=fragments, accel=accel, out=out)
     _write_reports(result, wt)
     return result
-
 
 def _apply(wt: Worktree, series: Series, rows: list[PatchRow], base_sha: str) -> bool:
     """git am -3 one patch at a time; on a failure undo everything and say which and why."""

@@ -4,41 +4,25 @@ scenarios. Slow (a cold build is minutes to a quarter hour on 2 cores), so these
 
     .venv/bin/pytest -m kbuild testcases/test_kernel_build.py
 
-The tree is $MEMHP_KBUILD_TREE, else Debian's linux-source-6.12 unpacked into memhp's cache.
+The tree is $MEMHP_KBUILD_TREE, else Debian's linux-source-6.12 unpacked into memhp's cache
+(the kernel_tree fixture in conftest.py).
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
 
-from harness import cache, kbuild
+from harness import kbuild
 from harness.arch import PPC64LE, X86_64, Arch
 from harness.errors import UsageError
 
 pytestmark = pytest.mark.kbuild
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCE = Path("/usr/src/linux-source-6.12.tar.xz")
-
-
-@pytest.fixture(scope="session")
-def kernel_tree() -> Path:
-    if os.environ.get("MEMHP_KBUILD_TREE"):
-        return Path(os.environ["MEMHP_KBUILD_TREE"])
-    tree = cache.path("trees", "linux-source-6.12")
-    if not (tree / "Makefile").exists():
-        if not SOURCE.exists():
-            pytest.fail(f"{SOURCE} missing: install linux-source-6.12 (./setup.sh --kbuild) "
-                        "or set MEMHP_KBUILD_TREE")
-        with tarfile.open(SOURCE) as tar:
-            tar.extractall(tree.parent, filter="data")
-    return tree
 
 
 def _scenarios(arch: Arch, build_dir: Path, *files: str) -> subprocess.CompletedProcess[str]:

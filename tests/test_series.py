@@ -97,5 +97,5 @@ def test_base_commit_missing_from_the_tree_says_what_to_do(repo: Path, tmp_path:
     box = mbox(repo, tmp_path / "s")
     box.write_bytes(box.read_bytes().replace(git(repo, "rev-parse", "base").encode(),
                                              b"0123456789abcdef0123456789abcdef01234567"))
-    with pytest.raises(UsageError, match="base-commit 0123456789ab.*fetch it, or give --base"):
+    with pytest.raises(UsageError, match=r"base-commit 0123456789ab.*fetch it, or give --base"):
         verify(repo, box, arches=["x86_64"], out=tmp_path / "out")
