@@ -2,7 +2,7 @@
 rebuild, per arch, for a tree configured with kconfigs/.
 
     .venv/bin/python bench/kbuild.py --tree ~/.cache/memhp/trees/linux-source-6.12 \\
-        --arch x86_64 --base tinyconfig
+        --arch x86_64
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tree", type=Path, required=True)
     p.add_argument("--arch", default="x86_64", choices=list(ARCHES))
-    p.add_argument("--base", default="defconfig")
+    p.add_argument("--base", help="defconfig, tinyconfig or FILE (default: the arch's)")
     p.add_argument("--fresh", action="store_true", help="delete the build dir first")
     args = p.parse_args()
     arch = get_arch(args.arch)
@@ -31,7 +31,7 @@ def main() -> int:
     for label in ("build", "no-change rebuild"):
         start = time.monotonic()
         kbuild.build(args.tree, arch, base=args.base)
-        print(f"{arch.name} {args.base} {label}: {time.monotonic() - start:.0f} s", flush=True)
+        print(f"{arch.name} {args.base or 'default base'} {label}: {time.monotonic() - start:.0f} s", flush=True)
     return 0
 
 

@@ -61,6 +61,12 @@ class Arch:
     scenario_cmdline: tuple[str, ...] = ()
     # Guest properties some scenarios rely on that this machine does not have: name -> why.
     lacks: dict[str, str] = field(default_factory=dict)
+    # ... and what it lacks only under TCG (QEMU's emulation, not the hardware).
+    tcg_lacks: dict[str, str] = field(default_factory=dict)
+
+    def lacking(self, prop: str, accel: str) -> str | None:
+        """Why this machine cannot give ``prop`` under ``accel``; None if it can."""
+        return self.lacks.get(prop) or (self.tcg_lacks.get(prop) if accel == "tcg" else None)
 
     def flavour(self, suffix: str | None) -> str:
         """Debian's flavour name for a spec suffix such as 'rt' or '64k'."""
@@ -183,6 +189,14 @@ PPC64LE = Arch(
         "16 MiB: two cannot share one",
         "normal-only-hotplugged": "pseries boot RAM is ZONE_NORMAL too, so kernel allocations "
         "do not go to a hot-added Normal block first and nothing reliably pins it",
+    },
+    tcg_lacks={
+        # arch/powerpc/lib/pmem.c flushes with dcbstps/dcbfps (dcbf L=6/4, "powerpc/pmem: Add
+        # new instructions for persistent storage and sync", v5.10) on every ISA 2.07S+ CPU;
+        # POWER8/9 hardware runs them as dcbf, QEMU's TCG (7.2 and 10.0: dcbf's invalid-bits
+        # mask 0x03C00001) raises an illegal instruction and the guest Oopses.
+        "pmem-writes": "QEMU's TCG rejects dcbstps/dcbfps, which the kernel's pmem writes "
+        "use on POWER (Oops in memcpy_flushcache); needs KVM on POWER hardware",
     },
 )
 

@@ -67,7 +67,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "checked against the image's config before booting")
     config.addinivalue_line(
         "markers", "needs(*props): guest properties the test needs; skipped before booting "
-        "where the arch profile lacks one (Arch.lacks says why)")
+        "where the arch profile lacks one (Arch.lacks and tcg_lacks say why)")
     config.stash[_OVERRIDES] = _overrides(config.getoption("memhp_expect") or [])
     if not hasattr(config, "workerinput"):  # xdist workers' output is not shown anyway
         _route_progress(config)
@@ -214,10 +214,12 @@ def memhp_pool(pytestconfig: pytest.Config) -> Iterator[Pool]:
 def vm(request: pytest.FixtureRequest, memhp_target: Target, memhp_pool: Pool) -> Iterator[VM]:
     """A booted guest for this test's target, shared with compatible tests."""
     arch = memhp_target.arch
+    accel = choose_accel(arch, request.config.getoption("memhp_accel")).name
     # Module-level needs first: the broadest missing piece is the one to report.
     for prop in (p for m in reversed(list(request.node.iter_markers("needs"))) for p in m.args):
-        if prop in arch.lacks:
-            pytest.skip(f"{arch.name}: {arch.lacks[prop]}")
+        why = arch.lacking(prop, accel)
+        if why:
+            pytest.skip(f"{arch.name} ({accel}): {why}")
     config = load_config(memhp_pool.image(memhp_target).config)
     for feature in (f for m in request.node.iter_markers("needs_kernel") for f in m.args):
         supported = kernel_supports(feature, config, arch)

@@ -32,6 +32,25 @@ def _nvdimm(vm: VM, how: str, size: int = 512 * MiB) -> Nvdimm:
 
 
 @pytest.mark.parametrize("how", PLUGGED)
+def test_nvdimm_raw_namespace_has_no_memmap(vm: VM, how: str) -> None:
+    """A raw namespace: /dev/pmemN spans the device and reads; raw pmem gets no struct
+    pages at all (no pfn device), so its pfns are not online memory in /proc/kpageflags."""
+    dev = _nvdimm(vm, how)
+    region = nd.region_at(vm.guest, dev.addr)
+    ns = nd.namespace(vm.guest, region, mode="raw")
+    assert ns.mode == "raw" and ns.blockdev, ns
+
+    size = int(vm.guest.run(f"cat /sys/block/{ns.blockdev}/size").stdout) * 512
+    assert size == ns.size, f"/dev/{ns.blockdev} is {size} bytes, namespace {ns.size}"
+    vm.guest.run(f"dd if=/dev/{ns.blockdev} of=/dev/null bs=64k count=16 2>/dev/null")
+    vm.plug_dimm(vm.arch.dimm_align)  # raises max_pfn above the device (see devdax below)
+    read = vm.expect_no_memmap(ns.start, ns.size, why="raw pmem has no memmap (no pfn "
+                               "device, no devm_memremap_pages)")
+    assert read == ns.size // vm.guest.page_size(), f"only {read} pfns readable"
+
+
+@pytest.mark.parametrize("how", PLUGGED)
+@pytest.mark.needs("pmem-writes")
 def test_nvdimm_pmem_reads_back_what_was_written(vm: VM, how: str) -> None:
     """The guest sees the region and a namespace; /dev/pmemN keeps what is written to it."""
     dev = _nvdimm(vm, how)
@@ -46,6 +65,7 @@ def test_nvdimm_pmem_reads_back_what_was_written(vm: VM, how: str) -> None:
 
 
 @pytest.mark.memhp(cmdline=OFFLINE, fresh=True)
+@pytest.mark.needs("pmem-writes")  # the namespace's info block is written through pmem
 def test_nvdimm_devdax_pfns_have_no_online_memmap(vm: VM) -> None:
     """devdax: ZONE_DEVICE pfns are never online memory in /proc/kpageflags."""
     dev = _nvdimm(vm, "hotplugged")
@@ -64,6 +84,7 @@ def test_nvdimm_devdax_pfns_have_no_online_memmap(vm: VM) -> None:
 
 
 @pytest.mark.memhp(cmdline=OFFLINE, fresh=True)
+@pytest.mark.needs("pmem-writes")
 def test_nvdimm_kmem_system_ram(vm: VM) -> None:
     """dax kmem (kmem driver bound through sysfs): blocks come up offline, online movable to
     BUDDY, offline again to no memmap."""
@@ -100,7 +121,7 @@ def test_nvdimm_unplug_rejected_by_qemu(vm: VM) -> None:
 
 
 @pytest.mark.memhp(cmdline=OFFLINE, fresh=True)
-@pytest.mark.needs("nvdimm-subsection")
+@pytest.mark.needs("nvdimm-subsection", "pmem-writes")
 def test_nvdimm_two_in_one_section_both_usable(vm: VM) -> None:
     """Two 64 MiB NVDIMMs inside one 128 MiB section: both namespaces work as devdax
     (sub-section hotplug; before it, devm_memremap_pages "attempted on mixed region")."""
