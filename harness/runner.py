@@ -6,6 +6,7 @@ and its own guest pool; its full output goes to a log file next to its results.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from harness.errors import UsageError
 from harness.progress import progress
-from harness.results import Result, Status, load, worst
+from harness.results import RECORDS, Result, Status, load, worst
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTCASES = ROOT / "testcases"
@@ -46,6 +47,7 @@ class Run:
 def run_scenarios(kernel: str, arch: str, results_dir: Path, *, select: str | None = None,
                   accel: str | None = None, jobs: int = 1) -> Run:
     """Run testcases/ on ``kernel`` (a spec) for ``arch``; results land in results_dir."""
+    shutil.rmtree(results_dir / RECORDS, ignore_errors=True)  # a rerun into the same dir
     results_dir.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "pytest", str(TESTCASES), "-q", "-p", "no:cacheprovider",
            "--memhp-kernel", kernel, "--memhp-arch", arch, "--memhp-results", str(results_dir),

@@ -168,6 +168,8 @@ def verify(tree: Path, mbox: Path, *, base: str | None = None, arches: Sequence[
                 _build_and_test(wt, row, arch_name, select=select, kbuild_base=kbuild_base,
                                 fragments=fragments, accel=accel, out=out)
     _write_reports(result, wt)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.txt").write_text(result.table() + "\n")
     return result
 
 def _apply(wt: Worktree, series: Series, rows: list[PatchRow], base_sha: str) -> bool:

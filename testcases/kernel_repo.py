@@ -1,10 +1,11 @@
 """A real kernel git repository with a known mm regression, for the series/bisect tests.
 
 Built once into memhp's cache from Debian's linux-source-6.12 tree: the tree as the base
-commit, then five commits on top. Exactly one is a regression memhp must find: hot-added
-pages keep PG_reserved after onlining (mm_init.c marks them reserved instead of
-PageOffline, so __free_pages_core() hands reserved pages to the buddy: "Bad page state"
-and the pages stay out of the allocator).
+commit, then five commits on top. Exactly one is a regression memhp must find, a one-line
+change to online_pages_range() that strides a whole MAX_PAGE_ORDER chunk per step. Aligned
+ranges do not notice; with memmap_on_memory a block's first chunk is only a pageblock
+(its memmap fills the start), so every other pageblock is never handed to the buddy and
+stays PageOffline after onlining. Only the memmap_on_memory scenario catches it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from harness import cache
 
 GOOD_TAG = "memhp-base"
 BAD_TAG = "memhp-top"
-REGRESSION_SUBJECT = "mm/mm_init: initialize hot-plugged memmap as PageReserved"
+REGRESSION_SUBJECT = "mm/memory_hotplug: step online_pages_range() by MAX_ORDER_NR_PAGES"
+SCENARIO = "test_memmap_on_memory_dimm and one_block"  # the scenario that catches it
 IDENTITY = ["-c", "user.name=memhp", "-c", "user.email=memhp@example.org"]
 
 
@@ -45,11 +47,11 @@ CHANGES = (
            "bool mhp_supports_memmap_on_memory(void)\n{",
            "mm/memory_hotplug: document mhp_supports_memmap_on_memory()",
            "A one-line comment; no functional change."),
-    Change("mm/mm_init.c",
-           "\t\t\telse\n#endif\n\t\t\t\t__SetPageOffline(page);",
-           "\t\t\telse\n#endif\n\t\t\t\t__SetPageReserved(page);",
+    Change("mm/memory_hotplug.c",
+           "\t\tpfn += (1UL << order);\n",
+           "\t\tpfn += MAX_ORDER_NR_PAGES;\n",
            REGRESSION_SUBJECT,
-           "Treat hot-plugged memory like ZONE_DEVICE memory when initializing its memmap."),
+           "Each chunk is at most MAX_PAGE_ORDER: step by that."),
     Change("mm/page_alloc.c",
            "\t * Pages freed from memblock might be marked as reserved.\n",
            "\t * Pages freed from memblock might be marked as reserved; memblock\n"
@@ -70,17 +72,21 @@ def git(repo: Path, *args: str) -> str:
 
 
 def regression_repo(tree: Path) -> Path:
-    """The repository (cached): base = ``tree``, tags memhp-base and memhp-top."""
+    """The repository (cached): base = ``tree``, tags memhp-base and memhp-top. An older
+    layout of the commits on top is rewritten in place (memhp's worktree of it stays)."""
     repo = cache.path("trees", "linux-6.12-regression.git")
-    if (repo / ".git").is_dir() and _has_tag(repo, BAD_TAG):
+    if not ((repo / ".git").is_dir() and _has_tag(repo, GOOD_TAG)):
+        shutil.rmtree(repo, ignore_errors=True)
+        # Hard links: copying 1.7 GB costs a minute; git replaces files, never edits them.
+        subprocess.run(["cp", "-al", str(tree), str(repo)], check=True)
+        git(repo, "init", "-q")
+        git(repo, "add", "-A", "-f", ".")
+        git(repo, "commit", "-q", "-m", f"Linux {_version(repo)} (Debian linux-source)")
+        git(repo, "tag", GOOD_TAG)
+    if _has_tag(repo, BAD_TAG) and git(repo, "log", "--format=%s", f"{GOOD_TAG}..{BAD_TAG}"
+                                       ).splitlines() == [c.subject for c in CHANGES[::-1]]:
         return repo
-    shutil.rmtree(repo, ignore_errors=True)
-    # Hard links: copying 1.7 GB would cost a minute; files are only ever replaced below.
-    subprocess.run(["cp", "-al", str(tree), str(repo)], check=True)
-    git(repo, "init", "-q")
-    git(repo, "add", "-A", "-f", ".")
-    git(repo, "commit", "-q", "-m", f"Linux {_version(repo)} (Debian linux-source)")
-    git(repo, "tag", GOOD_TAG)
+    git(repo, "reset", "-q", "--hard", GOOD_TAG)
     for change in CHANGES:
         path = repo / change.path
         text = path.read_text()
@@ -88,7 +94,7 @@ def regression_repo(tree: Path) -> Path:
         path.unlink()  # break the hard link: the source tree stays pristine
         path.write_text(text.replace(change.old, change.new))
         git(repo, "commit", "-q", "-a", "-m", f"{change.subject}\n\n{change.body}")
-    git(repo, "tag", BAD_TAG)
+    git(repo, "tag", "-f", BAD_TAG)
     return repo
 
 

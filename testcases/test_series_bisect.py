@@ -14,12 +14,11 @@ from pathlib import Path
 
 import kcidb_io
 import pytest
-from kernel_repo import BAD_TAG, GOOD_TAG, REGRESSION_SUBJECT, git, regression_repo
+from kernel_repo import BAD_TAG, GOOD_TAG, REGRESSION_SUBJECT, SCENARIO, git, regression_repo
 
 pytestmark = pytest.mark.kbuild
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIO = "test_dimm_online_movable"  # onlined pages must reach the buddy, not stay reserved
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +52,7 @@ def test_bisect_names_the_regression_and_leaves_the_tree_alone(repo: Path, tmp_p
 
 def test_series_verify_reports_the_regression_at_its_patch(repo: Path, tmp_path: Path) -> None:
     patches = tmp_path / "patches"
-    git(repo, "format-patch", "-q", "--cover-letter", f"--base={GOOD_TAG}", "-o",
+    git(repo, "format-patch", "-q", "--thread", "--cover-letter", f"--base={GOOD_TAG}", "-o",
         str(patches), f"{GOOD_TAG}..{BAD_TAG}")
     mbox = tmp_path / "series.mbox"
     mbox.write_bytes(b"".join(p.read_bytes() for p in sorted(patches.glob("*.patch"))))
@@ -87,12 +86,12 @@ def test_series_that_does_not_apply_names_the_patch(repo: Path, tmp_path: Path) 
     before = untouched(repo)
     patch = Path(git(repo, "format-patch", "-1", "-o", str(tmp_path), f"{BAD_TAG}~2"))
     # The preimage line no longer matches anything: neither plain nor 3-way apply can work.
-    patch.write_text(patch.read_text().replace("-\t\t\t\t__SetPageOffline(page);",
-                                               "-\t\t\t\t__SetPageOffline(pages);"))
+    patch.write_text(patch.read_text().replace("-\t\tpfn += (1UL << order);",
+                                               "-\t\tpfn += (1UL << order) + 1;"))
 
     run = memhp("series", "verify", "--tree", str(repo), "--mbox", str(patch),
                 "--base", GOOD_TAG, "--out", str(tmp_path / "out"))
 
     assert run.returncode == 1, run.stdout + run.stderr
-    assert "DID NOT APPLY" in run.stdout and "mm/mm_init.c" in run.stdout
+    assert "DID NOT APPLY" in run.stdout and "mm/memory_hotplug.c" in run.stdout
     assert untouched(repo) == before
