@@ -150,7 +150,7 @@ def _orchestrated_options(p: argparse.ArgumentParser) -> None:
                         "(default: all)")
     _kbuild_base_option(p, "--kbuild-base")
     p.add_argument("--accel", choices=("auto", "kvm", "tcg"), help="accelerator")
-    p.add_argument("--out", type=Path, help="results and reports (default: "
+    p.add_argument("--out", type=Path, metavar="DIR", help="results and reports (default: "
                    "./memhp-out/<command>-<time>)")
 
 

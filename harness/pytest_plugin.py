@@ -29,7 +29,7 @@ from harness.images import Image
 from harness.images import build as build_image
 from harness.kconfig import load as load_config
 from harness.machine import ColdPlug, Machine, MachineConfig
-from harness.pagemap import render_png
+from harness.pagemap import Snapshot, render_png
 from harness.progress import progress
 from harness.results import Result, Status, StepMap, classify, save
 from harness.vm import VM
@@ -311,23 +311,27 @@ def _record(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestR
     v = item.stash.get(_VM, None)
     result = Result(
         nodeid=item.nodeid, scenario=scenario, arch=target.arch.name, kernel=target.kernel,
-        status=status, phase=call.when, start_time=previous.start_time if previous
-        else call.start, duration=call.duration if call.when == "call" or previous is None
-        else previous.duration,
+        status=status, phase=call.when,
+        start_time=previous.start_time if previous else call.start,
+        duration=previous.duration if previous and call.when == "teardown" else call.duration,
         release=v.facts.release if v else "", qemu=v.machine.qemu_version if v else "",
         accel=v.machine.accel.name if v else "", message=_message(exc, report),
         log_excerpt=_log_excerpt(exc, report), maps=previous.maps if previous else [])
     if call.when == "call" and v is not None and v.snapshots:
-        png = Path("maps") / f"{result.slug}.png"
-        (results_dir / "maps").mkdir(parents=True, exist_ok=True)
-        (results_dir / png).write_bytes(render_png(v.snapshots))
-        result.maps = [StepMap(str(png), [
-            {"step": s.step, "blocks": [{"index": b.index, "state": b.state, "zone": b.zone,
-                                         "pages": s.histogram(i)}
-                                        for i, b in enumerate(s.blocks)]}
-            for s in v.snapshots])]
+        result.maps = [_draw(v.snapshots, results_dir, result.slug)]
     item.stash[_RESULT] = result
     save(result, results_dir)
+
+
+def _draw(snapshots: list[Snapshot], results_dir: Path, slug: str) -> StepMap:
+    """The test's page-flag picture as a PNG, and what each step saw per block."""
+    png = Path("maps") / f"{slug}.png"
+    (results_dir / "maps").mkdir(parents=True, exist_ok=True)
+    (results_dir / png).write_bytes(render_png(snapshots))
+    return StepMap(str(png), [
+        {"step": s.step, "blocks": [{"index": b.index, "state": b.state, "zone": b.zone,
+                                     "pages": s.histogram(i)} for i, b in enumerate(s.blocks)]}
+        for s in snapshots])
 
 
 def _message(exc: BaseException | None, report: pytest.TestReport) -> str:
@@ -426,6 +430,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             if not nodeid.startswith("testcases") or (rep.when != "call" and kind == "passed"):
                 continue
             name, target = _scenario_name(nodeid, ids)
+            if target not in ids:
+                continue  # not a scenario run on a guest
             outcome = {"error": "ERROR", "infra": "INFRA"}.get(kind, kind.upper())
             rows.setdefault(name, {})[target] = outcome
     if not rows:

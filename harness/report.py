@@ -150,7 +150,7 @@ td,th{padding:.2em .6em;text-align:left;border-bottom:1px solid #ddd}
 pre{background:#f6f6f6;padding:.6em;overflow-x:auto;font-size:85%}
 .s{color:#fff;padding:0 .4em;border-radius:3px;font-weight:bold}
 .sw{display:inline-block;width:1em;height:1em;vertical-align:middle;margin:0 .3em 0 1em}
-img{image-rendering:pixelated;border:1px solid #ccc}"""
+img{image-rendering:pixelated;border:1px solid #ccc;width:100%;max-width:60em}"""
 
 
 def _badge(s: Status) -> str:

@@ -139,6 +139,11 @@ class Verification:
             for a, run in r.runs.items():
                 for f in run.failures():
                     lines.append(f"      {a} {f.scenario}: {f.status.value} {f.message}")
+        first = next((r for r in self.rows if any(s.startswith("FAIL")
+                                                  for s in r.tested.values())), None)
+        if first is not None:
+            lines.append(f"first patch with a kernel failure: [{first.number}/"
+                         f"{len(self.rows)}] {first.title}")
         return "\n".join(lines)
 
 
