@@ -144,7 +144,7 @@ def build(tree: Path, arch: Arch, *, fragments: list[Path] | None = None,
     base = base or kb.default_base
     log = out / "build.log"
     with log.open("w") as logf:
-        configure(make, tree, out, kb, base, frags, logf)
+        _configure_once(make, tree, out, kb, base, frags, logf)
         requests = [r for f in frags for r in parse_fragment(f)]
         lost = dropped(requests, load_config(out / ".config"), tree)
         if lost:
@@ -155,6 +155,23 @@ def build(tree: Path, arch: Arch, *, fragments: list[Path] | None = None,
         shutil.rmtree(out / "mod", ignore_errors=True)
         _run([*make, "INSTALL_MOD_PATH=" + str(out / "mod"), "modules_install"], logf, log)
     return out
+
+
+def _configure_once(make: list[str], tree: Path, out: Path, kb: KbuildArch, base: str,
+                    frags: list[Path], logf: IO[str]) -> None:
+    """Merge base + fragments only when they changed since the last build in ``out``;
+    otherwise olddefconfig alone brings .config up to the tree (e.g. a bisect step that
+    changed a Kconfig file), and an unchanged tree rebuilds in seconds."""
+    stamp = out / ".memhp-config-inputs"
+    h = hashlib.sha256(base.encode())
+    for f in ([] if base in BASES else [Path(base)]) + frags:
+        h.update(f.read_bytes() if f.is_file() else b"")
+    if (out / ".config").is_file() and stamp.is_file() and stamp.read_text() == h.hexdigest():
+        _run([*make, "olddefconfig"], logf, out / "build.log")
+        return
+    stamp.unlink(missing_ok=True)
+    configure(make, tree, out, kb, base, frags, logf)
+    stamp.write_text(h.hexdigest())
 
 
 def configure(make: list[str], tree: Path, out: Path, kb: KbuildArch, base: str,

@@ -88,7 +88,7 @@ def parse_mbox(path: Path) -> Series:
 
 @dataclass
 class PatchRow:
-    """What happened to one patch: applied / built / booted / tested."""
+    """What happened to one patch: applied / built / booted / tested (per arch)."""
 
     number: int
     title: str
@@ -97,9 +97,35 @@ class PatchRow:
     apply_error: str = ""
     built: dict[str, bool] = field(default_factory=dict)  # arch -> built
     build_error: dict[str, str] = field(default_factory=dict)
-    booted: dict[str, bool] = field(default_factory=dict)
-    tested: dict[str, str] = field(default_factory=dict)  # arch -> worst status + counts
-    runs: dict[str, Run] = field(default_factory=dict)
+    runs: dict[str, Run] = field(default_factory=dict)  # arch -> the scenario run
+
+    def status(self, arch: str) -> Status | None:
+        run = self.runs.get(arch)
+        return run.status if run else None
+
+    def failed(self) -> bool:
+        return any(self.status(a) is Status.FAIL for a in self.runs)
+
+    def cell(self, arch: str) -> str:
+        if arch not in self.built:
+            return f"{arch}: -"
+        if not self.built[arch]:
+            return f"{arch}: BUILD FAILED"
+        run = self.runs[arch]
+        status = run.status.value if run.status else "?"
+        return (f"{arch}: built / {'booted' if run.booted else 'NO BOOT'} / {status} "
+                f"({run.summary()})")
+
+    def lines(self, total: int, arches: Sequence[str]) -> list[str]:
+        applied = {None: "-", True: "applied", False: "DID NOT APPLY"}[self.applied]
+        out = [f"  [{self.number}/{total}] {self.title[:60]:<60} {applied:<13} "
+               + "; ".join(self.cell(a) for a in arches)]
+        if self.apply_error:
+            out.append("      " + self.apply_error.replace("\n", "\n      "))
+        out += [f"      {a}: {err}" for a, err in self.build_error.items()]
+        out += [f"      {a} {f.scenario}: {f.status.value} {f.message}"
+                for a, run in self.runs.items() for f in run.failures()]
+        return out
 
 
 @dataclass
@@ -111,36 +137,16 @@ class Verification:
 
     @property
     def ok(self) -> bool:
-        return all(r.applied for r in self.rows) and not any(
-            s.startswith(("FAIL", "ERROR", "MISS")) for r in self.rows
-            for s in r.tested.values()) and all(v for r in self.rows for v in r.built.values())
+        """Everything applied, built, and no tested patch had a non-passing scenario."""
+        return all(r.applied and all(r.built.values()) and all(
+            r.status(a) in (Status.PASS, Status.SKIP) for a in r.runs) for r in self.rows)
 
     def table(self) -> str:
-        arches = sorted({a for r in self.rows for a in r.built} | {
-            a for r in self.rows for a in r.tested})
+        arches = sorted({a for r in self.rows for a in r.built})
         lines = [f"series {self.series.message_id or '(no Message-ID)'} on {self.base[:12]}:"]
         for r in self.rows:
-            applied = {None: "-", True: "applied", False: "DID NOT APPLY"}[r.applied]
-            cells = []
-            for a in arches:
-                if a not in r.built:
-                    cells.append(f"{a}: -")
-                    continue
-                built = "built" if r.built[a] else "BUILD FAILED"
-                booted = ("booted" if r.booted.get(a) else "NO BOOT") if a in r.booted else ""
-                cells.append(" / ".join(x for x in (f"{a}: {built}", booted,
-                                                    r.tested.get(a, "")) if x))
-            lines.append(f"  [{r.number}/{len(self.rows)}] {r.title[:60]:<60} {applied:<13} "
-                         + "; ".join(cells))
-            if r.apply_error:
-                lines.append("      " + r.apply_error.replace("\n", "\n      "))
-            for a, err in r.build_error.items():
-                lines.append(f"      {a}: {err}")
-            for a, run in r.runs.items():
-                for f in run.failures():
-                    lines.append(f"      {a} {f.scenario}: {f.status.value} {f.message}")
-        first = next((r for r in self.rows if any(s.startswith("FAIL")
-                                                  for s in r.tested.values())), None)
+            lines += r.lines(len(self.rows), arches)
+        first = next((r for r in self.rows if r.failed()), None)
         if first is not None:
             lines.append(f"first patch with a kernel failure: [{first.number}/"
                          f"{len(self.rows)}] {first.title}")
@@ -220,8 +226,6 @@ def _build_and_test(wt: Worktree, row: PatchRow, arch_name: str, *, select: str 
     run = run_scenarios(f"build:{build_dir}", arch_name,
                         out / f"patch-{row.number:02d}-{arch_name}", select=select, accel=accel)
     row.runs[arch_name] = run
-    row.booted[arch_name] = run.booted
-    row.tested[arch_name] = f"{run.status.value if run.status else '?'} ({run.summary()})"
 
 
 def _write_reports(v: Verification, wt: Worktree) -> None:
