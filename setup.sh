@@ -20,6 +20,7 @@ PACKAGES=(
   openssh-client         # memhp shell
   python3-venv           # the Python environment
   cpio                   # the unit tests cross-check the initramfs writer with it
+  git                    # memhp series / bisect (worktrees, git am, git bisect run)
 )
 
 KBUILD_PACKAGES=(
