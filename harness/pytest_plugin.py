@@ -215,16 +215,17 @@ def vm(request: pytest.FixtureRequest, memhp_target: Target, memhp_pool: Pool) -
     """A booted guest for this test's target, shared with compatible tests."""
     arch = memhp_target.arch
     accel = choose_accel(arch, request.config.getoption("memhp_accel")).name
-    # Module-level needs first: the broadest missing piece is the one to report.
-    for prop in (p for m in reversed(list(request.node.iter_markers("needs"))) for p in m.args):
-        why = arch.lacking(prop, accel)
-        if why:
-            pytest.skip(f"{arch.name} ({accel}): {why}")
+    # The broadest missing piece is the one to report: what the machine lacks for the whole
+    # module, then a kernel without the feature, then what the test itself needs.
+    own = [m for m in request.node.own_markers if m.name == "needs"]
+    _skip_if_lacking(arch, accel, [m for m in request.node.iter_markers("needs")
+                                   if m not in own])
     config = load_config(memhp_pool.image(memhp_target).config)
     for feature in (f for m in request.node.iter_markers("needs_kernel") for f in m.args):
         supported = kernel_supports(feature, config, arch)
         if not supported.value:
             pytest.skip(f"{memhp_target.kernel}: no {feature} support ({supported.why})")
+    _skip_if_lacking(arch, accel, own)
     boot, fresh = Boot.of(request.node, arch)
     machine = memhp_pool.acquire(memhp_target, boot, fresh)
     v = VM(machine, request.config.stash[_OVERRIDES])
@@ -239,6 +240,13 @@ def vm(request: pytest.FixtureRequest, memhp_target: Target, memhp_pool: Pool) -
         reusable = not fresh and v.cleanup()
     finally:
         memhp_pool.release(machine, reusable)
+
+
+def _skip_if_lacking(arch: Arch, accel: str, markers: list[pytest.Mark]) -> None:
+    for prop in (p for m in markers for p in m.args):
+        why = arch.lacking(prop, accel)
+        if why:
+            pytest.skip(f"{arch.name} ({accel}): {why}")
 
 
 _VM = pytest.StashKey[VM]()
