@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,6 +81,9 @@ class Worktree:
     def checkout(self, rev: str) -> str:
         """Detach the worktree at ``rev`` (creating it the first time); its commit hash."""
         sha = self.resolve(rev)
+        if (self.path / ".git").exists() and self.git("rev-parse", "--git-dir",
+                                                      check=False).returncode != 0:
+            shutil.rmtree(self.path)  # orphaned (its repository was moved or re-created)
         if not (self.path / ".git").exists():
             git(self.repo, "worktree", "prune")
             self.path.parent.mkdir(parents=True, exist_ok=True)
