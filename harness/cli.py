@@ -80,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
                     "memhp's own worktree of TREE (your checkout, branch and index are not "
                     "touched), build it, boot it, run the scenarios, and report per patch: "
                     "applied / built / booted / tested.")
-    sv.add_argument("--tree", required=True, type=Path, help="the kernel git repository")
+    _tree_option(sv)
     sv.add_argument("--mbox", required=True, type=Path, help="the series as an mbox")
     sv.add_argument("--base", metavar="REV",
                     help="apply on REV (default: the mbox's base-commit:, else TREE's HEAD)")
@@ -96,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
                     "worktree of TREE: build failures and infrastructure failures skip "
                     "(125), a scenario failure is bad, all repeats passing is good. Confirms "
                     "the culprit fails and its parent passes. Your checkout is not touched.")
-    bi.add_argument("--tree", required=True, type=Path, help="the kernel git repository")
+    _tree_option(bi)
     bi.add_argument("--good", required=True, metavar="REV", help="a commit that passes")
     bi.add_argument("--bad", required=True, metavar="REV", help="a commit that fails")
     bi.add_argument("--arch", default="x86_64", choices=list(ARCHES),
@@ -144,7 +144,12 @@ def _kbuild_base_option(p: argparse.ArgumentParser, flag: str = "--base") -> Non
                         "tinyconfig, ppc64le defconfig)")
 
 
+def _tree_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tree", required=True, type=Path, help="the kernel git repository")
+
+
 def _orchestrated_options(p: argparse.ArgumentParser) -> None:
+    """What series verify and bisect share besides the tree: scenarios, build, output."""
     p.add_argument("-k", dest="select", metavar="EXPR",
                    help="scenarios to run (pytest -k), e.g. test_dimm_online_movable "
                         "(default: all)")

@@ -35,6 +35,11 @@ def git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProces
     return proc
 
 
+def output(cwd: Path, *args: str) -> str:
+    """A git command's stdout, stripped; GitError when it fails."""
+    return git(cwd, *args).stdout.strip()
+
+
 def toplevel(tree: Path) -> Path:
     proc = git(tree, "rev-parse", "--show-toplevel", check=False)
     if proc.returncode != 0:

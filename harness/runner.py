@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,9 +36,7 @@ class Run:
         return any(r.release for r in self.results)
 
     def summary(self) -> str:
-        counts: dict[str, int] = {}
-        for r in self.results:
-            counts[r.status.value] = counts.get(r.status.value, 0) + 1
+        counts = Counter(r.status.value for r in self.results)
         return ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "nothing ran"
 
     def failures(self) -> list[Result]:
@@ -45,7 +44,7 @@ class Run:
 
 
 def run_scenarios(kernel: str, arch: str, results_dir: Path, *, select: str | None = None,
-                  accel: str | None = None, jobs: int = 1) -> Run:
+                  accel: str | None = None) -> Run:
     """Run testcases/ on ``kernel`` (a spec) for ``arch``; results land in results_dir."""
     shutil.rmtree(results_dir / RECORDS, ignore_errors=True)  # a rerun into the same dir
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -56,8 +55,6 @@ def run_scenarios(kernel: str, arch: str, results_dir: Path, *, select: str | No
         cmd += ["-k", select]
     if accel:
         cmd += ["--memhp-accel", accel]
-    if jobs > 1:
-        cmd += ["-n", str(jobs)]
     log = results_dir / "pytest.log"
     with progress(f"scenarios: {arch} {kernel}" + (f" -k '{select}'" if select else "")), \
             log.open("w") as out:

@@ -148,7 +148,7 @@ class Verification:
             lines += r.lines(len(self.rows), arches)
         first = next((r for r in self.rows if r.failed()), None)
         if first is not None:
-            lines.append(f"first patch with a kernel failure: [{first.number}/"
+            lines.append(f"first tested patch with a kernel failure: [{first.number}/"
                          f"{len(self.rows)}] {first.title}")
         return "\n".join(lines)
 
@@ -235,10 +235,9 @@ def _write_reports(v: Verification, wt: Worktree) -> None:
                         patchset_hash=v.series.patchset_hash, message_id=v.series.message_id,
                         patches=tuple(r.title for r in v.rows))
     for row in v.rows:
-        for arch, run in row.runs.items():
+        for run in row.runs.values():
             save_checkout(checkout, run.results_dir)
-            report.write(run.results_dir, builds=[report.BuildOutcome(
-                arch, run.results[0].kernel, Status.PASS)])
+            report.write(run.results_dir)
         for arch, err in row.build_error.items():
             d = v.out / f"patch-{row.number:02d}-{arch}"
             d.mkdir(parents=True, exist_ok=True)

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import cache
+from harness.gittree import output as git
 
 GOOD_TAG = "memhp-base"
 BAD_TAG = "memhp-top"
 REGRESSION_SUBJECT = "mm/memory_hotplug: step online_pages_range() by MAX_ORDER_NR_PAGES"
 SCENARIO = "test_memmap_on_memory_dimm and one_block"  # the scenario that catches it
-IDENTITY = ["-c", "user.name=memhp", "-c", "user.email=memhp@example.org"]
 
 
 @dataclass(frozen=True)
@@ -64,11 +64,6 @@ CHANGES = (
            "docs: mm: memory-hotplug: an example of the hotplug granularity",
            "No functional change."),
 )
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *IDENTITY, *args], check=True,
-                          capture_output=True, text=True).stdout.strip()
 
 
 def regression_repo(tree: Path) -> Path:

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import kcidb_io
 import pytest
-from kernel_repo import BAD_TAG, GOOD_TAG, REGRESSION_SUBJECT, SCENARIO, git, regression_repo
+from kernel_repo import BAD_TAG, GOOD_TAG, REGRESSION_SUBJECT, SCENARIO, regression_repo
+
+from harness.gittree import output as git
 
 pytestmark = pytest.mark.kbuild
 

@@ -4,31 +4,21 @@ The real thing (kernel tree, git bisect run, QEMU) is testcases/test_series_bise
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from harness import bisect, cache
+from harness import bisect
 from harness.errors import UsageError
+from harness.gittree import output as git
 from harness.results import Result, Status
 from harness.runner import Run
 
-ID = ["-c", "user.name=t", "-c", "user.email=t@example.org"]
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *ID, *args], check=True,
-                          capture_output=True, text=True).stdout.strip()
-
 
 @pytest.fixture
-def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv(cache.ENV, str(tmp_path / "cache"))
-    r = tmp_path / "linux"
-    r.mkdir()
-    git(r, "init", "-q")
+def repo(git_repo: Path) -> Path:
+    r = git_repo
     for n in range(3):
         (r / "state").write_text(f"{n}\n")
         git(r, "add", ".")

@@ -6,30 +6,19 @@ Building and booting a kernel tree is the nightly test (testcases/test_series_bi
 from __future__ import annotations
 
 import hashlib
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from harness import cache
 from harness.errors import UsageError
 from harness.gittree import Worktree
+from harness.gittree import output as git
 from harness.series import parse_mbox, verify
-
-ID = ["-c", "user.name=t", "-c", "user.email=t@example.org"]
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *ID, *args], check=True,
-                          capture_output=True, text=True).stdout.strip()
 
 
 @pytest.fixture
-def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv(cache.ENV, str(tmp_path / "cache"))  # the worktree goes there
-    r = tmp_path / "linux"
-    r.mkdir()
-    git(r, "init", "-q", "-b", "main")
+def repo(git_repo: Path) -> Path:
+    r = git_repo
     (r / "mm").mkdir()
     for name in ("a", "b"):
         (r / f"mm/{name}.c").write_text(f"int {name};\n")
