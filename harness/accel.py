@@ -61,3 +61,9 @@ def choose_accel(arch: Arch, requested: str | None = None) -> Accel:
     if problem:
         return Accel("tcg", problem)
     return Accel("kvm", "usable /dev/kvm with hardware virtualisation")
+
+
+def tcg_artifact(error: BaseException) -> str | None:
+    """A boot failure that is QEMU's emulation, not the kernel: named, so that only it is
+    retried. None for anything else (a kernel that fails to boot must fail)."""
+    return None

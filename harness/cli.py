@@ -11,14 +11,21 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness import images
+from harness import images, lockfile, preflight
 from harness.accel import choose_accel
 from harness.arch import ARCHES, get_arch
-from harness.errors import InfrastructureError, KernelFailure, MemhpError
+from harness.errors import InfrastructureError, KernelFailure, MemhpError, UsageError
 from harness.machine import Machine, MachineConfig
+from harness.signals import interrupt_on_termination
 
 TESTCASES = Path(__file__).resolve().parent.parent / "testcases"
 KERNEL_HELP = "debian:X.Y[/flavour] (e.g. debian:6.12, debian:6.12/rt) or PATH[,MODULES_DIR]"
+
+
+# Exit statuses, one per kind of fault (README: "Exit status").
+EXIT_KERNEL = 1  # a scenario failed: the kernel
+EXIT_USAGE = 2  # bad input, found before any guest booted
+EXIT_INFRA = 3  # QEMU, the archive, the image or the harness failed; no kernel verdict
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -26,11 +33,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     if rest and args.command != "run":
         parser.error(f"unrecognised arguments: {' '.join(rest)}")
+    interrupt_on_termination()
     try:
         result: int = args.func(args, rest)
         return result
-    except KeyboardInterrupt:
-        print("memhp: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"memhp: interrupted{f' ({exc})' if str(exc) else ''}", file=sys.stderr)
         return 130
     except MemhpError as exc:
         print(f"memhp: error: {exc}", file=sys.stderr)
@@ -38,7 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(exc.details(), file=sys.stderr)
         elif isinstance(exc, KernelFailure) and exc.console_tail:
             print(exc.console_tail, file=sys.stderr)
-        return 2
+        if isinstance(exc, UsageError):
+            return EXIT_USAGE
+        return EXIT_KERNEL if isinstance(exc, KernelFailure) else EXIT_INFRA
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,7 +64,21 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--kernel", action="append", required=True, metavar="SPEC",
                        help=KERNEL_HELP + "; repeatable")
     _arch_option(build, multiple=False)
+    _lock_options(build)
     build.set_defaults(func=_image_build)
+    lock = img.add_parser(
+        "lock", help="pin kernel specs to exact packages in a lock file",
+        description="Build (or reuse) the images of the given specs and write the exact "
+                    "Debian packages and SHA256s they were made of to the lock file, so that "
+                    "later runs with --locked use the same kernel and userspace.")
+    lock.add_argument("--kernel", action="append", metavar="SPEC",
+                      help="debian:X.Y[/flavour]; repeatable (default: each arch's matrix)")
+    lock.add_argument("--arch", action="append", choices=list(ARCHES),
+                      help="guest arch; repeatable (default: "
+                           f"{' '.join(preflight.DEFAULT_ARCHES)})")
+    lock.add_argument("--lock", type=Path, default=lockfile.DEFAULT_PATH, metavar="FILE",
+                      help=f"the lock file to write or update (default {lockfile.DEFAULT_PATH})")
+    lock.set_defaults(func=_image_lock)
 
     run = sub.add_parser(
         "run", help="run the scenarios (any further arguments go to pytest)",
@@ -67,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--accel", choices=("auto", "kvm", "tcg"), help="accelerator (default auto)")
     run.add_argument("--expect", action="append", default=[], metavar="NAME=VALUE",
                      help="override an expectation (see harness/expectations.py)")
+    _lock_options(run)
     run.add_argument("--report", type=Path, metavar="DIR",
                      help="write DIR/junit.xml, DIR/kcidb.json (KCIDB v5.3), DIR/report.html "
                           "with page-flag maps (DIR/maps/*.png)")
@@ -144,6 +169,13 @@ def _kbuild_base_option(p: argparse.ArgumentParser, flag: str = "--base") -> Non
                         "tinyconfig, ppc64le defconfig)")
 
 
+def _lock_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--locked", action="store_const", const=lockfile.DEFAULT_PATH, dest="lock",
+                   help=f"use the packages pinned in {lockfile.DEFAULT_PATH} (memhp image lock)")
+    g.add_argument("--lock", type=Path, metavar="FILE", help="like --locked, with FILE")
+
+
 def _tree_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tree", required=True, type=Path, help="the kernel git repository")
 
@@ -174,11 +206,28 @@ def _arch_option(p: argparse.ArgumentParser, multiple: bool) -> None:
 
 
 def _image_build(args: argparse.Namespace, _: list[str]) -> int:
-    arch = get_arch(args.arch)
-    for spec in args.kernel:
-        image = images.build(spec, arch)
-        print(f"{spec} ({arch.name}): {image.kernel_package}, release {image.release}\n"
-              f"  {image.path}")
+    plan = preflight.check([args.arch], args.kernel, accel="tcg", expects=[], lock=args.lock)
+    for target in plan.targets:
+        pinned = plan.lock.pinned(target.arch.name, target.kernel) if plan.lock else None
+        image = images.build(target.kernel, target.arch, pinned=pinned)
+        print(f"{target.kernel} ({target.arch.name}): {image.kernel_package}, release "
+              f"{image.release}\n  {image.path}")
+    return 0
+
+
+def _image_lock(args: argparse.Namespace, _: list[str]) -> int:
+    plan = preflight.check(args.arch, args.kernel, accel="tcg", expects=[])
+    lock = lockfile.load(args.lock, missing_ok=True)
+    for target in plan.targets:
+        if not target.kernel.startswith("debian:"):
+            raise UsageError(f"{target.kernel}: only debian: specs can be locked (a local "
+                             "kernel is its own pin)")
+        image = images.build(target.kernel, target.arch)
+        lock.pin(target.arch.name, target.kernel, release=image.release,
+                 kernel=image.kernel_debs, userspace=image.userspace_debs)
+        print(f"{target.arch.name} {target.kernel}: {image.kernel_package}")
+    lock.save()
+    print(f"wrote {args.lock}: {len(lock.entries)} target(s); run with --locked")
     return 0
 
 
@@ -205,6 +254,8 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
         pytest_args += ["--memhp-accel", args.accel]
     for expect in args.expect:
         pytest_args += ["--memhp-expect", expect]
+    if args.lock:
+        pytest_args += ["--memhp-lock", str(args.lock)]
     if args.report:
         pytest_args += ["--memhp-results", str(args.report),
                         "--junitxml", str(args.report / "junit.xml")]

@@ -7,12 +7,18 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from harness.errors import BootTimeout, KernelFailure, VMLost
+from harness.errors import BootTimeout, GuestPanic, KernelFailure, VMLost
 
 # A panic ends the wait at once; these lines start the kernel's own panic report.
 PANIC_RE = re.compile(r"Kernel panic - not syncing|kernel BUG at|Oops: |BUG: unable to handle")
+# What a hung guest kernel prints while it still can: a guest that stops answering and
+# shows one of these is the kernel's failure, not a lost VM.
+LOCKUP_RE = re.compile(r"soft lockup|hard LOCKUP|rcu: INFO: \S+ (?:self-)?detected stall|"
+                       r"blocked for more than \d+ seconds")
+HEARTBEAT = 5.0  # how often a boot wait asks whether QEMU still answers
 
 
 class ConsoleLog:
@@ -65,17 +71,34 @@ class ConsoleLog:
         with self._cond:
             return self._panic_locked()
 
-    def wait_for(self, marker: str, timeout: float) -> None:
-        """Block until ``marker`` is printed. A panic or a closed console ends it at once."""
-        deadline = time.monotonic() + timeout
+    def lockup(self) -> str | None:
+        """The console from the first lockup or stall report on, if it shows one."""
         with self._cond:
-            while True:
+            m = LOCKUP_RE.search(self._text)
+            if not m:
+                return None
+            start = self._text.rfind("\n", 0, m.start()) + 1
+            return "\n".join(self._text[start:].splitlines()[:40])
+
+    def wait_for(self, marker: str, timeout: float, *, refuse: str | None = None,
+                 probe: Callable[[], None] | None = None) -> None:
+        """Block until ``marker`` is printed. A panic, the ``refuse`` marker or a closed
+        console ends it at once; ``probe`` runs every HEARTBEAT and raises if the VM is
+        gone (a stopped QEMU prints nothing and never closes the console)."""
+        deadline = time.monotonic() + timeout
+        next_probe = time.monotonic() + HEARTBEAT
+        while True:
+            with self._cond:
                 if marker in self._text:
                     return
                 if PANIC_RE.search(self._text):
                     panic = self._report_locked()
-                    raise KernelFailure(f"guest kernel panicked: {panic.splitlines()[0]}",
-                                        console_tail=panic)
+                    raise GuestPanic(f"guest kernel panicked: {panic.splitlines()[0]}",
+                                     console_tail=panic)
+                if refuse is not None and refuse in self._text:
+                    line = next(ln for ln in self._text.splitlines() if refuse in ln)
+                    raise KernelFailure(f"guest init: {line.strip()}",
+                                        console_tail=self._tail_locked())
                 if self._closed:
                     raise VMLost("QEMU exited before the guest was ready",
                                  console_tail=self._tail_locked())
@@ -84,7 +107,10 @@ class ConsoleLog:
                     raise BootTimeout(f"guest not ready after {timeout:g} s "
                                       f"(no '{marker}' on the console)",
                                       console_tail=self._tail_locked())
-                self._cond.wait(remaining)
+                self._cond.wait(min(remaining, HEARTBEAT))
+            if probe is not None and time.monotonic() >= next_probe:
+                probe()
+                next_probe = time.monotonic() + HEARTBEAT
 
     def _report_locked(self, settle: float = 2.0) -> str:
         """The panic report once it is complete: QEMU closed the console (panic=-1,

@@ -8,6 +8,7 @@ chose) so a resolution knows which suite served a package.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -16,10 +17,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import UsageError
+from harness.errors import ArchiveError, UsageError
 from harness.progress import progress
 
 KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
+KEYRING_ENV = "MEMHP_DEBIAN_KEYRING"  # a private mirror signed with its own key
 MIRROR_ENV = "MEMHP_DEBIAN_MIRROR"
 SECURITY_MIRROR_ENV = "MEMHP_DEBIAN_SECURITY_MIRROR"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -51,6 +53,7 @@ class Package:
     sha256: str
     depends: str
     source: str
+    size: int = 0
 
     @property
     def upstream(self) -> str:
@@ -60,6 +63,9 @@ class Package:
     @property
     def deb_name(self) -> str:
         return Path(self.filename).name
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.version} ({self.suite})"
 
 
 class AptCache:
@@ -71,7 +77,9 @@ class AptCache:
         self.debs = root / "debs"
         self.mirror = os.environ.get(MIRROR_ENV, DEFAULT_MIRROR).rstrip("/")
         self.security = os.environ.get(SECURITY_MIRROR_ENV, DEFAULT_SECURITY_MIRROR).rstrip("/")
+        self.keyring = Path(os.environ.get(KEYRING_ENV) or KEYRING)
         self._index: dict[str, dict[str, list[Package]]] | None = None
+        self._unavailable: dict[str, str] = {}  # URL -> why it did not download (this run)
 
     # -- configuration -------------------------------------------------------------------
 
@@ -99,24 +107,30 @@ class AptCache:
                 args += ["-o", f"{key}={value}"]
         return args
 
+    def base_url(self, suite: str) -> str:
+        return self.security if suite.endswith("-security") else self.mirror
+
+    def url(self, pkg: Package) -> str:
+        """Where ``pkg`` lives: the pool of the suite whose index listed it."""
+        return f"{self.base_url(pkg.suite)}/{pkg.filename}"
+
     def _write_config(self) -> None:
-        if not KEYRING.is_file():
-            raise UsageError(f"{KEYRING} is missing: install debian-archive-keyring "
-                             "(./setup.sh does)")
+        if not self.keyring.is_file():
+            raise UsageError(f"{self.keyring} is missing: install debian-archive-keyring "
+                             f"(./setup.sh does) or set {KEYRING_ENV}")
         for sub in ("etc/sources.list.d", "etc/preferences.d", "etc/trusted.gpg.d",
                     "state/lists/partial", "cache/archives/partial", "debs"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         (self.root / "state/status").touch()
-        lines = []
-        for suite in SUITES:
-            base = self.security if suite.endswith("-security") else self.mirror
-            lines.append(f"deb [arch={self.arch} signed-by={KEYRING}] {base} {suite} main")
+        lines = [f"deb [arch={self.arch} signed-by={self.keyring}] {self.base_url(suite)} "
+                 f"{suite} main" for suite in SUITES]
         (self.root / "etc/sources.list").write_text("\n".join(lines) + "\n")
 
     # -- index ---------------------------------------------------------------------------
 
     def update(self, max_age: float = MAX_INDEX_AGE) -> None:
-        """Refresh the indexes when stale. One failing suite only costs that suite."""
+        """Refresh the indexes when stale. One failing suite only costs that suite; with no
+        network at all, the indexes of an earlier refresh are used and the run says so."""
         stamp = self.root / "state/updated"
         if stamp.exists() and time.time() - stamp.stat().st_mtime < max_age:
             return
@@ -126,16 +140,22 @@ class AptCache:
                                   capture_output=True, text=True)
         # apt exits non-zero when any one index fails (mirror sync, stale size); keep
         # going with the suites that did load and say which did not.
-        for line in proc.stdout.splitlines() + proc.stderr.splitlines():
-            if line.startswith("E:") or (line.startswith("W:") and "fetch" in line):
-                progress.note(f"apt ({self.arch}): {line[3:].strip()}")
-        if not any(self._list_files()):
-            raise UsageError(
-                f"no Debian {self.arch} index could be downloaded from {self.mirror}: "
-                f"check the network or set {MIRROR_ENV}"
-            )
-        stamp.touch()
+        failed = [line[3:].strip() for line in proc.stdout.splitlines() + proc.stderr.splitlines()
+                  if line.startswith("E:") or (line.startswith("W:") and "fetch" in line)]
+        for line in failed:
+            progress.note(f"apt ({self.arch}): {line}")
         self._index = None
+        if not any(self._list_files()):
+            raise ArchiveError(
+                f"no Debian {self.arch} index could be downloaded from {self.mirror}"
+                + (f" ({failed[0]})" if failed else "")
+                + f": check the network or set {MIRROR_ENV}")
+        if proc.returncode != 0 and len(failed) >= len(SUITES):
+            age = time.time() - max(p.stat().st_mtime for _, p in self._list_files())
+            progress.note(f"apt ({self.arch}): no index could be refreshed; using the ones "
+                          f"from {age / 3600:.1f} h ago")
+            return  # not stamped: the next run tries again
+        stamp.touch()
 
     def _list_files(self) -> Iterator[tuple[str, Path]]:
         lists = self.root / "state/lists"
@@ -174,6 +194,20 @@ class AptCache:
             raise UsageError(f"Debian package {name} ({self.arch}) not found in {suite}")
         return max(pkgs, key=lambda p: VersionKey(p.version))
 
+    def exact(self, name: str, version: str, suite: str) -> Package:
+        """``name`` at ``version`` in ``suite`` (what a ``(= version)`` dependency means)."""
+        for pkg in self.index().get(suite, {}).get(name, []):
+            if pkg.version == version:
+                return pkg
+        raise ArchiveError(f"{suite} lists no {name} {version} ({self.arch})")
+
+    def copies(self, pkg: Package) -> list[Package]:
+        """``pkg`` and the same file (name, version, checksum) as listed by other suites."""
+        others = [p for suite in SUITES if suite != pkg.suite
+                  for p in self.index().get(suite, {}).get(pkg.name, [])
+                  if p.version == pkg.version and p.sha256 == pkg.sha256]
+        return [pkg, *others]
+
     def closure(self, names: Iterable[str], suite: str,
                 follow: Callable[[str], bool] = lambda name: True) -> list[Package]:
         """The packages plus the dependencies ``follow`` accepts (first alternative), in one
@@ -192,30 +226,70 @@ class AptCache:
     # -- downloads -----------------------------------------------------------------------
 
     def download(self, pkgs: Iterable[Package]) -> list[Path]:
-        """Fetch .deb files into the cache (kept: a second build downloads nothing)."""
-        paths, missing = [], []
-        for pkg in pkgs:
-            path = self.debs / pkg.deb_name
-            paths.append(path)
-            if not path.exists():
-                missing.append(pkg)
-        if missing:
-            names = ", ".join(f"{p.name} {p.version}" for p in missing)
-            with progress(f"apt: downloading {names}"):
-                proc = subprocess.run(
-                    ["apt-get", *self._options(), "-q", "download",
-                     *[f"{p.name}={p.version}" for p in missing]],
-                    cwd=self.debs, capture_output=True, text=True)
-            if proc.returncode != 0:
-                err = next((ln for ln in proc.stderr.splitlines() if ln.startswith("E:")),
-                           proc.stderr.strip()[-300:])
-                raise UsageError(f"apt-get download failed: {err}")
-            # apt writes the epoch into the file name ("1%3a1.2"); the pool name has none.
-            for pkg in missing:
-                got = self.debs / f"{pkg.name}_{pkg.version.replace(':', '%3a')}_{pkg.arch}.deb"
-                if got.exists() and got != self.debs / pkg.deb_name:
-                    got.rename(self.debs / pkg.deb_name)
-        return paths
+        """Fetch .deb files into the cache (kept: a second build downloads nothing). Each
+        comes from the pool of the suite that listed it, checked against that index's
+        SHA256; a file that pool lacks is taken from another suite listing the same file.
+        """
+        return [self.fetch_any(pkg) for pkg in pkgs]
+
+    def fetch_any(self, pkg: Package) -> Path:
+        """``pkg`` from its own suite, else from any other suite that lists the same file;
+        ArchiveError naming every listing that failed, and why."""
+        try:
+            return self.fetch(pkg)
+        except ArchiveError as first:
+            problems = [str(first)]
+        for copy in self.copies(pkg)[1:] if any(self._list_files()) else []:
+            try:
+                path = self.fetch(copy)
+            except ArchiveError as exc:
+                problems.append(str(exc))
+                continue
+            progress.note(f"apt: took {copy.name} {copy.version} from {copy.suite} instead "
+                          f"({problems[0]})")
+            return path
+        raise ArchiveError("; ".join(problems))
+
+    def fetch(self, pkg: Package) -> Path:
+        """One .deb from its own suite's pool (apt's transport, proxies and all)."""
+        path = self.debs / pkg.deb_name
+        if path.exists() and (not pkg.sha256 or file_sha256(path) == pkg.sha256):
+            return path
+        url = self.url(pkg)
+        if url in self._unavailable:  # tried already in this run
+            raise ArchiveError(f"{pkg}: {self._unavailable[url]}")
+        self.debs.mkdir(parents=True, exist_ok=True)
+        part = path.with_name(path.name + ".part")
+        cmd = ["/usr/lib/apt/apt-helper", *self._options(), "download-file", url, str(part)]
+        if pkg.sha256:
+            cmd.append(f"SHA256:{pkg.sha256}")
+        with progress(f"apt: downloading {pkg}"):
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0 or not part.exists():
+                part.unlink(missing_ok=True)
+                self._unavailable[url] = _fetch_problem(proc.stdout + proc.stderr)
+                raise ArchiveError(f"{pkg}: {self._unavailable[url]}")
+        part.replace(path)
+        return path
+
+
+def _fetch_problem(output: str) -> str:
+    """apt's reason for a failed download, in a few words: '404 Not Found', 'Hash Sum
+    mismatch', a connection error."""
+    for line in output.splitlines():
+        m = re.match(r"E: Failed to fetch \S+\s+(.*)", line.strip())
+        if m:
+            return " ".join(re.sub(r"\[IP: [^]]*\]", "", m.group(1)).split())
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    return lines[-1] if lines else "download failed"
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def parse_packages(text: str, suite: str) -> Iterator[Package]:
@@ -237,6 +311,7 @@ def parse_packages(text: str, suite: str) -> Iterator[Package]:
             suite=suite,
             filename=fields.get("Filename", ""),
             sha256=fields.get("SHA256", ""),
+            size=int(fields.get("Size") or 0),
             depends=", ".join(filter(None, (fields.get("Pre-Depends"), fields.get("Depends")))),
             source=fields.get("Source", fields["Package"]).split()[0],
         )

@@ -3,11 +3,13 @@
 Three families, because the person reading a red result needs to know whose fault it is:
 
 * ``UsageError``: bad input (a spec that does not resolve, a missing binary, a kernel of the
-  wrong arch). The message says what to do.
-* ``InfrastructureError``: the harness lost its VM, QEMU would not start, SSH never came up.
-  Never a verdict on the kernel under test.
-* ``KernelFailure``: the guest kernel itself misbehaved in a way that ends the VM (panic).
-  Test assertions stay plain ``AssertionError``.
+  wrong arch). Found before any guest boots; the message says what to do; exit status 2.
+* ``InfrastructureError``: the harness lost its VM, QEMU would not start, SSH never came up,
+  the archive would not give a package, an image is damaged. Never a verdict on the kernel
+  under test: MISS before a scenario ran, ERROR while it ran.
+* ``KernelFailure``: the guest kernel itself misbehaved: it panicked, refused a command a
+  scenario needs, or never answered a device while it was otherwise alive. FAIL, like a
+  failed check (test assertions stay plain ``AssertionError``).
 """
 
 from __future__ import annotations
@@ -55,8 +57,17 @@ class SSHError(InfrastructureError):
     """SSH to the guest failed (connection, host key or authentication)."""
 
 
-class QMPCommandError(MemhpError):
-    """QEMU rejected a QMP command; carries QEMU's own message."""
+class ArchiveError(InfrastructureError):
+    """The Debian archive did not give a package (no index, 404, checksum mismatch)."""
+
+
+class ImageError(InfrastructureError):
+    """A guest image is damaged or could not be built from its parts."""
+
+
+class QMPCommandError(InfrastructureError):
+    """QEMU rejected a QMP command; carries QEMU's own message. Scenarios that expect a
+    refusal catch it; an unexpected one is the harness's problem, not the kernel's."""
 
     def __init__(self, command: str, args: object, desc: str) -> None:
         super().__init__(f"QMP {command} failed: {desc}")
@@ -65,12 +76,20 @@ class QMPCommandError(MemhpError):
         self.desc = desc
 
 
+class HarnessError(InfrastructureError):
+    """memhp itself went wrong (a child pytest that crashed, an internal inconsistency)."""
+
+
 class KernelFailure(MemhpError):
-    """The guest kernel panicked (or otherwise died by its own hand)."""
+    """The guest kernel failed: panicked, or misbehaved while otherwise alive."""
 
     def __init__(self, message: str, *, console_tail: str = "") -> None:
         super().__init__(message)
         self.console_tail = console_tail
+
+
+class GuestPanic(KernelFailure):
+    """The guest kernel panicked or oopsed (the console shows the report)."""
 
 
 def _indent(text: str, prefix: str = "  ") -> str:

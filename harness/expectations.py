@@ -17,14 +17,36 @@ from typing import Generic, TypeVar
 from harness.arch import Arch
 from harness.checks import FlagRule, at_least, every_page_is, no_page
 from harness.devices import Unplug
+from harness.errors import UsageError
 from harness.kconfig import KernelConfig
 from harness.kpageflags import KPF
 
 T = TypeVar("T")
 
 ONLINE_TYPES = ("offline", "online", "online_kernel", "online_movable")
-# Expectations a developer may override (--memhp-expect NAME=VALUE); each rule checks VALUE.
-OVERRIDABLE = ("online_policy", "memmap_init", "no_memmap_flags", "virtio_mem_device_del")
+# Expectations a developer may override (--memhp-expect NAME=VALUE): name -> values.
+OVERRIDES: dict[str, tuple[str, ...]] = {
+    "online_policy": ONLINE_TYPES,
+    "memmap_init": ("reserved", "offline"),
+    "no_memmap_flags": ("nopage", "zero"),
+    "virtio_mem_device_del": tuple(u.value for u in Unplug),
+}
+OVERRIDABLE = tuple(OVERRIDES)
+
+
+def parse_overrides(options: list[str]) -> dict[str, str]:
+    """--memhp-expect NAME=VALUE options; UsageError naming what is allowed."""
+    out = {}
+    for option in options:
+        name, sep, value = option.partition("=")
+        if not sep or name not in OVERRIDES:
+            raise UsageError(f"--expect {option}: give NAME=VALUE with NAME one of "
+                             f"{', '.join(sorted(OVERRIDES))}")
+        if value not in OVERRIDES[name]:
+            raise UsageError(f"--expect {option}: {name} is one of "
+                             f"{', '.join(OVERRIDES[name])}")
+        out[name] = value
+    return out
 
 
 @dataclass(frozen=True)
@@ -70,13 +92,13 @@ def parse_release(release: str) -> tuple[int, int, int]:
     return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
 
 
-def _override(facts: KernelFacts, name: str, allowed: tuple[str, ...]) -> Expected[str] | None:
+def _override(facts: KernelFacts, name: str) -> Expected[str] | None:
     value = facts.overrides.get(name)
     if value is None:
         return None
-    if value not in allowed:
-        raise ValueError(f"--memhp-expect {name}={value}: not one of {', '.join(allowed)}")
-    return Expected(name, value, "overridden on the command line (--memhp-expect)")
+    if value not in OVERRIDES[name]:  # parse_overrides checked it up front
+        raise UsageError(f"--expect {name}={value}: not one of {', '.join(OVERRIDES[name])}")
+    return Expected(name, value, "overridden on the command line (--expect)")
 
 
 # -- online policy ---------------------------------------------------------------------------
@@ -96,7 +118,7 @@ _ONLINE_TYPE_CHOICE = {
 def default_online_policy(facts: KernelFacts) -> Expected[str]:
     """What /sys/devices/system/memory/auto_online_blocks reads after boot."""
     name = "online_policy"
-    if (o := _override(facts, name, ONLINE_TYPES)) is not None:
+    if (o := _override(facts, name)) is not None:
         return o
     param = facts.param("memhp_default_state")
     if param in ONLINE_TYPES:
@@ -150,7 +172,7 @@ def no_memmap_flags(facts: KernelFacts) -> Expected[int]:
     """What /proc/kpageflags reports for a pfn without an online memmap (offline block,
     ZONE_DEVICE, hole): KPF_NOPAGE, or 0 since v6.16."""
     name = "no_memmap_flags"
-    if (o := _override(facts, name, ("nopage", "zero"))) is not None:
+    if (o := _override(facts, name)) is not None:
         return Expected(name, (1 << KPF.NOPAGE) if o.value == "nopage" else 0, o.why)
     if facts.version >= (6, 16, 0):
         # kpage_read() writes 0 when pfn_to_online_page() is NULL and never passes NULL to
@@ -222,7 +244,7 @@ def memmap_init(facts: KernelFacts) -> Expected[str]:
     Visible only on pages onlining never frees, such as memmap_on_memory vmemmap pages.
     """
     name = "memmap_init"
-    if (o := _override(facts, name, ("reserved", "offline"))) is not None:
+    if (o := _override(facts, name)) is not None:
         return o
     if facts.version >= (6, 11, 0):
         return Expected(name, "offline", "\"mm/memory_hotplug: initialize memmap of "
@@ -297,7 +319,7 @@ def virtio_mem_unplugged_flags(*, was_online: bool) -> Expected[int]:
 def virtio_mem_unplug(facts: KernelFacts) -> Expected[frozenset[Unplug]]:
     """device_del of a virtio-mem device whose size is 0, by QEMU version."""
     name = "virtio_mem_device_del"
-    if (o := _override(facts, name, tuple(u.value for u in Unplug))) is not None:
+    if (o := _override(facts, name)) is not None:
         return Expected(name, frozenset({Unplug(o.value)}), o.why)
     if facts.qemu_version >= (8, 1, 0):
         return Expected(name, frozenset({Unplug.DELETED}),
@@ -311,13 +333,40 @@ def virtio_mem_unplug(facts: KernelFacts) -> Expected[frozenset[Unplug]]:
 # -- what the kernel can do at all -------------------------------------------------------------
 
 
+# What each scenario family needs of the kernel beyond memory hotplug itself: feature ->
+# (options, what they are for). ``needs_kernel(feature)`` skips, naming the option, before
+# booting a kernel whose config lacks one.
+KERNEL_FEATURES: dict[str, tuple[tuple[str, ...], str]] = {
+    "memory-hotremove": (("MEMORY_HOTREMOVE",), "offlining and removing memory blocks"),
+    "memmap-on-memory": (("MHP_MEMMAP_ON_MEMORY",),
+                         "a hot-added block's memmap on the block itself"),
+    "virtio-mem": (("VIRTIO_MEM",), "the virtio-mem driver"),
+    "nvdimm": ((), "NVDIMM regions and pmem namespaces (the arch's LIBNVDIMM parts, "
+                   "BLK_DEV_PMEM)"),
+    "devdax": (("ZONE_DEVICE", "DEV_DAX", "DEV_DAX_PMEM"),
+               "devdax namespaces: ZONE_DEVICE memory behind /dev/daxX.Y"),
+    "kmem": (("DEV_DAX_KMEM",), "dax kmem: devdax memory onlined as System RAM"),
+}
+
+
+def kernel_options(feature: str, arch: Arch) -> tuple[tuple[str, ...], str]:
+    """The options ``feature`` needs on ``arch``, and what for."""
+    if feature not in KERNEL_FEATURES:
+        raise UsageError(f"unknown kernel feature {feature!r}: one of "
+                         f"{', '.join(KERNEL_FEATURES)}")
+    options, purpose = KERNEL_FEATURES[feature]
+    if feature == "nvdimm":
+        options = (*arch.nvdimm_kconfig, "BLK_DEV_PMEM")
+    return options, purpose
+
+
 def kernel_supports(feature: str, config: KernelConfig, arch: Arch) -> Expected[bool]:
     """Whether a kernel (by its config, before booting it) can take part in a scenario."""
-    if feature == "nvdimm":
-        missing = [o for o in arch.nvdimm_kconfig if not config.enabled(o)]
-        if not config.options:
-            return Expected(feature, True, "no config to check: assume yes")
-        why = ("; ".join(config.line(o) for o in missing) if missing
-               else " ".join(f"CONFIG_{o}" for o in arch.nvdimm_kconfig) + " enabled")
-        return Expected(feature, not missing, why)
-    raise ValueError(f"unknown kernel feature {feature!r}")
+    options, purpose = kernel_options(feature, arch)
+    if not config.options:
+        return Expected(feature, True, "no config to check: assume yes")
+    missing = [o for o in options if not config.enabled(o)]
+    if missing:
+        return Expected(feature, False, f"{'; '.join(config.line(o) for o in missing)} "
+                        f"({purpose} needs {' '.join(f'CONFIG_{o}' for o in options)})")
+    return Expected(feature, True, " ".join(f"CONFIG_{o}" for o in options) + " enabled")

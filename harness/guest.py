@@ -8,16 +8,16 @@ import os
 import re
 import shlex
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import paramiko
 
 from harness import kpageflags
-from harness.errors import InfrastructureError, MemhpError, SSHError, VMLost
+from harness.errors import InfrastructureError, KernelFailure, MemhpError, SSHError, VMLost
 
 MEMORY = "/sys/devices/system/memory"
-LostHandler = Callable[[str, type[InfrastructureError]], MemhpError]
 # busybox reports a failed write as "write error: <strerror>": map the text back to errno.
 _STRERROR = {os.strerror(code): code for code in errno.errorcode}
 
@@ -35,12 +35,23 @@ class CommandResult:
         return self
 
 
-class GuestCommandError(MemhpError):
+class GuestCommandError(KernelFailure):
+    """A guest command a scenario relies on failed: the guest kernel said no."""
+
     def __init__(self, result: CommandResult) -> None:
         err = result.stderr.strip().splitlines()
         super().__init__(f"guest command failed (exit {result.status}): {result.command}"
                          + (f": {err[-1]}" if err else ""))
         self.result = result
+
+
+class GuestCommandTimeout(KernelFailure):
+    """A command on a live guest did not finish within its bound (e.g. an offline that
+    retries forever): the kernel did not complete the operation."""
+
+    def __init__(self, command: str, timeout: float) -> None:
+        super().__init__(f"guest command did not finish within {timeout:g} s (the guest "
+                         f"answers otherwise): {command}")
 
 
 @dataclass(frozen=True)
@@ -116,19 +127,35 @@ def write_errno(stderr: str) -> int:
     return -1
 
 
+class GuestHost(Protocol):
+    """What a guest needs from the machine it runs in."""
+
+    def check_alive(self, doing: str, quiet: float) -> None:
+        """Raise (VMLost, GuestPanic) if the VM is gone; ``doing`` waited ``quiet`` s."""
+
+    def lost_error(self, message: str, kind: type[InfrastructureError]) -> MemhpError:
+        """Mark the VM lost; the error that says why (a panic is the kernel's)."""
+
+
+# A command quiet this long makes the harness ask whether the VM still lives; twice that,
+# and a second SSH session must answer too, else the guest is lost.
+HEARTBEAT = 5.0
+
+
 class Guest:
     """SSH access to a booted guest, with its host key pinned."""
 
     def __init__(self, port: int, host_key: str, client_key: str,
-                 on_lost: LostHandler = lambda message, kind: kind(message)) -> None:
+                 host: GuestHost | None = None) -> None:
         self.port = port
         self._host_key = host_key
         self._client_key = client_key
-        # Builds the error for a guest that stopped answering: the machine knows whether
-        # QEMU died, whether the kernel panicked, and the console tail.
-        self._on_lost = on_lost
+        # The machine knows whether QEMU died or stopped, whether the kernel panicked, and
+        # the console tail.
+        self._host = host
         self._client: paramiko.SSHClient | None = None
         self._page_size: int | None = None
+        self._lost: MemhpError | None = None
 
     # -- connection ----------------------------------------------------------------------
 
@@ -155,6 +182,8 @@ class Guest:
             except (OSError, paramiko.SSHException, EOFError) as exc:
                 last = exc
                 client.close()
+                if self._host is not None:
+                    self._host.check_alive("the SSH handshake", 0.0)
                 time.sleep(0.1)  # sshd not listening yet; nothing to wait on but time
                 continue
             transport = client.get_transport()
@@ -162,13 +191,24 @@ class Guest:
                 transport.set_keepalive(5)
             self._client = client
             return
-        raise self._on_lost(f"no SSH connection to the guest within {timeout:g} s: {last!r}",
-                            SSHError)
+        raise self._lose(f"no SSH connection to the guest within {timeout:g} s: {last!r}",
+                         SSHError)
 
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+    def lose(self, error: MemhpError) -> None:
+        """The VM is gone: every later command raises ``error`` at once."""
+        if self._lost is None:
+            self._lost = error
+        self.close()
+
+    def _lose(self, message: str, kind: type[InfrastructureError] = VMLost) -> MemhpError:
+        error = self._host.lost_error(message, kind) if self._host else kind(message)
+        self.lose(error)
+        return error
 
     # -- commands ------------------------------------------------------------------------
 
@@ -187,20 +227,81 @@ class Guest:
             raise GuestCommandError(CommandResult(cmd, status, "", stderr.decode()))
         return stdout
 
-    def _exec(self, command: str, timeout: float) -> tuple[bytes, bytes, int]:
-        if self._client is None:
+    def _transport(self) -> paramiko.Transport:
+        if self._lost is not None:
+            raise self._lost
+        transport = self._client.get_transport() if self._client else None
+        if transport is None or not transport.is_active():
             raise SSHError("not connected to the guest")
+        return transport
+
+    def _exec(self, command: str, timeout: float) -> tuple[bytes, bytes, int]:
+        transport = self._transport()
         try:
-            _, out, err = self._client.exec_command(command, timeout=timeout)
-            stdout = out.read()
-            stderr = err.read()
-            status = out.channel.recv_exit_status()
+            chan = transport.open_session(timeout=2 * HEARTBEAT)
+            try:
+                chan.settimeout(HEARTBEAT)
+                chan.exec_command(command)
+                return self._collect(chan, command, timeout)
+            finally:
+                chan.close()
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise self._on_lost(f"lost the guest during '{command}': {exc!r}", VMLost) from exc
+            if self._lost is not None:  # lost meanwhile (the watchdog closed the session)
+                raise self._lost from exc
+            raise self._lose(f"lost the guest during '{command}': {exc!r}") from exc
+
+    def _collect(self, chan: paramiko.Channel, command: str, timeout: float
+                 ) -> tuple[bytes, bytes, int]:
+        """Output and exit status of a running command. Every HEARTBEAT without output the
+        machine is asked whether the VM lives, so a dead or frozen guest ends the wait in
+        seconds; a live guest gets the command's own ``timeout``."""
+        out, err = bytearray(), bytearray()
+        start = quiet_since = time.monotonic()
+        stdout_open = True
+        while True:
+            if stdout_open:
+                try:
+                    data = chan.recv(65536)
+                except TimeoutError:
+                    self._quiet(command, time.monotonic() - quiet_since, start, timeout)
+                    continue
+                stdout_open = bool(data)
+                out += data
+                quiet_since = time.monotonic()
+            elif chan.status_event.wait(HEARTBEAT):
+                break
+            else:
+                self._quiet(command, time.monotonic() - quiet_since, start, timeout)
+            while chan.recv_stderr_ready():
+                err += chan.recv_stderr(65536)
+        while chunk := chan.recv_stderr(65536):
+            err += chunk
+        status = chan.recv_exit_status()
         if status == -1:  # the channel closed without an exit status: the guest went away
-            raise self._on_lost(f"lost the guest during '{command}': connection closed",
-                                VMLost)
-        return stdout, stderr, status
+            raise self._lose(f"lost the guest during '{command}': connection closed")
+        return bytes(out), bytes(err), status
+
+    def _quiet(self, command: str, quiet: float, start: float, timeout: float) -> None:
+        """``command`` has printed nothing for ``quiet`` s: is the VM still there?"""
+        if self._host is not None:
+            self._host.check_alive(f"'{command}'", quiet)
+        if quiet >= 2 * HEARTBEAT and not self.answers():
+            raise self._lose(f"the guest stopped answering: '{command}' quiet for "
+                             f"{quiet:.0f} s and a second SSH session got no answer in "
+                             f"{2 * HEARTBEAT:g} s (QEMU itself answers)")
+        if time.monotonic() - start >= timeout:
+            raise GuestCommandTimeout(command, timeout)
+
+    def answers(self) -> bool:
+        """Whether a second session on the same connection runs `true` in time."""
+        try:
+            probe = self._transport().open_session(timeout=2 * HEARTBEAT)
+            probe.exec_command("true")
+            answered = probe.status_event.wait(2 * HEARTBEAT)
+            probe.close()
+            return answered
+        except (OSError, EOFError, paramiko.SSHException):
+            return False
 
     # -- memory --------------------------------------------------------------------------
 

@@ -8,6 +8,8 @@ no-op. Nothing here needs root beyond what apt itself does: packages are unpacke
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -17,24 +19,34 @@ import shutil
 import struct
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from harness import cache, kernels, kimage
 from harness.arch import Arch
-from harness.debian import USERSPACE_SUITE, AptCache, Package
-from harness.errors import UsageError
+from harness.debian import USERSPACE_SUITE, AptCache, Package, file_sha256
+from harness.errors import ArchiveError, ImageError, UsageError
 from harness.progress import progress
+
+if TYPE_CHECKING:
+    from harness.lockfile import Pinned
 
 RECIPE_DIR = Path(__file__).resolve().parent.parent / "guest-images"
 READY_MARKER = "MEMHP-READY"  # init: modules loaded, everything up
 SSHD_MARKER = "memhp: sshd started"  # init: SSH can start (modules still loading)
+SSHD_FAILED_MARKER = "memhp: sshd failed"  # init: dropbear did not start
 MODULE_DIR = "lib/modules/memhp"  # flat: the init insmods in the order of etc/memhp/modules
+
+
+# What an image directory holds; image.json records each one's SHA256.
+IMAGE_FILES = ("kernel", "initramfs.cpio", "config", "id_ed25519", "host_key.pub")
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,11 @@ class Image:
     release: str  # uname -r
     kernel_package: str  # "linux-image-... VERSION (suite)" or the local path
     modules: tuple[str, ...]  # modules the initramfs loads, in order
+    files: dict[str, str] = field(default_factory=dict)  # file name -> SHA256
+    built: float = 0.0  # time.time() of the build
+    # The Debian packages it was made of (what a lock file pins).
+    kernel_debs: tuple[Package, ...] = ()
+    userspace_debs: tuple[Package, ...] = ()
 
     @property
     def kernel(self) -> Path:
@@ -70,29 +87,111 @@ class Image:
         cfg = self.path / "config"
         return cfg if cfg.exists() else None
 
+    def damage(self) -> str | None:
+        """What is wrong with the image's files (missing, changed), or None if intact."""
+        if not self.files:
+            return "image.json records no checksums (an image of an older memhp)"
+        for name, digest in self.files.items():
+            path = self.path / name
+            if not path.is_file():
+                return f"{path} is missing"
+            if file_sha256(path) != digest:
+                return f"{path} does not match its recorded SHA256 (cut short or changed?)"
+        return None
+
     @classmethod
     def load(cls, path: Path) -> Image:
         meta = json.loads((path / "image.json").read_text())
         return cls(path=path, arch=meta["arch"], spec=meta["spec"], release=meta["release"],
-                   kernel_package=meta["kernel_package"], modules=tuple(meta["modules"]))
+                   kernel_package=meta["kernel_package"], modules=tuple(meta["modules"]),
+                   files=dict(meta.get("files", {})), built=float(meta.get("built", 0)),
+                   kernel_debs=tuple(Package(**p) for p in meta.get("kernel_debs", [])),
+                   userspace_debs=tuple(Package(**p) for p in meta.get("userspace_debs", [])))
 
 
-def build(spec: str, arch: Arch) -> Image:
-    """Resolve ``spec`` for ``arch`` and return its image, building it if needed."""
+def build(spec: str, arch: Arch, *, pinned: Pinned | None = None) -> Image:
+    """The image for ``spec`` on ``arch``: cached and intact, else built.
+
+    A debian: spec is built from its newest build whose packages download (each from the
+    pool of the suite that listed it); the run says which one it took and why. ``pinned``
+    (from a lock file) fixes the packages instead. With no archive at all, the newest
+    cached image of the spec is used, and the run says so.
+    """
     apt = AptCache(cache.path("apt", arch.debian_arch), arch.debian_arch)
-    if spec.startswith("debian:"):
-        apt.update()
-    source = kernels.resolve(spec, arch, apt)
-    userspace = apt_userspace(apt)
-    key = _image_key(arch, source, userspace)
+    try:
+        if pinned is not None:
+            sources: list[kernels.KernelSource] = [pinned.kernel]
+            userspace = list(pinned.userspace)
+        else:
+            if spec.startswith("debian:"):
+                apt.update()
+            sources = kernels.candidates(spec, arch, apt)
+            userspace = apt_userspace(apt)
+    except ArchiveError as exc:
+        return _cached_instead(spec, arch, str(exc))
+    problems: list[str] = []
+    for source in sources:
+        try:
+            image = _cached_or_built(spec, arch, source, userspace, apt)
+        except ArchiveError as exc:
+            problems += [p for p in str(exc).split("; ") if p not in problems]
+            continue
+        if problems:
+            progress.note(f"{spec} ({arch.name}): using {image.kernel_package}; newer builds "
+                          f"could not be had: {'; '.join(problems)}")
+        return image
+    return _cached_instead(spec, arch, "; ".join(problems))
+
+
+def _cached_or_built(spec: str, arch: Arch, source: kernels.KernelSource,
+                     userspace: list[Package], apt: AptCache) -> Image:
+    key = image_key(arch, source, userspace)
     dest = cache.path("images", f"{arch.name}-{_slug(spec)}-{key[:16]}")
-    if (dest / "image.json").exists():
-        return Image.load(dest)
+    image = _intact(dest)
+    if image is not None:
+        return image
     with _locked(dest.parent / f"{dest.name}.lock"):
-        if (dest / "image.json").exists():  # another worker built it meanwhile
-            return Image.load(dest)
+        image = _intact(dest)  # another worker built it meanwhile
+        if image is not None:
+            return image
+        kernel_debs = (apt.download(source.packages)
+                       if isinstance(source, kernels.DebianKernel) else [])
         with progress(f"image: building {arch.name} {spec}"):
-            return _build(spec, arch, source, userspace, apt, dest)
+            return _build(spec, arch, source, kernel_debs, userspace, apt, dest)
+
+
+def _intact(dest: Path) -> Image | None:
+    """The image at ``dest`` if it is there and undamaged; a damaged one is removed."""
+    if not (dest / "image.json").exists():
+        return None
+    image = Image.load(dest)
+    problem = image.damage()
+    if problem is None:
+        return image
+    progress.note(f"image {dest.name} is damaged ({problem}): rebuilding it")
+    shutil.rmtree(dest, ignore_errors=True)
+    return None
+
+
+def cached(spec: str, arch: Arch) -> Image | None:
+    """The newest intact image of ``spec`` in the cache, whatever it was built from."""
+    found = []
+    for meta in cache.path("images").glob(f"{arch.name}-{_slug(spec)}-*/image.json"):
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            image = Image.load(meta.parent)
+            if image.spec == spec and image.damage() is None:
+                found.append(image)
+    return max(found, key=lambda i: i.built, default=None)
+
+
+def _cached_instead(spec: str, arch: Arch, problem: str) -> Image:
+    image = cached(spec, arch)
+    if image is None:
+        raise ArchiveError(f"{spec} ({arch.name}): {problem}; no cached image to fall back on")
+    age = (time.time() - image.built) / 86400
+    progress.note(f"{spec} ({arch.name}): the archive gave nothing ({problem}); using the "
+                  f"cached image of {image.kernel_package}, built {age:.1f} days ago")
+    return image
 
 
 def apt_userspace(apt: AptCache) -> list[Package]:
@@ -104,8 +203,8 @@ def apt_userspace(apt: AptCache) -> list[Package]:
                        follow=lambda name: name.startswith(("lib", "zlib")))
 
 
-def _build(spec: str, arch: Arch, source: kernels.KernelSource, userspace: list[Package],
-           apt: AptCache, dest: Path) -> Image:
+def _build(spec: str, arch: Arch, source: kernels.KernelSource, kernel_debs: list[Path],
+           userspace: list[Package], apt: AptCache, dest: Path) -> Image:
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".build-") as tmp_s:
         tmp = Path(tmp_s)
@@ -113,12 +212,14 @@ def _build(spec: str, arch: Arch, source: kernels.KernelSource, userspace: list[
         root = tmp / "root"
         out.mkdir()
         root.mkdir()
+        pinned: tuple[Package, ...] = ()
         if isinstance(source, kernels.DebianKernel):
             tree = tmp / "kernel"
-            for deb in apt.download(source.packages):
+            for deb in kernel_debs:
                 _extract(deb, tree)
-            image, release, modules_dir, config = _debian_kernel_parts(tree, arch)
-            described = f"{source.package.name} {source.package.version} ({source.package.suite})"
+            image, release, modules_dir, config = _debian_kernel_parts(tree, arch, source)
+            described = str(source.package)
+            pinned = source.packages
         else:
             image, modules_dir = source.image, source.modules
             release = modules_dir.name if modules_dir else "unknown"
@@ -143,7 +244,11 @@ def _build(spec: str, arch: Arch, source: kernels.KernelSource, userspace: list[
         _make_keys(root, out)
         write_cpio(root, out / "initramfs.cpio")
         meta = {"arch": arch.name, "spec": spec, "release": release,
-                "kernel_package": described, "modules": loaded}
+                "kernel_package": described, "modules": loaded, "built": time.time(),
+                "files": {name: file_sha256(out / name) for name in IMAGE_FILES
+                          if (out / name).is_file()},
+                "kernel_debs": [dataclasses.asdict(p) for p in pinned],
+                "userspace_debs": [dataclasses.asdict(p) for p in userspace]}
         (out / "image.json").write_text(json.dumps(meta, indent=2) + "\n")
         if dest.exists():
             shutil.rmtree(dest)
@@ -165,7 +270,7 @@ def _recipe_list(name: str) -> list[str]:
     return [words[0] for words in _recipe_lines(name)]
 
 
-def _image_key(arch: Arch, source: kernels.KernelSource, userspace: list[Package]) -> str:
+def image_key(arch: Arch, source: kernels.KernelSource, userspace: list[Package]) -> str:
     h = hashlib.sha256()
     h.update(arch.name.encode())
     # The recipe and the code that applies it are inputs too.
@@ -176,7 +281,7 @@ def _image_key(arch: Arch, source: kernels.KernelSource, userspace: list[Package
         for pkg in source.packages:
             h.update(pkg.sha256.encode())
     else:
-        h.update(_file_digest(source.image).encode())
+        h.update(file_sha256(source.image).encode())
         if source.modules:
             for mod in sorted(source.modules.rglob("*")):
                 if mod.is_file():
@@ -185,14 +290,6 @@ def _image_key(arch: Arch, source: kernels.KernelSource, userspace: list[Package
                              .encode())
     for pkg in sorted(userspace, key=lambda p: p.name):
         h.update(pkg.sha256.encode())
-    return h.hexdigest()
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
     return h.hexdigest()
 
 
@@ -216,12 +313,14 @@ def _locked(lock: Path) -> Iterator[None]:
 
 def _extract(deb: Path, dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(["dpkg-deb", "-x", str(deb), str(dest)], capture_output=True, text=True)
+    proc = subprocess.run([host_tool("dpkg-deb"), "-x", str(deb), str(dest)],
+                          capture_output=True, text=True)
     if proc.returncode != 0:
-        raise UsageError(f"dpkg-deb -x {deb.name} failed: {proc.stderr.strip()}")
+        raise ImageError(f"dpkg-deb -x {deb.name} failed: {proc.stderr.strip()}")
 
 
-def _debian_kernel_parts(tree: Path, arch: Arch) -> tuple[Path, str, Path | None, Path | None]:
+def _debian_kernel_parts(tree: Path, arch: Arch, source: kernels.DebianKernel
+                         ) -> tuple[Path, str, Path | None, Path | None]:
     """Kernel image, release, modules dir and config of an unpacked Debian kernel.
 
     Up to 6.x: boot/vmlinuz-REL and boot/config-REL. The 7.x split packages put them in
@@ -235,8 +334,8 @@ def _debian_kernel_parts(tree: Path, arch: Arch) -> tuple[Path, str, Path | None
     else:
         found = sorted(tree.glob(f"usr/lib/modules/*/{name}")) + sorted(
             tree.glob(f"lib/modules/*/{name}"))
-        if not found:
-            raise UsageError(f"no {name} in the kernel package: not a {arch.name} kernel?")
+        if not found:  # e.g. a metapackage the resolution should not have taken
+            raise ArchiveError(f"{source.package}: no {name} in the package")
         image = found[0]
         release = image.parent.name
         config = image.parent / "config"
@@ -352,11 +451,24 @@ def _depmod(modules_dir: Path) -> None:
         (base / "lib").mkdir(exist_ok=True)
         if not (base / "lib/modules").exists():
             (base / "lib/modules").symlink_to(parent)
-    proc = subprocess.run(["depmod", "-b", str(base), modules_dir.name],
+    proc = subprocess.run([host_tool("depmod"), "-b", str(base), modules_dir.name],
                           capture_output=True, text=True)
     if proc.returncode != 0 or not (modules_dir / "modules.dep").exists():
         raise UsageError(f"depmod -b {base} {modules_dir.name} failed: "
                          f"{proc.stderr.strip() or 'no modules.dep'} (is kmod installed?)")
+
+
+def host_tool(name: str) -> str:
+    """A host program the image build runs; sbin counts even when not on PATH."""
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+    if found is None:
+        package = HOST_TOOLS.get(name, name)
+        raise UsageError(f"{name} not found: install {package} (./setup.sh does)")
+    return found
+
+
+# Host programs an image build needs, and the Debian package of each.
+HOST_TOOLS = {"depmod": "kmod", "dpkg-deb": "dpkg", "apt-get": "apt", "zstd": "zstd"}
 
 
 def _mod_name(path: str) -> str:
@@ -380,7 +492,7 @@ def _install_recipe(root: Path) -> None:
         sh.symlink_to("busybox")
     busybox = root / "usr/bin/busybox"
     if not busybox.exists():
-        raise UsageError("busybox-static did not provide /usr/bin/busybox")
+        raise ImageError("busybox-static did not provide /usr/bin/busybox")
     for applet in busybox_applets(busybox.read_bytes()):
         link = root / "usr/bin" / applet
         if not link.exists() and not link.is_symlink():

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from harness.arch import Arch
 from harness.debian import AptCache, Package, VersionKey, depends_names
-from harness.errors import UsageError
+from harness.errors import ArchiveError, UsageError
 from harness.kbuild import image_of
+from harness.progress import progress
 
 
 @dataclass(frozen=True)
@@ -52,32 +53,62 @@ def parse_debian_spec(spec: str) -> tuple[str, str | None]:
 
 
 def resolve(spec: str, arch: Arch, apt: AptCache | None) -> KernelSource:
+    """The kernel ``spec`` names: for debian: specs the newest build (see candidates)."""
+    return candidates(spec, arch, apt)[0]
+
+
+def candidates(spec: str, arch: Arch, apt: AptCache | None) -> list[KernelSource]:
+    """What ``spec`` may be built from, best first: a local kernel is itself; a debian: spec
+    is every build of its line and flavour the indexes list, newest first, each copy in
+    its own suite (a pool can lack a file its index lists: the next one is tried)."""
     if spec.startswith("build:"):
-        return resolve_build(spec, arch)
+        return [resolve_build(spec, arch)]
     if spec.startswith("debian:"):
         if apt is None:
             raise UsageError("debian: kernel specs need the apt cache")
-        package = resolve_debian(spec, arch, apt)
-        return DebianKernel(spec, package, split_parts(package, apt))
-    return resolve_local(spec, arch)
+        out: list[KernelSource] = []
+        for package in debian_candidates(spec, arch, apt):
+            try:
+                out.append(DebianKernel(spec, package, split_parts(package, apt)))
+            except ArchiveError as exc:
+                progress.note(f"{spec}: skipping {package}: {exc}")
+        if not out:
+            raise ArchiveError(f"{spec}: no build of it has all its packages in the indexes")
+        return out
+    return [resolve_local(spec, arch)]
 
 
 def resolve_debian(spec: str, arch: Arch, apt: AptCache) -> Package:
+    """The newest Debian kernel package of ``spec``."""
+    return debian_candidates(spec, arch, apt)[0]
+
+
+def debian_candidates(spec: str, arch: Arch, apt: AptCache) -> list[Package]:
+    """Every real kernel package of the spec's line and flavour, newest first.
+
+    Real packages carry the full ABI in their name (linux-image-6.1.0-57-amd64,
+    linux-image-6.12.118+deb13-amd64); metapackages such as linux-image-6.12-powerpc64le
+    share a real package's version but hold no kernel: they depend on the real one.
+    """
     line, suffix = parse_debian_spec(spec)
     flavour = arch.flavour(suffix)
     # linux-image-<abi>-<flavour>[-unsigned]; the signed and unsigned builds carry the same
     # kernel and modules, either will do.
-    name_re = re.compile(rf"linux-image-{re.escape(line)}[.\d]*[^-]*(?:-\d+)?-"
+    name_re = re.compile(rf"linux-image-{re.escape(line)}\.\d+[-+][\w.~+]*?-"
                          rf"{re.escape(flavour)}(?:-unsigned)?")
-    candidates = [p for p in apt.find(lambda name: name_re.fullmatch(name) is not None)
-                  if p.upstream == line or p.upstream.startswith(line + ".")]
-    if not candidates:
+    found = [p for p in apt.find(lambda name: name_re.fullmatch(name) is not None)
+             if (p.upstream == line or p.upstream.startswith(line + "."))
+             and not any(n.startswith("linux-image-") for n in depends_names(p.depends))]
+    if not found:
         raise UsageError(
             f"no Debian {arch.debian_arch} kernel package matches '{spec}' "
             f"(looked for linux-image-{line}.*-{flavour} in bookworm, trixie and their "
             "security/backports suites): try another line or flavour"
         )
-    return max(candidates, key=lambda p: (VersionKey(p.version), p.name.endswith("-unsigned")))
+    # Newest first; of equal versions the unsigned build, then the main archive's pool
+    # before the security archive's (the one seen lagging behind its index).
+    return sorted(found, key=lambda p: (VersionKey(p.version), p.name.endswith("-unsigned"),
+                                        not p.suite.endswith("-security")), reverse=True)
 
 
 # Debian's 7.x packaging splits linux-image-<abi> into a metapackage depending on these.
@@ -85,9 +116,10 @@ SPLIT_PREFIXES = ("linux-binary-", "linux-modules-", "linux-base-")
 
 
 def split_parts(package: Package, apt: AptCache) -> tuple[Package, ...]:
-    """The packages a split linux-image-* depends on for its kernel and modules."""
+    """The packages a split linux-image-* depends on for its kernel and modules, at its
+    own version and from its own suite."""
     names = [n for n in depends_names(package.depends) if n.startswith(SPLIT_PREFIXES)]
-    return tuple(apt.newest(n, package.suite) for n in names)
+    return tuple(apt.exact(n, package.version, package.suite) for n in names)
 
 
 def resolve_build(spec: str, arch: Arch) -> LocalKernel:

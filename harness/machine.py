@@ -3,19 +3,23 @@
 A ``Machine`` is a context manager: it launches QEMU in a private 0700 temp dir with QMP and
 the serial console on socketpairs (no socket paths to clash between parallel workers), waits
 for the guest to be ready (console marker, then an SSH handshake), and always ends its QEMU:
-QMP ``quit`` first, SIGKILL if that does not work, also on exceptions and Ctrl-C. QEMU is
-also given PR_SET_PDEATHSIG so it dies with the harness even if the harness is SIGKILLed.
+QMP ``quit`` first, SIGKILL if that does not work (and says so), also on exceptions and
+Ctrl-C. QEMU runs under ``setpriv --pdeathsig KILL`` so it dies with the harness even if the
+harness is SIGKILLed.
+
+A machine that stops answering is marked lost at the first sign (a command quiet for a
+heartbeat while QMP gets no answer, QEMU gone): from then on nothing waits on it, so a dead
+or frozen guest reaches its verdict in seconds. Before calling it lost, the console is read
+again: a panic or lockup racing the loss is the kernel's failure (syzkaller does the same).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import itertools
 import os
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -30,6 +34,9 @@ from harness.accel import Accel, choose_accel
 from harness.arch import Arch, GiB
 from harness.console import ConsoleLog
 from harness.errors import (
+    GuestPanic,
+    HarnessError,
+    ImageError,
     InfrastructureError,
     KernelFailure,
     LaunchError,
@@ -38,7 +45,7 @@ from harness.errors import (
     VMLost,
 )
 from harness.guest import Guest
-from harness.images import READY_MARKER, SSHD_MARKER, Image
+from harness.images import READY_MARKER, SSHD_FAILED_MARKER, SSHD_MARKER, Image
 from harness.progress import progress
 from harness.qmp import QMP, EventLog
 
@@ -49,8 +56,9 @@ class ColdPlug(Protocol):
     """A device on QEMU's command line; see harness.coldplug."""
 
     def qemu_args(self, workdir: Path, arch: Arch) -> list[str]: ...
-_PR_SET_PDEATHSIG = 1
 _counter = itertools.count()
+NAME_PREFIX = "memhp-"  # QEMU's -name and the private dir: memhp-<harness pid>-<n>
+QMP_TIMEOUT = 10.0  # QEMU answers QMP in milliseconds; silence this long means trouble
 
 
 @dataclass(frozen=True)
@@ -82,7 +90,7 @@ class Machine:
         self.config = config
         self.arch = config.arch
         self.accel = config.accel or choose_accel(config.arch)
-        self.name = f"memhp-{os.getpid()}-{next(_counter)}"
+        self.name = f"{NAME_PREFIX}{os.getpid()}-{next(_counter)}"
         self._dir: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._qmp: QMP | None = None
@@ -92,6 +100,9 @@ class Machine:
         self.cmdline: list[str] = []
         self.boot_seconds = 0.0
         self.qemu_version = ""
+        self.lost: str | None = None  # why the VM was declared lost
+        self.killed = False  # shutdown had to SIGKILL QEMU
+        self._lost_lock = threading.Lock()
         self._ports: dict[str, str] = {}  # PCIe root port -> device plugged there
 
     # -- context manager -----------------------------------------------------------------
@@ -116,14 +127,20 @@ class Machine:
     # -- launch --------------------------------------------------------------------------
 
     def launch(self) -> None:
+        if self._proc is not None:
+            raise HarnessError(f"{self.name} was launched already")
         binary = shutil.which(self.arch.qemu_binary)
         if binary is None:
             raise UsageError(f"{self.arch.qemu_binary} not found: install the "
                              f"{self.arch.qemu_package} package (./setup.sh does)")
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            raise UsageError("setpriv not found: install util-linux (QEMU runs under "
+                             "setpriv --pdeathsig so it dies with the harness)")
         self._dir = Path(tempfile.mkdtemp(prefix=f"{self.name}-"))  # mkdtemp: mode 0700
         for attempt in range(PORT_ATTEMPTS):
             try:
-                self._launch_once(binary)
+                self._launch_once(setpriv, binary)
                 return
             except _PortClash:
                 self._reap()
@@ -131,8 +148,10 @@ class Machine:
                     raise LaunchError("no free TCP port for the SSH forward after "
                                       f"{PORT_ATTEMPTS} tries", cmdline=self._cmdline_str()
                                       ) from None
+                progress.note(f"{self.name}: SSH port {self.port} was taken before QEMU "
+                              "bound it; trying another")
 
-    def _launch_once(self, binary: str) -> None:
+    def _launch_once(self, setpriv: str, binary: str) -> None:
         assert self._dir is not None
         qmp_ours, qmp_theirs = socket.socketpair()
         con_ours, con_theirs = socket.socketpair()
@@ -140,29 +159,35 @@ class Machine:
         self.cmdline = [binary, *self._args(qmp_theirs.fileno(), con_theirs.fileno())]
         log = (self._dir / "qemu.log").open("wb")
         try:
+            # setpriv execs QEMU with PR_SET_PDEATHSIG set: no preexec_fn (unsafe while
+            # other threads run), and the child's pid is QEMU's.
             self._proc = subprocess.Popen(
-                self.cmdline, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                [setpriv, "--pdeathsig", "KILL", "--", *self.cmdline],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 pass_fds=(qmp_theirs.fileno(), con_theirs.fileno()), cwd=self._dir,
-                start_new_session=True,  # the harness, not the terminal's ^C, ends QEMU
-                preexec_fn=_die_with_parent)
+                start_new_session=True)  # the harness, not the terminal's ^C, ends QEMU
         finally:
             log.close()
             qmp_theirs.close()
             con_theirs.close()
         self.console = ConsoleLog(con_ours, self._dir / "console.log")
         self._qmp = QMP(self.name)
+        self._qmp.events.probe = self._probe_during_wait
         threading.Thread(target=self._watch, args=(self._proc, self._qmp.events),
                          name=f"{self.name}-watch", daemon=True).start()
         try:
             self._qmp.connect(qmp_ours)
         except InfrastructureError:
-            self._proc.wait(10)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(10)
             log_text = self.qemu_log()
             if "Could not set up host forwarding rule" in log_text:
                 raise _PortClash() from None
-            raise LaunchError(f"QEMU did not start: {_last_line(log_text)}",
+            status = ("still running" if self._proc.poll() is None
+                      else f"exit status {self._proc.returncode}")
+            raise LaunchError(f"QEMU did not start ({status}): {_last_line(log_text)}",
                               cmdline=self._cmdline_str(), console_tail=log_text) from None
-        self.qemu_version = _qemu_version(self._qmp.execute("query-version"))
+        self.qemu_version = _qemu_version(self._qmp.execute("query-version", timeout=QMP_TIMEOUT))
 
     def _args(self, qmp_fd: int, con_fd: int) -> list[str]:
         c = self.config
@@ -195,9 +220,12 @@ class Machine:
         """Console markers and an SSH handshake, within the boot bound.
 
         The guest starts sshd before loading the scenario modules, so the handshake overlaps
-        the module loading; ready is both done and the ready marker printed.
+        the module loading; ready is both done and the ready marker printed. A guest that
+        cannot start sshd, or cannot run its init, fails at once: from a damaged image that
+        is an ImageError, from an intact one the kernel's failure.
         """
-        assert self.console is not None
+        if self.console is None:
+            raise HarnessError(f"{self.name} is not launched")
         timeout = self.config.boot_timeout or (
             self.arch.boot_timeout_tcg / (3 if self.accel.name == "kvm" else 1))
         start = time.monotonic()
@@ -205,31 +233,55 @@ class Machine:
         def left() -> float:
             return max(1.0, timeout - (time.monotonic() - start))
 
+        def probe() -> None:
+            self.check_alive("the boot", time.monotonic() - start)
+
         with progress(f"boot: {self.arch.name} {self.config.image.spec} ({self.accel.name})"):
-            self.console.wait_for(SSHD_MARKER, timeout)
-            self.guest = Guest(self.port, self.config.image.host_key,
-                               str(self.config.image.client_key), on_lost=self.lost_error)
-            self.guest.connect(left())
-            self.console.wait_for(READY_MARKER, left())
+            try:
+                self.console.wait_for(SSHD_MARKER, timeout, refuse=SSHD_FAILED_MARKER,
+                                      probe=probe)
+                self.guest = Guest(self.port, self.config.image.host_key,
+                                   str(self.config.image.client_key), host=self)
+                self.guest.connect(left())
+                self.console.wait_for(READY_MARKER, left(), probe=probe)
+            except KernelFailure as exc:
+                damage = self.config.image.damage()
+                if damage is not None:
+                    raise ImageError(f"the guest image is damaged: {damage} (boot: {exc})",
+                                     console_tail=exc.console_tail) from exc
+                raise
         self.boot_seconds = time.monotonic() - start
 
     # -- use -----------------------------------------------------------------------------
 
     @property
     def events(self) -> EventLog:
-        assert self._qmp is not None, "machine not launched"
+        if self._qmp is None:
+            raise HarnessError(f"{self.name} is not launched")
         return self._qmp.events
 
     def qmp(self, command: str, args: dict[str, object] | None = None,
-            timeout: float = 30.0) -> Any:
-        assert self._qmp is not None, "machine not launched"
-        return self._qmp.execute(command, args, timeout)
+            timeout: float = QMP_TIMEOUT) -> Any:
+        """A QMP command; no answer in ``timeout`` marks the machine lost."""
+        if self._qmp is None:
+            raise HarnessError(f"{self.name} is not launched")
+        if self.lost is not None:
+            raise VMLost(f"QMP {command}: the VM was lost already ({self.lost})")
+        try:
+            return self._qmp.execute(command, args, timeout)
+        except VMLost as exc:
+            raise self.lost_error(f"{exc} (QEMU {self._process_state()})") from exc
 
     @property
     def workdir(self) -> Path:
         """The machine's private (0700) directory: backing files, logs."""
-        assert self._dir is not None, "machine not launched"
+        if self._dir is None:
+            raise HarnessError(f"{self.name} is not launched")
         return self._dir
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
 
     def take_port(self, device: str) -> str:
         """A free PCIe root port for a hot-plugged PCI device."""
@@ -245,27 +297,88 @@ class Machine:
         self._ports = {p: d for p, d in self._ports.items() if d != device}
 
     def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        """QEMU runs and the VM was not declared lost."""
+        return self._proc is not None and self._proc.poll() is None and self.lost is None
+
+    # -- liveness ------------------------------------------------------------------------
+
+    def check_alive(self, doing: str, quiet: float) -> None:
+        """Raise the lost-VM error (or the kernel's panic) unless QEMU answers QMP."""
+        if self.lost is not None:
+            raise VMLost(f"the VM was lost already ({self.lost})")
+        problem = self._unresponsive()
+        if problem is not None:
+            raise self.lost_error(f"{doing} got no answer for {quiet:.0f} s and {problem}")
+
+    def _probe_during_wait(self, final: bool) -> None:
+        """An event wait's heartbeat; before it gives up, the guest must answer SSH too, so
+        that a timeout means a live guest that did not act."""
+        self.check_alive("a QMP event wait", 0.0)
+        if final and self.guest is not None and not self.guest.answers():
+            raise self.lost_error("waiting for a QMP event, the guest stopped answering SSH")
+
+    def _unresponsive(self, timeout: float = 5.0) -> str | None:
+        """Why QEMU does not serve its VM (gone, stopped, not answering QMP), or None."""
+        if self._proc is None or self._proc.poll() is not None:
+            code = self._proc.returncode if self._proc else None
+            return f"QEMU exited (status {code})"
+        if self._qmp is None:
+            return "QEMU has no QMP connection"
+        try:
+            status = self._qmp.execute("query-status", timeout=timeout)
+        except (VMLost, InfrastructureError) as exc:
+            return f"{exc} (QEMU {self._process_state()})"
+        if status.get("status") != "running":
+            return f"the VM is {status.get('status')}, not running"
+        return None
+
+    def _process_state(self) -> str:
+        """QEMU's process state from /proc, e.g. 'stopped (SIGSTOP?)'."""
+        if self._proc is None:
+            return "never started"
+        if self._proc.poll() is not None:
+            return f"exited with status {self._proc.returncode}"
+        try:
+            state = Path(f"/proc/{self._proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return "state unknown"
+        return {"T": "stopped (SIGSTOP?)", "t": "stopped by a tracer", "Z": "a zombie",
+                "D": "in uninterruptible sleep"}.get(state, f"running (state {state})")
 
     def lost_error(self, message: str,
                    kind: type[InfrastructureError] = VMLost) -> MemhpError:
-        """The error for a guest that stopped answering: a kernel panic is the kernel's
-        failure; anything else is infrastructure, with QEMU's state and the console tail."""
-        if self._proc is not None:
+        """Mark the VM lost and say why: a kernel panic or lockup on the console is the
+        kernel's failure; anything else is infrastructure, with QEMU's state and the
+        console tail. The console is read again after QEMU had a moment to finish, since a
+        panic report may be racing the loss."""
+        with self._lost_lock:
+            first = self.lost is None
+            if first:
+                self.lost = message
+        if self._qmp is not None:
+            self._qmp.events.lose(message)
+        if self._proc is not None and first:
             # A panicking guest makes QEMU exit (panic=-1, -no-reboot): let it finish, and
             # let the console reader drain, before judging.
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(2.0)
+        error: MemhpError
         if self.console is not None:
-            self.console.drained(2.0)
-            panic = self.console.panic()
-            if panic:
-                return KernelFailure(f"guest kernel panicked: {panic.splitlines()[0]}",
-                                     console_tail=panic)
-        status = "still running" if self.alive() else (
-            f"exited with status {self._proc.returncode}" if self._proc else "never started")
-        tail = self.console.tail() if self.console else ""
-        return kind(f"{message} (QEMU {status})", console_tail=tail, cmdline=self._cmdline_str())
+            self.console.drained(2.0 if first else 0.0)
+            if panic := self.console.panic():
+                error = GuestPanic(f"guest kernel panicked: {panic.splitlines()[0]}",
+                                   console_tail=panic)
+            elif lockup := self.console.lockup():
+                error = KernelFailure(f"guest kernel locked up: {lockup.splitlines()[0]}",
+                                      console_tail=lockup)
+            else:
+                error = kind(f"{message} (QEMU {self._process_state()})",
+                             console_tail=self.console.tail(), cmdline=self._cmdline_str())
+        else:
+            error = kind(message, cmdline=self._cmdline_str())
+        if self.guest is not None:
+            self.guest.lose(error)
+        return error
 
     def qemu_log(self) -> str:
         path = self._dir / "qemu.log" if self._dir else None
@@ -277,29 +390,46 @@ class Machine:
     # -- shutdown ------------------------------------------------------------------------
 
     def shutdown(self, timeout: float = 10.0) -> None:
-        """QMP quit, then SIGKILL; always releases sockets, threads and the temp dir."""
+        """QMP quit, then SIGKILL (said, and recorded in ``killed``); always releases
+        sockets, threads and the temp dir. A lost VM is killed at once."""
         if self.guest is not None:
             self.guest.close()
         if self._qmp is not None and self.alive():
             with contextlib.suppress(MemhpError, TimeoutError, OSError):
-                self._qmp.execute("quit", timeout=timeout)
-        self._reap(timeout)
+                self._qmp.execute("quit", timeout=min(timeout, 5.0))
+        self._reap(0.0 if self.lost else timeout)
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
 
     def _reap(self, timeout: float = 10.0) -> None:
-        if self._proc is not None:
+        if self._proc is not None and self._proc.poll() is None:
             try:
                 self._proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self._proc.kill()  # our own child, by PID
                 self._proc.wait()
+                self.killed = True
+                why = f"the VM was lost: {self.lost}" if self.lost else (
+                    f"it did not quit within {timeout:g} s")
+                progress.note(f"{self.name}: killed QEMU (pid {self._proc.pid}; {why})")
         if self._qmp is not None:
             self._qmp.close()
             self._qmp = None
         if self.console is not None:
             self.console.close()
+
+
+def sweep_stale_dirs() -> list[Path]:
+    """Remove the private dirs of machines whose harness process is gone (SIGKILLed before
+    it could clean up); the pid in the name says whose a dir is."""
+    removed = []
+    for path in Path(tempfile.gettempdir()).glob(f"{NAME_PREFIX}*-*-*"):
+        pid = path.name.removeprefix(NAME_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists() and path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 class _PortClash(Exception):
@@ -311,12 +441,6 @@ def _free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def _die_with_parent() -> None:
-    """Runs in the child between fork and exec: SIGKILL QEMU if the harness dies."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _qemu_version(info: Any) -> str:

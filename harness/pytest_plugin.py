@@ -12,7 +12,6 @@ import atexit
 import contextlib
 import dataclasses
 import time
-import warnings
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,21 +19,27 @@ from typing import Any
 
 import pytest
 
-from harness.accel import choose_accel
-from harness.arch import Arch, get_arch
+from harness import machine as machine_mod
+from harness import preflight
+from harness.accel import choose_accel, tcg_artifact
+from harness.arch import Arch
 from harness.dmesg import find_splats, format_splats
-from harness.errors import InfrastructureError, KernelFailure, MemhpError
-from harness.expectations import OVERRIDABLE, kernel_supports
+from harness.errors import GuestPanic, InfrastructureError, KernelFailure, MemhpError, UsageError
+from harness.expectations import kernel_supports, parse_overrides
 from harness.images import Image
 from harness.images import build as build_image
 from harness.kconfig import load as load_config
+from harness.lockfile import Lock
+from harness.lockfile import load as load_lock
 from harness.machine import ColdPlug, Machine, MachineConfig
 from harness.pagemap import Snapshot, render_png
+from harness.preflight import Plan, Target
 from harness.progress import progress
 from harness.results import Result, Status, StepMap, classify, save
+from harness.signals import interrupt_on_termination
 from harness.vm import VM
 
-DEFAULT_ARCHES = ("x86_64", "ppc64le")
+DEFAULT_ARCHES = preflight.DEFAULT_ARCHES
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -49,6 +54,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="accelerator (default: $MEMHP_ACCEL or auto: KVM only where it works)")
     g.addoption("--memhp-expect", action="append", default=[], metavar="NAME=VALUE",
                 help="override an expectation, e.g. online_policy=online_movable")
+    g.addoption("--memhp-lock", type=Path, metavar="FILE",
+                help="build the images from the packages FILE pins (memhp image lock)")
     g.addoption("--memhp-results", type=Path, metavar="DIR",
                 help="write one result record per scenario, page-flag maps (PNG), "
                      "DIR/kcidb.json (KCIDB v5.3) and DIR/report.html")
@@ -63,26 +70,42 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "dmesg_allow(*regex): kernel log lines the test provokes on purpose")
     config.addinivalue_line(
-        "markers", "needs_kernel(*features): kernel features (e.g. 'nvdimm') the test needs; "
-        "checked against the image's config before booting")
+        "markers", "needs_kernel(*features): kernel features the test needs (see "
+        "harness.expectations.KERNEL_FEATURES); checked against the image's config before "
+        "booting, a kernel without one skips naming the option")
     config.addinivalue_line(
         "markers", "needs(*props): guest properties the test needs; skipped before booting "
         "where the arch profile lacks one (Arch.lacks and tcg_lacks say why)")
-    config.stash[_OVERRIDES] = _overrides(config.getoption("memhp_expect") or [])
+    interrupt_on_termination()
+    config.stash[_PLAN] = _plan(config)
     if not hasattr(config, "workerinput"):  # xdist workers' output is not shown anyway
         _route_progress(config)
 
 
-def _overrides(options: list[str]) -> dict[str, str]:
-    out = {}
-    for option in options:
-        name, sep, value = option.partition("=")
-        if not sep or name not in OVERRIDABLE:
-            raise pytest.UsageError(
-                f"--memhp-expect {option}: give NAME=VALUE with NAME one of "
-                f"{', '.join(sorted(OVERRIDABLE))}")
-        out[name] = value
-    return out
+def _plan(config: pytest.Config) -> Plan:
+    """The validated run: checked once, on the controller, before any guest boots (a bad
+    input is one line and exit status 2); xdist workers take the controller's word."""
+    arches = config.getoption("memhp_arch")
+    kernels = config.getoption("memhp_kernel")
+    expects = config.getoption("memhp_expect") or []
+    lock_path = config.getoption("memhp_lock")
+    try:
+        if hasattr(config, "workerinput") or not _runs_scenarios(config):
+            return Plan(preflight.targets(arches, kernels), parse_overrides(expects),
+                        load_lock(lock_path) if lock_path else None)
+        return preflight.check(arches, kernels, accel=config.getoption("memhp_accel"),
+                               expects=expects, lock=lock_path)
+    except UsageError as exc:
+        pytest.exit(f"memhp: {exc}", returncode=2)
+
+
+def _runs_scenarios(config: pytest.Config) -> bool:
+    """Whether this session may boot guests: not for --collect-only or the unit tests alone
+    (nothing in the arguments under testcases/)."""
+    if config.getoption("collectonly"):
+        return False
+    args = [a for a in config.args if not a.startswith("-")]
+    return not args or any("testcases" in Path(a).resolve().as_posix() for a in args)
 
 
 def _route_progress(config: pytest.Config) -> None:
@@ -99,20 +122,8 @@ def _route_progress(config: pytest.Config) -> None:
     progress.sink = sink
 
 
-@dataclass(frozen=True)
-class Target:
-    arch: Arch
-    kernel: str
-
-    @property
-    def id(self) -> str:
-        return f"{self.arch.name}-{self.kernel}"
-
-
 def targets(config: pytest.Config) -> list[Target]:
-    arches = [get_arch(a) for a in config.getoption("memhp_arch") or DEFAULT_ARCHES]
-    kernels = config.getoption("memhp_kernel")
-    return [Target(a, k) for a in arches for k in (kernels or a.default_kernels)]
+    return list(config.stash[_PLAN].targets)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -147,10 +158,24 @@ class Pool:
     shared: dict[tuple[Target, Boot], Machine] = field(default_factory=dict)
     broken: dict[tuple[Target, Boot], MemhpError] = field(default_factory=dict)
     images: dict[Target, Image] = field(default_factory=dict)
+    image_errors: dict[Target, MemhpError] = field(default_factory=dict)
+
+    @property
+    def lock(self) -> Lock | None:
+        return self.config.stash[_PLAN].lock
 
     def image(self, target: Target) -> Image:
+        """The target's image, built once per session; a failure is remembered, so every
+        scenario of the target reports it at once instead of trying again."""
+        if target in self.image_errors:
+            raise self.image_errors[target]
         if target not in self.images:
-            self.images[target] = build_image(target.kernel, target.arch)
+            pinned = self.lock.pinned(target.arch.name, target.kernel) if self.lock else None
+            try:
+                self.images[target] = build_image(target.kernel, target.arch, pinned=pinned)
+            except MemhpError as exc:
+                self.image_errors[target] = exc
+                raise
         return self.images[target]
 
     def acquire(self, target: Target, boot: Boot, fresh: bool) -> Machine:
@@ -160,7 +185,7 @@ class Pool:
         if not fresh and key in self.shared and self.shared[key].alive():
             return self.shared[key]
         try:
-            machine = self._boot_with_retry(target, boot)
+            machine = self._boot_retrying_tcg_artifacts(target, boot)
         except MemhpError as exc:
             self.broken[key] = exc
             raise
@@ -168,15 +193,19 @@ class Pool:
             self.shared[key] = machine
         return machine
 
-    def _boot_with_retry(self, target: Target, boot: Boot) -> Machine:
-        """One retry for a boot that died (rare under a loaded TCG host); never silent."""
+    def _boot_retrying_tcg_artifacts(self, target: Target, boot: Boot) -> Machine:
+        """Boot; retry once only a failure the harness names as an artifact of QEMU's
+        emulation (harness.accel.tcg_artifact), and say so. Any other boot failure stands:
+        a kernel that fails to boot half the time must not pass."""
         try:
             return self._boot(target, boot)
         except (InfrastructureError, KernelFailure) as first:
-            machine = self._boot(target, boot)
-            warnings.warn(f"{target.id}: first boot failed, the retry booted: {first}; "
-                          f"console:\n{getattr(first, 'console_tail', '')}", stacklevel=1)
-            return machine
+            artifact = tcg_artifact(first)
+            if artifact is None:
+                raise
+            progress.note(f"{target.id}: boot failed with a TCG artifact ({artifact}); "
+                          "booting once more")
+            return self._boot(target, boot)
 
     def _boot(self, target: Target, boot: Boot) -> Machine:
         accel = choose_accel(target.arch, self.config.getoption("memhp_accel"))
@@ -204,6 +233,7 @@ class Pool:
 
 @pytest.fixture(scope="session")
 def memhp_pool(pytestconfig: pytest.Config) -> Iterator[Pool]:
+    machine_mod.sweep_stale_dirs()  # left by a harness that was SIGKILLed
     pool = Pool(pytestconfig)
     atexit.register(pool.close)  # also on an interrupted session
     yield pool
@@ -228,7 +258,7 @@ def vm(request: pytest.FixtureRequest, memhp_target: Target, memhp_pool: Pool) -
     _skip_if_lacking(arch, accel, own)
     boot, fresh = Boot.of(request.node, arch)
     machine = memhp_pool.acquire(memhp_target, boot, fresh)
-    v = VM(machine, request.config.stash[_OVERRIDES])
+    v = VM(machine, request.config.stash[_PLAN].overrides)
     if request.config.getoption("memhp_results"):
         v.snapshots = []
     request.node.stash[_VM] = v
@@ -250,19 +280,28 @@ def _skip_if_lacking(arch: Arch, accel: str, markers: list[pytest.Mark]) -> None
 
 
 _VM = pytest.StashKey[VM]()
-_OVERRIDES = pytest.StashKey[dict[str, str]]()
+_PLAN = pytest.StashKey[Plan]()
 _DMESG_START = pytest.StashKey[int]()
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
-    """After the test body: fail it if the guest kernel complained meanwhile."""
+    """After the test body: fail it if the guest kernel complained meanwhile. A failed
+    check on a VM that is gone meanwhile is judged again: QEMU dead or frozen is the
+    infrastructure's, a panic on the console the kernel's."""
+    v = item.stash.get(_VM, None)
     try:
         result = yield
+    except (AssertionError, KernelFailure) as exc:
+        if v is not None and not isinstance(exc, GuestPanic):
+            lost = _lost_meanwhile(v.machine)
+            if lost is not None:
+                raise lost from exc
+        _attach_dmesg(item, "guest dmesg during the test")
+        raise
     except BaseException:
         _attach_dmesg(item, "guest dmesg during the test")
         raise
-    v = item.stash.get(_VM, None)
     if v is not None and v.machine.alive():
         lines = v.guest.dmesg()[item.stash[_DMESG_START]:]
         allow = [a for m in item.iter_markers("dmesg_allow") for a in m.args]
@@ -270,6 +309,15 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         if splats:
             raise AssertionError(format_splats(splats, lines))
     return result
+
+
+def _lost_meanwhile(machine: Machine) -> MemhpError | None:
+    """The error of a VM that no longer serves (None if it does)."""
+    try:
+        machine.check_alive("the check after a failed scenario", 0.0)
+    except MemhpError as exc:
+        return exc
+    return None
 
 
 def _attach_dmesg(item: pytest.Item, title: str) -> None:
@@ -284,15 +332,18 @@ def _attach_dmesg(item: pytest.Item, title: str) -> None:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
                               ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """Infrastructure failures say so, with the console tail, and are counted apart."""
+    """Infrastructure failures say so, with the console tail, and are counted apart. memhp's
+    own errors are reported by their message, not a traceback: it says what happened."""
     report: pytest.TestReport = yield
     exc = call.excinfo.value if call.excinfo else None
     if isinstance(exc, InfrastructureError):
         report.user_properties.append(("memhp_outcome", "infrastructure"))
         report.sections.append(("memhp: infrastructure failure (not a kernel verdict)",
                                 exc.details() or str(exc)))
-    elif isinstance(exc, KernelFailure):
+    elif isinstance(exc, KernelFailure) and exc.console_tail:
         report.sections.append(("memhp: guest console", exc.console_tail))
+    if isinstance(exc, MemhpError) and report.failed:
+        report.longrepr = f"{type(exc).__name__}: {exc}"
     results_dir = item.config.getoption("memhp_results")
     if results_dir and "memhp_target" in getattr(item, "callspec", _NO_CALLSPEC).params:
         _record(item, call, report, results_dir)
@@ -371,12 +422,24 @@ def _scenario_name(nodeid: str, target_ids: list[str]) -> tuple[str, str]:
     return (f"{name}[{extra}]" if extra else name), target
 
 
+# pytest's exit status 1 when every failure was the infrastructure's: no kernel verdict.
+EXIT_INFRA = 3
+
+
 @pytest.hookimpl(tryfirst=True)  # before junitxml writes its file
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Reports for --memhp-results (on the controller only), suite properties for JUnit."""
+    """Reports for --memhp-results (on the controller only), suite properties for JUnit,
+    and exit status 3 instead of 1 when no failure was the kernel's."""
     config = session.config
+    if hasattr(config, "workerinput"):
+        return
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    if session.exitstatus == pytest.ExitCode.TESTS_FAILED and tr is not None:
+        failed = [r for kind in ("failed", "error") for r in tr.stats.get(kind, [])]
+        if not failed and tr.stats.get("infra"):
+            session.exitstatus = EXIT_INFRA
     results_dir = config.getoption("memhp_results")
-    if not results_dir or hasattr(config, "workerinput"):
+    if not results_dir:
         return
     from harness import report
     from harness.results import load
@@ -384,7 +447,6 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     results = load(results_dir)
     _junit_properties(config, results)
     kc, page = report.write(results_dir)
-    tr = config.pluginmanager.get_plugin("terminalreporter")
     if tr is not None:
         tr.write_line(f"memhp: {len(results)} results; KCIDB {kc}, report {page}")
 

@@ -17,23 +17,33 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
 
-from qemu.qmp import EventListener, QMPClient
-from qemu.qmp.qmp_client import ExecuteError
+from qemu.qmp import EventListener, ExecuteError, QMPClient, QMPError
 
-from harness.errors import InfrastructureError, MemhpError, QMPCommandError, VMLost
+from harness.errors import InfrastructureError, KernelFailure, QMPCommandError, VMLost
 
 T = TypeVar("T")
 Event = dict[str, Any]
 Match = Callable[[Event], bool]
 
 
-class EventTimeout(MemhpError):
-    """An expected QMP event did not arrive in time."""
+# How often a long wait asks whether the VM still lives (a frozen QEMU sends no events).
+HEARTBEAT = 5.0
+
+
+class EventTimeout(KernelFailure):
+    """An expected QMP event did not arrive in time although the VM was alive: the guest
+    never answered (an ACPI acknowledgement, a virtio-mem resize)."""
 
     def __init__(self, what: str, timeout: float, seen: list[Event]) -> None:
         names = ", ".join(e["event"] for e in seen[-8:]) or "none"
-        super().__init__(f"no {what} within {timeout:g} s (events since: {names})")
+        super().__init__(f"no {what} within {timeout:g} s although the guest is alive "
+                         f"(events since: {names})")
         self.seen = seen
+
+
+# Called with deep=False every HEARTBEAT of a wait, deep=True before a wait gives up:
+# raises (VMLost, GuestPanic) when the VM is gone.
+Probe = Callable[[bool], None]
 
 
 class EventLog:
@@ -43,6 +53,7 @@ class EventLog:
         self._events: list[Event] = []
         self._cond = threading.Condition()
         self._lost: str | None = None
+        self.probe: Probe | None = None
 
     def append(self, event: Event) -> None:
         with self._cond:
@@ -52,8 +63,13 @@ class EventLog:
     def lose(self, reason: str) -> None:
         """The machine is gone: wake every waiter with VMLost."""
         with self._cond:
-            self._lost = reason
+            if self._lost is None:
+                self._lost = reason
             self._cond.notify_all()
+
+    @property
+    def lost(self) -> str | None:
+        return self._lost
 
     def mark(self) -> int:
         with self._cond:
@@ -64,21 +80,33 @@ class EventLog:
             return list(self._events[mark:])
 
     def wait(self, match: Match, *, after: int, timeout: float, what: str) -> Event:
-        """First event after ``after`` that ``match`` accepts; EventTimeout if none comes."""
+        """First event after ``after`` that ``match`` accepts; EventTimeout if none comes
+        while the VM lives, VMLost (or the kernel's panic) as soon as it does not."""
         deadline = time.monotonic() + timeout
-        with self._cond:
-            pos = after
-            while True:
-                for event in self._events[pos:]:
-                    if match(event):
-                        return event
-                pos = len(self._events)
+        pos = after
+        while True:
+            with self._cond:
+                event, pos = self._first(match, pos)
+                if event is None and self._lost is None:
+                    remaining = deadline - time.monotonic()
+                    if remaining > 0:
+                        self._cond.wait(min(remaining, HEARTBEAT))
+                        event, pos = self._first(match, pos)
+                if event is not None:
+                    return event
                 if self._lost is not None:
                     raise VMLost(f"lost the VM while waiting for {what}: {self._lost}")
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise EventTimeout(what, timeout, self._events[after:])
-                self._cond.wait(remaining)
+                expired = time.monotonic() >= deadline
+            if self.probe is not None:  # outside the lock: the probe runs QMP commands
+                self.probe(expired)
+            if expired:
+                raise EventTimeout(what, timeout, self.since(after))
+
+    def _first(self, match: Match, pos: int) -> tuple[Event | None, int]:
+        for event in self._events[pos:]:
+            if match(event):
+                return event, pos
+        return None, len(self._events)
 
 
 def event_is(name: str, **data: object) -> Match:
@@ -121,7 +149,7 @@ class QMP:
     def connect(self, sock: socket.socket, timeout: float = 30.0) -> None:
         try:
             self._run(self._connect(sock), timeout)
-        except (OSError, FutureTimeout) as exc:
+        except (QMPError, OSError, EOFError, FutureTimeout) as exc:
             raise InfrastructureError(f"QMP handshake with QEMU failed: {exc!r}") from exc
 
     async def _connect(self, sock: socket.socket) -> None:
@@ -136,19 +164,16 @@ class QMP:
 
     def execute(self, command: str, args: dict[str, object] | None = None,
                 timeout: float = 30.0) -> Any:
-        """Run a QMP command; QEMU's refusal becomes QMPCommandError with its message."""
+        """Run a QMP command; QEMU's refusal becomes QMPCommandError with its message, any
+        other failure (no answer, connection gone) VMLost."""
         try:
             return self._run(self._client.execute(command, args), timeout)
         except ExecuteError as exc:
             raise QMPCommandError(command, args, exc.error.error.desc) from None
         except FutureTimeout:
             raise VMLost(f"QMP {command} got no answer in {timeout:g} s") from None
-        except (OSError, EOFError, ConnectionError) as exc:
+        except (QMPError, OSError, EOFError) as exc:
             raise VMLost(f"QMP connection lost during {command}: {exc!r}") from exc
-        except Exception as exc:  # qemu.qmp raises its own StateError/DisconnectedError
-            if type(exc).__module__.startswith("qemu.qmp"):
-                raise VMLost(f"QMP {command} failed: {exc}") from exc
-            raise
 
     async def _disconnect(self) -> None:
         if self._pump is not None:

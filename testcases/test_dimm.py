@@ -19,6 +19,8 @@ from harness.devices import OST_EJECT_REFUSED, Unplug
 from harness.kpageflags import KPF
 from harness.vm import VM
 
+pytestmark = pytest.mark.needs_kernel("memory-hotremove")
+
 
 def test_dimm_hot_add_blocks_match_qemu(vm: VM) -> None:
     """1. Hot-add 1 GiB: the guest acknowledges it and its blocks are QEMU's range."""
@@ -180,10 +182,8 @@ def test_dimm_remove_while_online_movable_by_default(vm: VM,
 
 
 @pytest.mark.memhp(cmdline=("memhp_default_state=offline", "memory_hotplug.memmap_on_memory=1"))
+@pytest.mark.needs_kernel("memmap-on-memory")
 def test_dimm_remove_while_online_memmap_on_memory(vm: VM,
                                                    request: pytest.FixtureRequest) -> None:
     """11. With memmap_on_memory each block carries its own memmap and comes back out."""
-    supported = expectations.memmap_on_memory(vm.facts)
-    if not supported.value:
-        pytest.skip(f"no memmap_on_memory in this kernel: {supported.why}")
     _remove_while_online(vm, request)

@@ -15,20 +15,15 @@ from harness import expectations
 from harness.devices import Unplug
 from harness.vm import VM
 
+pytestmark = pytest.mark.needs_kernel("memory-hotremove", "memmap-on-memory")
+
 MEMMAP_ON_MEMORY = ("memory_hotplug.memmap_on_memory=1",)
-
-
-def _require_memmap_on_memory(vm: VM) -> None:
-    supported = expectations.memmap_on_memory(vm.facts)
-    if not supported.value:
-        pytest.skip(f"no memmap_on_memory in this kernel: {supported.why}")
 
 
 @pytest.mark.memhp(extra_cmdline=MEMMAP_ON_MEMORY)
 @pytest.mark.parametrize("blocks", [1, 2], ids=["one_block", "two_blocks"])
 def test_memmap_on_memory_dimm(vm: VM, blocks: int) -> None:
     """Each block of a DIMM starts with its memmap; the rest goes to the buddy; removal works."""
-    _require_memmap_on_memory(vm)
     block_size = vm.memory().block_size
     dimm = vm.plug_dimm(blocks * block_size)
     online = vm.online(dimm, "online_movable")
@@ -46,7 +41,6 @@ def test_memmap_on_memory_dimm(vm: VM, blocks: int) -> None:
 @pytest.mark.memhp(extra_cmdline=MEMMAP_ON_MEMORY)
 def test_memmap_on_memory_tells_kernels_apart(vm: VM) -> None:
     """The check fails when handed the other kernel generation's expectation."""
-    _require_memmap_on_memory(vm)
     mine = vm.self_hosted_memmap(device_blocks=1)
     if not mine.value.pages:
         pytest.skip(f"no self-hosted memmap here, nothing to tell apart: {mine.why}")

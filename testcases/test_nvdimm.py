@@ -65,6 +65,7 @@ def test_nvdimm_pmem_reads_back_what_was_written(vm: VM, how: str) -> None:
 
 
 @pytest.mark.memhp(cmdline=OFFLINE, fresh=True)
+@pytest.mark.needs_kernel("devdax")
 @pytest.mark.needs("pmem-writes")  # the namespace's info block is written through pmem
 def test_nvdimm_devdax_pfns_have_no_online_memmap(vm: VM) -> None:
     """devdax: ZONE_DEVICE pfns are never online memory in /proc/kpageflags."""
@@ -84,6 +85,7 @@ def test_nvdimm_devdax_pfns_have_no_online_memmap(vm: VM) -> None:
 
 
 @pytest.mark.memhp(cmdline=OFFLINE, fresh=True)
+@pytest.mark.needs_kernel("devdax", "kmem")
 @pytest.mark.needs("pmem-writes")
 def test_nvdimm_kmem_system_ram(vm: VM) -> None:
     """dax kmem (kmem driver bound through sysfs): blocks come up offline, online movable to
@@ -121,6 +123,7 @@ def test_nvdimm_unplug_rejected_by_qemu(vm: VM) -> None:
 
 
 @pytest.mark.memhp(cmdline=OFFLINE, fresh=True)
+@pytest.mark.needs_kernel("devdax")
 @pytest.mark.needs("nvdimm-subsection", "pmem-writes")
 def test_nvdimm_two_in_one_section_both_usable(vm: VM) -> None:
     """Two 64 MiB NVDIMMs inside one 128 MiB section: both namespaces work as devdax

@@ -14,7 +14,7 @@ from harness.coldplug import VirtioMemSpec
 from harness.devices import VirtioMem
 from harness.vm import VM
 
-pytestmark = pytest.mark.needs("virtio-mem")
+pytestmark = [pytest.mark.needs("virtio-mem"), pytest.mark.needs_kernel("virtio-mem")]
 
 GiB = 1 << 30
 ONLINE_MOVABLE = ("memhp_default_state=online_movable",)  # how virtio-mem is meant to run

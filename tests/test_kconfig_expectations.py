@@ -5,11 +5,14 @@ from __future__ import annotations
 import pytest
 
 from harness import kconfig
+from harness.errors import UsageError
 from harness.expectations import (
+    OVERRIDES,
     BlockState,
     KernelFacts,
     default_online_policy,
     hot_added_block_state,
+    parse_overrides,
     parse_release,
 )
 
@@ -119,12 +122,28 @@ def test_override_wins_over_everything() -> None:
               overrides={"online_policy": "online_movable"})
     got = default_online_policy(f)
     assert got.value == "online_movable"
-    assert "--memhp-expect" in got.why
+    assert "--expect" in got.why
 
 
-def test_bad_override_raises_value_error() -> None:
-    with pytest.raises(ValueError, match="online_policy=sometimes"):
+def test_bad_override_raises_usage_error() -> None:
+    with pytest.raises(UsageError, match="online_policy=sometimes"):
         default_online_policy(facts(NEW_STYLE, overrides={"online_policy": "sometimes"}))
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    ("online_policy=sometimes", r"online_policy is one of offline, online, online_kernel"),
+    ("memmap_init", r"give NAME=VALUE with NAME one of memmap_init, no_memmap_flags"),
+    ("nosuch=1", r"NAME one of"),
+])
+def test_parse_overrides_rejects_names_and_values_up_front(option: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        parse_overrides([option])
+
+
+def test_parse_overrides_accepts_every_listed_value() -> None:
+    for name, values in OVERRIDES.items():
+        for value in values:
+            assert parse_overrides([f"{name}={value}"]) == {name: value}
 
 
 def test_empty_config_raises_lookup_error() -> None:

@@ -1,0 +1,73 @@
+"""Scenarios that break their own VM, run by tests/test_faults.py in a child pytest (this
+file does not match test_*.py, so no ordinary run collects it). Each does one thing to its
+guest; the parent checks which verdict class the harness gave, how fast, and that nothing
+was left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.arch import GiB
+from harness.vm import VM
+
+MARK = "MEMHP_FAULT_MARK"  # a file the scenario touches when its guest is up
+
+
+def _guest_is_up(vm: VM) -> None:
+    if os.environ.get(MARK):
+        Path(os.environ[MARK]).touch()
+
+
+def _qemu(vm: VM) -> int:
+    pid = vm.machine.pid
+    assert pid is not None
+    return pid
+
+
+def test_passes(vm: VM) -> None:
+    """A healthy scenario, so that an interrupted run has something finished to report."""
+    assert vm.guest.run("echo ok").stdout.strip() == "ok"
+
+
+@pytest.mark.memhp(fresh=True)
+def test_qemu_killed(vm: VM) -> None:
+    """kill -9 QEMU, then use the guest: infrastructure (ERROR), not the kernel."""
+    os.kill(_qemu(vm), signal.SIGKILL)
+    vm.guest.run("cat /proc/meminfo")
+
+
+@pytest.mark.memhp(fresh=True)
+def test_qemu_stopped(vm: VM) -> None:
+    """SIGSTOP QEMU in the middle of a DIMM plug: a frozen VM, infrastructure (ERROR)."""
+    os.kill(_qemu(vm), signal.SIGSTOP)
+    vm.plug_dimm(1 * GiB)
+    vm.online(vm.dimms[0])
+
+
+@pytest.mark.memhp(fresh=True)
+def test_qemu_stopped_during_command(vm: VM) -> None:
+    """SIGSTOP QEMU while a guest command runs: ERROR in seconds, not a command timeout."""
+    pid = _qemu(vm)
+    vm.guest.run("sleep 1")
+    os.kill(pid, signal.SIGSTOP)
+    vm.guest.run("sleep 2; cat /proc/zoneinfo")
+
+
+@pytest.mark.memhp(fresh=True)
+def test_guest_panics(vm: VM) -> None:
+    """The guest kernel panics: the kernel's failure (FAIL), with the console."""
+    vm.guest.run("echo c > /proc/sysrq-trigger", check=False)
+
+
+@pytest.mark.memhp(fresh=True)
+def test_waits_for_a_signal(vm: VM) -> None:
+    """Sits in a long guest command until the runner is signalled."""
+    _guest_is_up(vm)
+    vm.guest.run("sleep 600")
+    time.sleep(600)

@@ -1,0 +1,167 @@
+"""A real Debian archive on 127.0.0.1 for the tests: signed InRelease files, Packages
+indexes, pools served over HTTP, and apt (memhp's private configuration) in front of it.
+
+Its packages are real .debs (hard links to memhp's download cache, or small ones built
+with dpkg-deb), so an image built from it boots. A test lists whatever it needs, including
+files the pool does not have or whose bytes do not match the index: the archive's gaps as
+seen in the field.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import http.server
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Entry:
+    """One Packages stanza and what the pool serves for it."""
+
+    control: dict[str, str]  # Package, Version, Architecture, Depends, ...
+    filename: str  # pool path, relative to the archive root
+    sha256: str
+    size: int
+    served: bytes | Path | None  # None: listed, but the pool lacks the file (404)
+
+
+@dataclass
+class Archive:
+    """One archive root (debian or debian-security) with its suites."""
+
+    root: Path
+    suites: dict[str, list[Entry]] = field(default_factory=dict)
+
+    def add(self, suite: str, deb: Path, *, pool: str = "pool/main",
+            served: bytes | Path | str | None = "file", **override: str) -> Entry:
+        """List ``deb`` in ``suite``. ``served``: "file" (the deb itself), None (missing),
+        or other bytes (a corrupt copy). ``override`` changes control fields (a version the
+        pool does not have, say)."""
+        control = _control(deb)
+        control.update(override)
+        name, version, arch = control["Package"], control["Version"], control["Architecture"]
+        filename = f"{pool}/{name[0]}/{name}/{name}_{version.split(':')[-1]}_{arch}.deb"
+        entry = Entry(control, filename, _sha256(deb), deb.stat().st_size,
+                      deb if served == "file" else served)  # type: ignore[arg-type]
+        self.suites.setdefault(suite, []).append(entry)
+        return entry
+
+    def publish(self, gpg: Gpg, arch: str) -> None:
+        for suite, entries in self.suites.items():
+            for e in entries:
+                dest = self.root / e.filename
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                if isinstance(e.served, Path):
+                    _link(e.served, dest)
+                elif isinstance(e.served, bytes):
+                    dest.write_bytes(e.served)
+            dists = self.root / "dists" / suite
+            packages = dists / "main" / f"binary-{arch}" / "Packages"
+            packages.parent.mkdir(parents=True, exist_ok=True)
+            packages.write_text("\n".join(_stanza(e) for e in entries))
+            rel = packages.relative_to(dists).as_posix()
+            data = packages.read_bytes()
+            release = dists / "Release"
+            release.write_text(
+                f"Origin: memhp-test\nLabel: memhp-test\nSuite: {suite}\nCodename: {suite}\n"
+                f"Date: {email.utils.formatdate(usegmt=True)}\nArchitectures: {arch}\n"
+                f"Components: main\nSHA256:\n {hashlib.sha256(data).hexdigest()} "
+                f"{len(data)} {rel}\n")
+            gpg.clearsign(release, dists / "InRelease")
+
+
+class Gpg:
+    """A throwaway signing key; ``keyring`` is what apt's signed-by takes."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        home.mkdir(mode=0o700, parents=True)
+        self._gpg("--quick-generate-key", "memhp test archive <test@memhp.invalid>",
+                  "ed25519", "sign", "never")
+        self.keyring = home / "keyring.gpg"
+        self.keyring.write_bytes(self._gpg("--export").stdout)
+
+    def clearsign(self, src: Path, dest: Path) -> None:
+        self._gpg("--clearsign", "--output", str(dest), str(src))
+
+    def _gpg(self, *args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(["gpg", "--homedir", str(self.home), "--batch", "--yes",
+                               "--pinentry-mode", "loopback", "--passphrase", "", *args],
+                              capture_output=True, check=True)
+
+
+@contextmanager
+def serve(root: Path) -> Iterator[str]:
+    """Serve ``root`` on 127.0.0.1; yields the base URL. Stops with the block."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a: object, **kw: object) -> None:
+            super().__init__(*a, directory=str(root), **kw)  # type: ignore[arg-type]
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def build_deb(dest: Path, control: dict[str, str], files: dict[str, bytes] | None = None
+              ) -> Path:
+    """A small real .deb (dpkg-deb --build), e.g. a metapackage."""
+    tree = dest.with_suffix(".tree")
+    (tree / "DEBIAN").mkdir(parents=True)
+    fields = {"Maintainer": "memhp tests <test@memhp.invalid>", "Description": "test",
+              **control}
+    (tree / "DEBIAN" / "control").write_text("".join(f"{k}: {v}\n" for k, v in fields.items()))
+    for rel, data in (files or {}).items():
+        path = tree / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(tree), str(dest)],
+                   capture_output=True, check=True)
+    shutil.rmtree(tree)
+    return dest
+
+
+def _control(deb: Path) -> dict[str, str]:
+    text = subprocess.run(["dpkg-deb", "-f", str(deb)], capture_output=True, text=True,
+                          check=True).stdout
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        if line and not line.startswith((" ", "\t")):
+            key, _, value = line.partition(":")
+            out[key] = value.strip()
+    return out
+
+
+def _stanza(e: Entry) -> str:
+    keep = ("Package", "Source", "Version", "Architecture", "Pre-Depends", "Depends")
+    lines = [f"{k}: {e.control[k]}" for k in keep if k in e.control]
+    lines += [f"Filename: {e.filename}", f"Size: {e.size}", f"SHA256: {e.sha256}"]
+    return "\n".join(lines) + "\n"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _link(src: Path, dest: Path) -> None:
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copyfile(src, dest)

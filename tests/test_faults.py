@@ -1,0 +1,276 @@
+"""The fault suite: each fault on a real QEMU guest, and what the harness must make of it.
+
+Every test asserts the verdict's class (kernel FAIL, infrastructure ERROR/MISS, usage exit
+2), a time bound, and that no QEMU process or private temp dir is left. Scenario-level
+faults run tests/faults/scenarios.py in a child pytest with its own TMPDIR, so leftovers
+are easy to find; the seconds each fault took to its verdict go into the JUnit properties
+(bench/faults.py prints them as a table).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from harness import images, machine
+from harness.accel import choose_accel
+from harness.arch import X86_64
+from harness.errors import ImageError, LaunchError
+from harness.images import Image
+from harness.machine import Machine, MachineConfig
+from harness.results import Result, Status, load
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = Path(__file__).resolve().parent / "faults" / "scenarios.py"
+KERNEL = "debian:6.12"
+VERDICT_BOUND = 60.0  # a dead or frozen guest reaches its verdict within this (issue 10)
+USAGE_BOUND = 10.0  # bad input: one line, exit 2, this fast
+Record = Callable[[str, object], None]  # pytest's record_property
+
+
+@pytest.fixture(scope="module")
+def image() -> Image:
+    return images.build(KERNEL, X86_64)
+
+
+@dataclass
+class Child:
+    returncode: int
+    output: str
+    seconds: float
+    results: list[Result]
+    results_dir: Path
+
+
+@pytest.fixture
+def tmpdir_env(tmp_path: Path) -> Iterator[Path]:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    yield tmp
+    assert _qemus_in(tmp) == [], "QEMU left running"
+    assert sorted(p.name for p in tmp.glob("memhp-*")) == [], "machine dirs left behind"
+
+
+def _qemus_in(tmp: Path) -> list[int]:
+    """QEMU processes whose working directory (their machine dir) is under ``tmp``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if (proc / "comm").read_text().startswith("qemu") and \
+                    os.readlink(proc / "cwd").startswith(str(tmp)):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def _child_cmd(select: str, results: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "pytest", str(SCENARIOS), "-p", "no:cacheprovider", "-q",
+            "-k", select, "--memhp-arch", "x86_64", "--memhp-kernel", KERNEL,
+            "--memhp-results", str(results), "--junitxml", str(results / "junit.xml"), *extra]
+
+
+def run_child(select: str, tmp: Path, tmp_path: Path, *extra: str) -> Child:
+    results = tmp_path / "results"
+    start = time.monotonic()
+    proc = subprocess.run(_child_cmd(select, results, *extra), cwd=ROOT, capture_output=True,
+                          text=True, env={**os.environ, "TMPDIR": str(tmp)}, timeout=600)
+    return Child(proc.returncode, proc.stdout + proc.stderr, time.monotonic() - start,
+                 load(results) if results.is_dir() else [], results)
+
+
+def only(child: Child, scenario: str) -> Result:
+    found = [r for r in child.results if r.scenario == scenario]
+    assert len(found) == 1, child.output[-4000:]
+    return found[0]
+
+
+# -- a guest that dies, freezes or panics -------------------------------------------------
+
+
+@pytest.mark.parametrize(("scenario", "status", "says"), [
+    ("test_qemu_killed", Status.ERROR, "QEMU exited"),
+    ("test_qemu_stopped", Status.ERROR, "stopped (SIGSTOP?)"),
+    ("test_qemu_stopped_during_command", Status.ERROR, "stopped (SIGSTOP?)"),
+    ("test_guest_panics", Status.FAIL, "guest kernel panicked"),
+])
+def test_fault_gets_its_verdict_in_bounded_time(scenario: str, status: Status, says: str,
+                                                image: Image, tmpdir_env: Path,
+                                                tmp_path: Path,
+                                                record_property: Record) -> None:
+    child = run_child(scenario, tmpdir_env, tmp_path)
+
+    result = only(child, scenario)
+    record_property("seconds_to_verdict", round(result.duration, 1))
+    assert result.status is status, f"{result.status}: {result.message}\n{child.output[-3000:]}"
+    assert says in result.message + result.log_excerpt, result.message
+    assert result.duration <= VERDICT_BOUND, f"{result.duration:.0f} s to a verdict"
+    assert child.returncode == (1 if status is Status.FAIL else 3), child.output[-2000:]
+    if status is Status.ERROR:
+        assert "console tail" in result.log_excerpt  # a lost VM shows where the guest was
+
+
+# -- signals to the runner ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("sig", "xdist", "to_group"), [
+    (signal.SIGTERM, ["-n", "2"], False),  # what CI sends; the workers hear it from us
+    (signal.SIGINT, [], True),  # ^C in a terminal reaches the whole process group
+], ids=["SIGTERM-xdist", "SIGINT"])
+def test_signal_ends_the_run_cleanly_and_reports_what_finished(
+        sig: signal.Signals, xdist: list[str], to_group: bool, image: Image,
+        tmpdir_env: Path, tmp_path: Path, record_property: Record) -> None:
+    results = tmp_path / "results"
+    mark = tmp_path / "guest-up"
+    proc = subprocess.Popen(
+        _child_cmd("test_passes or test_waits_for_a_signal", results, *xdist), cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        env={**os.environ, "TMPDIR": str(tmpdir_env), "MEMHP_FAULT_MARK": str(mark)})
+    try:
+        deadline = time.monotonic() + 300
+        while not mark.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert mark.exists(), "the guest never came up"
+        time.sleep(1.0 if xdist else 0.2)  # let the other worker finish test_passes
+        start = time.monotonic()
+        if to_group:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
+        output, _ = proc.communicate(timeout=VERDICT_BOUND)
+        seconds = time.monotonic() - start
+    finally:
+        if proc.poll() is None:  # our own child, by PID
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    record_property("seconds_to_exit", round(seconds, 1))
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, output[-3000:]
+    assert "passed" in output.splitlines()[-1], output[-3000:]  # pytest's summary line
+    doc = json.loads((results / "kcidb.json").read_text())
+    assert {t["path"].rsplit(".", 1)[-1]: t["status"] for t in doc["tests"]}.get(
+        "passes") == "PASS", doc["tests"]
+
+
+# -- launch and image faults (in this process) ---------------------------------------------
+
+
+def test_port_taken_before_qemu_binds_it_is_retried(image: Image, tmpdir_env: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    record_property: Record) -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    ports = iter([taken.getsockname()[1]])
+    real = machine._free_port
+    monkeypatch.setattr(machine, "_free_port", lambda: next(ports, None) or real())
+    monkeypatch.setenv("TMPDIR", str(tmpdir_env))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    try:
+        with Machine(MachineConfig(arch=X86_64, image=image)) as m:
+            assert m.port != taken.getsockname()[1]
+            assert m.guest is not None and m.guest.run("true").status == 0
+            record_property("seconds_to_verdict", round(m.boot_seconds, 1))
+    finally:
+        taken.close()
+
+
+def test_qemu_that_cannot_start_is_a_launch_error_with_its_message(
+        image: Image, tmp_path: Path, tmpdir_env: Path, monkeypatch: pytest.MonkeyPatch,
+        record_property: Record) -> None:
+    broken = _copy(image, tmp_path / "image")
+    broken.kernel.write_bytes(b"\x7fELF" + b"\0" * 60)  # an ELF header and nothing else
+    monkeypatch.setenv("TMPDIR", str(tmpdir_env))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    start = time.monotonic()
+
+    with pytest.raises(LaunchError) as exc:
+        Machine(MachineConfig(arch=X86_64, image=broken)).start()
+
+    record_property("seconds_to_verdict", round(time.monotonic() - start, 1))
+    assert "QEMU did not start" in str(exc.value)
+    assert "qemu-system-x86_64" in exc.value.cmdline
+
+
+def test_image_cut_short_after_its_check_is_an_image_error_not_a_kernel_failure(
+        image: Image, tmp_path: Path, tmpdir_env: Path, monkeypatch: pytest.MonkeyPatch,
+        record_property: Record) -> None:
+    cut = _copy(image, tmp_path / "image")
+    data = cut.initramfs.read_bytes()
+    cut.initramfs.write_bytes(data[: len(data) // 8])
+    monkeypatch.setenv("TMPDIR", str(tmpdir_env))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    start = time.monotonic()
+
+    with pytest.raises(ImageError, match=r"initramfs\.cpio"):
+        Machine(MachineConfig(arch=X86_64, image=cut)).start()
+
+    record_property("seconds_to_verdict", round(time.monotonic() - start, 1))
+    assert time.monotonic() - start <= VERDICT_BOUND
+
+
+def _copy(image: Image, dest: Path) -> Image:
+    shutil.copytree(image.path, dest)
+    return Image.load(dest)
+
+
+# -- bad input -------------------------------------------------------------------------------
+
+
+def _memhp(*args: str, env: dict[str, str] | None = None) -> tuple[int, list[str], float]:
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=ROOT,
+                          capture_output=True, text=True, env={**os.environ, **(env or {})},
+                          timeout=120)
+    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+    return proc.returncode, lines, time.monotonic() - start
+
+
+def _path_without_qemu(tmp_path: Path) -> str:
+    """A PATH with what memhp needs but no QEMU."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("setpriv", "depmod", "dpkg-deb", "apt-get", "zstd", "gpgv"):
+        found = shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/sbin")
+        if found:
+            (bin_dir / tool).symlink_to(found)
+    return str(bin_dir)
+
+
+@pytest.mark.parametrize(("args", "env", "says"), [
+    (["run", "--kernel", "debian:9.9"], {}, "no Debian amd64 kernel package matches"),
+    (["run", "--kernel", "foo:bar"], {}, "neither debian:X.Y nor an existing kernel file"),
+    (["run", "--kernel", "build:/nonexistent"], {}, "is not a directory"),
+    (["run", "--expect", "memmap_init=sometimes"], {}, "memmap_init is one of"),
+    (["run", "--expect", "nosuch=1"], {}, "give NAME=VALUE"),
+    (["run", "--accel", "kvm"], {}, "KVM was requested but cannot be used"),
+    (["run"], {"MEMHP_CACHE": "/proc/memhp-cache"}, "is not writable"),
+    (["run"], {"PATH": "NO_QEMU"}, "qemu-system-x86_64 not found"),
+], ids=["unknown-line", "unknown-spec", "bad-build-dir", "bad-expect-value",
+        "bad-expect-name", "kvm-unusable", "unwritable-cache", "no-qemu"])
+def test_bad_input_is_one_line_and_exit_2_before_any_boot(
+        args: list[str], env: dict[str, str], says: str, tmp_path: Path, tmpdir_env: Path,
+        record_property: Record) -> None:
+    if env.get("PATH") == "NO_QEMU":
+        env = {"PATH": _path_without_qemu(tmp_path)}
+    if "--accel" in args and choose_accel(X86_64, "auto").name == "kvm":
+        pytest.skip("KVM works here")
+
+    code, lines, seconds = _memhp(*args, env={**env, "TMPDIR": str(tmpdir_env)})
+
+    record_property("seconds_to_verdict", round(seconds, 1))
+    assert code == 2, lines
+    assert len(lines) == 1 and says in lines[0], lines
+    assert seconds <= USAGE_BOUND, f"{seconds:.1f} s"
