@@ -12,8 +12,8 @@ import sys
 
 from harness import images
 from harness.arch import ARCHES, get_arch
-from harness.machine import Machine, MachineConfig
 from harness.progress import progress
+from harness.qemu.machine import MachineConfig, QemuMachine
 
 
 def main() -> int:
@@ -29,7 +29,7 @@ def main() -> int:
         image = images.build(spec, arch)
         times = []
         for _ in range(args.runs):
-            with Machine(MachineConfig(arch=arch, image=image)) as m:
+            with QemuMachine(MachineConfig(arch=arch, image=image)) as m:
                 times.append(m.boot_seconds)
         result = {"arch": arch.name, "kernel": spec, "release": image.release,
                   "accel": m.accel.name, "runs": [round(t, 2) for t in times],

@@ -16,10 +16,10 @@ import sys
 
 from harness import images
 from harness.arch import PPC64LE
-from harness.devices import Unplug
-from harness.machine import Machine, MachineConfig
+from harness.hotplug.records import Unplug
+from harness.hotplug.vm import HotplugVM
 from harness.progress import progress
-from harness.vm import VM
+from harness.qemu.machine import MachineConfig, QemuMachine
 
 VARIANTS = {
     "default": ("memhp_default_state=offline",),
@@ -31,13 +31,13 @@ VARIANTS = {
 def cycles(image: images.Image, cmdline: tuple[str, ...], n: int, lmbs: int
            ) -> collections.Counter[str]:
     seen: collections.Counter[str] = collections.Counter()
-    machine: Machine | None = None
+    machine: QemuMachine | None = None
     try:
         for _ in range(n):
             if machine is None:
-                machine = Machine(MachineConfig(arch=PPC64LE, image=image, cmdline=cmdline))
+                machine = QemuMachine(MachineConfig(arch=PPC64LE, image=image, cmdline=cmdline))
                 machine.start()
-            vm = VM(machine)
+            vm = HotplugVM(machine)
             dimm = vm.plug_dimm(lmbs * PPC64LE.dimm_align)
             result = vm.unplug_dimm(dimm, timeout=20.0)
             seen[result.outcome.value] += 1

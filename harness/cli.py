@@ -11,21 +11,28 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness import images, lockfile, preflight
-from harness.accel import choose_accel
+from harness import images, preflight
 from harness.arch import ARCHES, get_arch
-from harness.errors import InfrastructureError, KernelFailure, MemhpError, UsageError
-from harness.machine import Machine, MachineConfig
+from harness.errors import (
+    EXIT_INFRA,
+    EXIT_KERNEL,
+    EXIT_USAGE,
+    HarnessError,
+    InfrastructureError,
+    KernelFailure,
+    MemhpError,
+    UsageError,
+)
+from harness.images import lockfile
+from harness.qemu.accel import ACCELS, choose_accel
+from harness.qemu.machine import MachineConfig, QemuMachine
+from harness.resources import TESTCASES
+from harness.scenarios import Selection
 from harness.signals import interrupt_on_termination
 
-TESTCASES = Path(__file__).resolve().parent.parent / "testcases"
+# A series is built for each arch; ppc64le's cross build is a half hour cold: only on request.
+SERIES_ARCHES = ("x86_64",)
 KERNEL_HELP = "debian:X.Y[/flavour] (e.g. debian:6.12, debian:6.12/rt) or PATH[,MODULES_DIR]"
-
-
-# Exit statuses, one per kind of fault (README: "Exit status").
-EXIT_KERNEL = 1  # a scenario failed: the kernel
-EXIT_USAGE = 2  # bad input, found before any guest booted
-EXIT_INFRA = 3  # QEMU, the archive, the image or the harness failed; no kernel verdict
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -86,9 +93,9 @@ def _parser() -> argparse.ArgumentParser:
                     "not know go to pytest, e.g. -k dimm, -n 2, -x, --junitxml=FILE.")
     run.add_argument("--kernel", action="append", metavar="SPEC",
                      help=f"{KERNEL_HELP}; repeatable (default: each arch's Debian matrix, "
-                          "x86_64: debian:6.1 6.12 7.2, ppc64le: debian:6.1 6.12)")
+                          f"{preflight.matrix_help()})")
     _arch_option(run, multiple=True)
-    run.add_argument("--accel", choices=("auto", "kvm", "tcg"), help="accelerator (default auto)")
+    _accel_option(run)
     run.add_argument("--expect", action="append", default=[], metavar="NAME=VALUE",
                      help="override an expectation (see harness/expectations.py)")
     _lock_options(run)
@@ -109,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument("--mbox", required=True, type=Path, help="the series as an mbox")
     sv.add_argument("--base", metavar="REV",
                     help="apply on REV (default: the mbox's base-commit:, else TREE's HEAD)")
-    _arch_option(sv, multiple=True)
+    _arch_option(sv, multiple=True, default=SERIES_ARCHES)
     sv.add_argument("--each-commit", action="store_true",
                     help="build and test after every patch, not only the whole series")
     _orchestrated_options(sv)
@@ -157,7 +164,7 @@ def _parser() -> argparse.ArgumentParser:
     _arch_option(shell, multiple=False)
     shell.add_argument("--append", action="append", default=[], metavar="ARG",
                        help="extra kernel command-line argument; repeatable")
-    shell.add_argument("--accel", choices=("auto", "kvm", "tcg"), help="accelerator")
+    _accel_option(shell)
     shell.set_defaults(func=_shell)
     return p
 
@@ -186,7 +193,7 @@ def _orchestrated_options(p: argparse.ArgumentParser) -> None:
                    help="scenarios to run (pytest -k), e.g. test_dimm_online_movable "
                         "(default: all)")
     _kbuild_base_option(p, "--kbuild-base")
-    p.add_argument("--accel", choices=("auto", "kvm", "tcg"), help="accelerator")
+    _accel_option(p)
     p.add_argument("--out", type=Path, metavar="DIR", help="results and reports (default: "
                    "./memhp-out/<command>-<time>)")
 
@@ -195,14 +202,21 @@ def _out_dir(args: argparse.Namespace, command: str) -> Path:
     return Path(args.out or Path("memhp-out") / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
-def _arch_option(p: argparse.ArgumentParser, multiple: bool) -> None:
+def _arch_option(p: argparse.ArgumentParser, multiple: bool,
+                 default: tuple[str, ...] = preflight.DEFAULT_ARCHES) -> None:
+    """--arch; repeatable ones default to ``default`` (None on the namespace)."""
     names = ", ".join(ARCHES)
     if multiple:
         p.add_argument("--arch", action="append", choices=list(ARCHES),
-                       help=f"guest arch ({names}); repeatable (default x86_64)")
+                       help=f"guest arch ({names}); repeatable (default {' '.join(default)})")
     else:
         p.add_argument("--arch", default="x86_64", choices=list(ARCHES),
                        help=f"guest arch ({names}; default x86_64)")
+
+
+def _accel_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--accel", choices=ACCELS,
+                   help="accelerator (default: $MEMHP_ACCEL or auto: KVM only where it works)")
 
 
 def _image_build(args: argparse.Namespace, _: list[str]) -> int:
@@ -244,29 +258,18 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
     import pytest
 
     if not TESTCASES.is_dir():
-        raise MemhpError(f"{TESTCASES} not found: run memhp from its source checkout")
-    pytest_args = [str(TESTCASES), "-p", "no:cacheprovider"]
-    for spec in args.kernel or []:
-        pytest_args += ["--memhp-kernel", spec]
-    for arch in args.arch or ["x86_64"]:
-        pytest_args += ["--memhp-arch", arch]
-    if args.accel:
-        pytest_args += ["--memhp-accel", args.accel]
-    for expect in args.expect:
-        pytest_args += ["--memhp-expect", expect]
-    if args.lock:
-        pytest_args += ["--memhp-lock", str(args.lock)]
-    if args.report:
-        pytest_args += ["--memhp-results", str(args.report),
-                        "--junitxml", str(args.report / "junit.xml")]
-    return int(pytest.main([*pytest_args, *rest]))
+        raise HarnessError(f"memhp's scenarios are missing ({TESTCASES}): reinstall memhp")
+    selection = Selection(kernels=tuple(args.kernel or ()), arches=tuple(args.arch or ()),
+                          accel=args.accel, expects=tuple(args.expect), lock=args.lock,
+                          results=args.report)
+    return int(pytest.main([*selection.pytest_args(), *rest]))
 
 
 def _series_verify(args: argparse.Namespace, _: list[str]) -> int:
-    from harness import series
+    from harness.workflows import series
 
     out = _out_dir(args, "series")
-    result = series.verify(args.tree, args.mbox, base=args.base, arches=args.arch or ["x86_64"],
+    result = series.verify(args.tree, args.mbox, base=args.base, arches=args.arch or list(SERIES_ARCHES),
                            each_commit=args.each_commit, select=args.select,
                            kbuild_base=args.kbuild_base, accel=args.accel, out=out)
     print(result.table())
@@ -276,7 +279,7 @@ def _series_verify(args: argparse.Namespace, _: list[str]) -> int:
 
 
 def _bisect(args: argparse.Namespace, _: list[str]) -> int:
-    from harness import bisect
+    from harness.workflows import bisection as bisect
 
     out = _out_dir(args, "bisect").resolve()
     cfg = bisect.StepConfig(tree=str(args.tree.resolve()), arch=args.arch, select=args.select,
@@ -289,7 +292,7 @@ def _bisect(args: argparse.Namespace, _: list[str]) -> int:
 
 
 def bisect_step_main(config: str) -> int:
-    from harness import bisect
+    from harness.workflows import bisection as bisect
 
     return bisect.step_main(config)
 
@@ -299,7 +302,7 @@ def _shell(args: argparse.Namespace, _: list[str]) -> int:
     image = images.build(args.kernel, arch)
     config = MachineConfig(arch=arch, image=image, cmdline=tuple(args.append),
                            accel=choose_accel(arch, args.accel))
-    with Machine(config) as machine, tempfile.TemporaryDirectory() as tmp:
+    with QemuMachine(config) as machine, tempfile.TemporaryDirectory() as tmp:
         known = Path(tmp) / "known_hosts"
         known.write_text(f"[127.0.0.1]:{machine.port} {image.host_key}\n")
         ssh = ["ssh", "-i", str(image.client_key), "-p", str(machine.port),

@@ -14,6 +14,11 @@ Three families, because the person reading a red result needs to know whose faul
 
 from __future__ import annotations
 
+# Exit statuses, one per kind of fault (README: "Exit status"). 0: everything passed.
+EXIT_KERNEL = 1  # a scenario failed: the kernel
+EXIT_USAGE = 2  # bad input, found before any guest booted (also pytest's "interrupted")
+EXIT_INFRA = 3  # only the infrastructure failed (QEMU, archive, image, harness): no verdict
+
 
 class MemhpError(Exception):
     """Base class: ``str(err)`` is a one-line message that says what happened."""

@@ -23,8 +23,8 @@ from harness.errors import UsageError
 from harness.kconfig import KernelConfig
 from harness.kconfig import load as load_config
 from harness.progress import progress
+from harness.resources import KCONFIGS
 
-KCONFIGS = Path(__file__).resolve().parent.parent / "kconfigs"
 BASES = ("defconfig", "tinyconfig")
 
 

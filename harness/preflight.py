@@ -14,14 +14,16 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import cache, images, kernels
-from harness.accel import choose_accel
+from harness import cache, images
 from harness.arch import Arch, get_arch
-from harness.debian import AptCache
 from harness.errors import ArchiveError, UsageError
-from harness.expectations import parse_overrides
-from harness.lockfile import Lock
-from harness.lockfile import load as load_lock
+from harness.hotplug.expectations import parse_overrides
+from harness.images import specs
+from harness.images.apt import AptCache
+from harness.images.lockfile import Lock
+from harness.images.lockfile import load as load_lock
+from harness.images.tools import HOST_TOOLS, host_tool
+from harness.qemu.accel import choose_accel
 
 DEFAULT_ARCHES = ("x86_64", "ppc64le")
 
@@ -47,6 +49,12 @@ class Plan:
     lock: Lock | None = None
 
 
+def matrix_help() -> str:
+    """The default kernels per arch, for --help texts."""
+    return "; ".join(f"{name}: {' '.join(get_arch(name).default_kernels)}"
+                     for name in DEFAULT_ARCHES)
+
+
 def targets(arches: list[str] | None, kernels_: list[str] | None) -> tuple[Target, ...]:
     """Every (arch, kernel): the given kernels on each arch, else each arch's matrix."""
     profiles = [get_arch(a) for a in arches or DEFAULT_ARCHES]
@@ -61,8 +69,8 @@ def check(arches: list[str] | None, kernels_: list[str] | None, *, accel: str | 
     plan = Plan(targets(arches, kernels_), parse_overrides(expects),
                 load_lock(lock) if lock is not None else None)
     _check_cache()
-    for tool in images.HOST_TOOLS:
-        images.host_tool(tool)
+    for tool in HOST_TOOLS:
+        host_tool(tool)
     for arch in {t.arch for t in plan.targets}:
         _check_qemu(arch)
         choose_accel(arch, accel)
@@ -99,9 +107,9 @@ def _check_qemu(arch: Arch) -> None:
 def _check_kernel(target: Target, lock: Lock | None) -> None:
     spec, arch = target.kernel, target.arch
     if not spec.startswith("debian:"):
-        kernels.resolve(spec, arch, None)  # the file or build directory, and its arch
+        specs.resolve(spec, arch, None)  # the file or build directory, and its arch
         return
-    _, flavour = kernels.parse_debian_spec(spec)
+    _, flavour = specs.parse_debian_spec(spec)
     arch.flavour(flavour)
     if lock is not None:
         lock.pinned(arch.name, spec)
@@ -114,4 +122,4 @@ def _check_kernel(target: Target, lock: Lock | None) -> None:
             raise UsageError(f"{spec} ({arch.name}): {exc}, and no image of it is cached"
                              ) from None
         return  # the run uses the cached image, and says so
-    kernels.debian_candidates(spec, arch, apt)
+    specs.debian_candidates(spec, arch, apt)

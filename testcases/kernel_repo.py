@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import cache
-from harness.gittree import output as git
+from harness.workflows.gittree import output as git
 
 GOOD_TAG = "memhp-base"
 BAD_TAG = "memhp-top"

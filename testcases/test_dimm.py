@@ -13,16 +13,17 @@ import errno
 
 import pytest
 
-from harness import expectations
 from harness.arch import GiB
-from harness.devices import OST_EJECT_REFUSED, Unplug
-from harness.kpageflags import KPF
-from harness.vm import VM
+from harness.guest.kpageflags import KPF
+from harness.hotplug import expectations
+from harness.hotplug.devices import OST_EJECT_REFUSED
+from harness.hotplug.records import Unplug
+from harness.hotplug.vm import HotplugVM
 
 pytestmark = pytest.mark.needs_kernel("memory-hotremove")
 
 
-def test_dimm_hot_add_blocks_match_qemu(vm: VM) -> None:
+def test_dimm_hot_add_blocks_match_qemu(vm: HotplugVM) -> None:
     """1. Hot-add 1 GiB: the guest acknowledges it and its blocks are QEMU's range."""
     dimm = vm.plug_dimm(1 * GiB)  # returns once the guest acknowledged (QMP event)
     layout = vm.memory()
@@ -37,7 +38,7 @@ def test_dimm_hot_add_blocks_match_qemu(vm: VM) -> None:
     vm.expect_flags(blocks, *flags.value, why=flags.why)
 
 
-def test_dimm_online_movable(vm: VM) -> None:
+def test_dimm_online_movable(vm: HotplugVM) -> None:
     """2. online_movable: Movable, MemTotal grows block by block, pages go to the buddy."""
     dimm = vm.plug_dimm(1 * GiB)
     blocks = vm.offline(dimm)  # pseries DLPAR onlined them already
@@ -55,7 +56,7 @@ def test_dimm_online_movable(vm: VM) -> None:
 
 
 @pytest.mark.memhp(fresh=True)  # kernel allocations land in Normal blocks: may not come back
-def test_dimm_online_kernel(vm: VM) -> None:
+def test_dimm_online_kernel(vm: HotplugVM) -> None:
     """3. online_kernel puts the blocks in ZONE_NORMAL."""
     dimm = vm.plug_dimm(1 * GiB)
     vm.offline(dimm)
@@ -66,7 +67,7 @@ def test_dimm_online_kernel(vm: VM) -> None:
     vm.expect_flags(blocks, *flags.value, why=flags.why)
 
 
-def test_dimm_offline_again(vm: VM) -> None:
+def test_dimm_offline_again(vm: HotplugVM) -> None:
     """4. Offlining movable blocks again: NOPAGE everywhere, MemTotal back where it was."""
     dimm = vm.plug_dimm(1 * GiB)
     vm.offline(dimm)
@@ -81,7 +82,7 @@ def test_dimm_offline_again(vm: VM) -> None:
     assert vm.mem_total() == before
 
 
-def test_dimm_remove(vm: VM) -> None:
+def test_dimm_remove(vm: HotplugVM) -> None:
     """5. Remove: blocks offline, device_del, DEVICE_DELETED, blocks gone, backend freed."""
     dimm = vm.plug_dimm(1 * GiB)
     vm.online(dimm, "online_movable")
@@ -99,7 +100,7 @@ def test_dimm_remove(vm: VM) -> None:
 @pytest.mark.memhp(fresh=True)  # leaves a DIMM the guest will not give back
 @pytest.mark.needs("normal-only-hotplugged")
 @pytest.mark.dmesg_allow(r"page dumped because: unmovable page")
-def test_dimm_remove_refused_when_pinned(vm: VM) -> None:
+def test_dimm_remove_refused_when_pinned(vm: HotplugVM) -> None:
     """6. A ZONE_NORMAL block full of slab pages cannot be offlined: the eject is refused."""
     dimm = vm.plug_dimm(vm.arch.dimm_align)  # one block: all of ZONE_NORMAL
     blocks = vm.online(dimm, "online_kernel")
@@ -120,7 +121,7 @@ def test_dimm_remove_refused_when_pinned(vm: VM) -> None:
 
 
 @pytest.mark.needs("isa-hole")
-def test_dimm_memory0_refuses_offline(vm: VM) -> None:
+def test_dimm_memory0_refuses_offline(vm: HotplugVM) -> None:
     """7. memory0 holds the ISA hole: offlining it fails with EINVAL."""
     block0 = vm.memory().blocks[0]
 
@@ -129,7 +130,7 @@ def test_dimm_memory0_refuses_offline(vm: VM) -> None:
 
 
 @pytest.mark.memhp(cmdline=None, fresh=True)  # the kernel's own defaults
-def test_dimm_default_online_policy(vm: VM) -> None:
+def test_dimm_default_online_policy(vm: HotplugVM) -> None:
     """8. Without memhp_default_state, the kernel's config decides what happens on plug."""
     policy = expectations.default_online_policy(vm.facts)
     seen = vm.guest.run("cat /sys/devices/system/memory/auto_online_blocks").stdout.strip()
@@ -148,7 +149,7 @@ UNPLUG_NOISE = (r"page dumped because|Offline failed|pseries-hotplug-mem|"
                 r"Memory indexed-count-remove failed|dlpar")
 
 
-def _remove_while_online(vm: VM, request: pytest.FixtureRequest) -> None:
+def _remove_while_online(vm: HotplugVM, request: pytest.FixtureRequest) -> None:
     dimm = vm.plug_dimm(2 * vm.arch.dimm_align)
     vm.online(dimm, "online_movable")  # a no-op for blocks the kernel already onlined
     expected = expectations.dimm_unplug(vm.facts)
@@ -168,14 +169,14 @@ def _remove_while_online(vm: VM, request: pytest.FixtureRequest) -> None:
 # A refused removal leaves the DIMM (and QEMU's pending request) behind: own guest.
 @pytest.mark.memhp(cmdline=("memhp_default_state=offline",), fresh=True)
 @pytest.mark.dmesg_allow(UNPLUG_NOISE)
-def test_dimm_remove_while_online(vm: VM, request: pytest.FixtureRequest) -> None:
+def test_dimm_remove_while_online(vm: HotplugVM, request: pytest.FixtureRequest) -> None:
     """9. device_del with the blocks online: x86 onlined movable by the test, pseries
     onlined Normal by DLPAR itself."""
     _remove_while_online(vm, request)
 
 
 @pytest.mark.memhp(cmdline=("memhp_default_state=online_movable",))
-def test_dimm_remove_while_online_movable_by_default(vm: VM,
+def test_dimm_remove_while_online_movable_by_default(vm: HotplugVM,
                                                      request: pytest.FixtureRequest) -> None:
     """10. Blocks onlined to ZONE_MOVABLE at add time come back out."""
     _remove_while_online(vm, request)
@@ -183,7 +184,7 @@ def test_dimm_remove_while_online_movable_by_default(vm: VM,
 
 @pytest.mark.memhp(cmdline=("memhp_default_state=offline", "memory_hotplug.memmap_on_memory=1"))
 @pytest.mark.needs_kernel("memmap-on-memory")
-def test_dimm_remove_while_online_memmap_on_memory(vm: VM,
+def test_dimm_remove_while_online_memmap_on_memory(vm: HotplugVM,
                                                    request: pytest.FixtureRequest) -> None:
     """11. With memmap_on_memory each block carries its own memmap and comes back out."""
     _remove_while_online(vm, request)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from harness.arch import ARCHES
-from harness.results import Status, load
+from harness.report.results import Status, load
 
 pytestmark = pytest.mark.flavours
 

@@ -11,9 +11,9 @@ import dataclasses
 
 import pytest
 
-from harness import expectations
-from harness.devices import Unplug
-from harness.vm import VM
+from harness.hotplug import expectations
+from harness.hotplug.records import Unplug
+from harness.hotplug.vm import HotplugVM
 
 pytestmark = pytest.mark.needs_kernel("memory-hotremove", "memmap-on-memory")
 
@@ -22,7 +22,7 @@ MEMMAP_ON_MEMORY = ("memory_hotplug.memmap_on_memory=1",)
 
 @pytest.mark.memhp(extra_cmdline=MEMMAP_ON_MEMORY)
 @pytest.mark.parametrize("blocks", [1, 2], ids=["one_block", "two_blocks"])
-def test_memmap_on_memory_dimm(vm: VM, blocks: int) -> None:
+def test_memmap_on_memory_dimm(vm: HotplugVM, blocks: int) -> None:
     """Each block of a DIMM starts with its memmap; the rest goes to the buddy; removal works."""
     block_size = vm.memory().block_size
     dimm = vm.plug_dimm(blocks * block_size)
@@ -39,7 +39,7 @@ def test_memmap_on_memory_dimm(vm: VM, blocks: int) -> None:
 
 
 @pytest.mark.memhp(extra_cmdline=MEMMAP_ON_MEMORY)
-def test_memmap_on_memory_tells_kernels_apart(vm: VM) -> None:
+def test_memmap_on_memory_tells_kernels_apart(vm: HotplugVM) -> None:
     """The check fails when handed the other kernel generation's expectation."""
     mine = vm.self_hosted_memmap(device_blocks=1)
     if not mine.value.pages:

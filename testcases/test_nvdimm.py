@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import pytest
 
-from harness import expectations, nd
-from harness.coldplug import NvdimmSpec
-from harness.devices import Nvdimm, Unplug
-from harness.vm import VM
+from harness.guest import ndctl as nd
+from harness.hotplug import expectations
+from harness.hotplug.coldplug import NvdimmSpec
+from harness.hotplug.records import Nvdimm, Unplug
+from harness.hotplug.vm import HotplugVM
 
 pytestmark = pytest.mark.needs_kernel("nvdimm")
 
@@ -27,12 +28,12 @@ PLUGGED = [
 ]
 
 
-def _nvdimm(vm: VM, how: str, size: int = 512 * MiB) -> Nvdimm:
+def _nvdimm(vm: HotplugVM, how: str, size: int = 512 * MiB) -> Nvdimm:
     return vm.nvdimm(COLD.id) if how == "coldplugged" else vm.plug_nvdimm(size)
 
 
 @pytest.mark.parametrize("how", PLUGGED)
-def test_nvdimm_raw_namespace_has_no_memmap(vm: VM, how: str) -> None:
+def test_nvdimm_raw_namespace_has_no_memmap(vm: HotplugVM, how: str) -> None:
     """A raw namespace: /dev/pmemN spans the device and reads; raw pmem gets no struct
     pages at all (no pfn device), so its pfns are not online memory in /proc/kpageflags."""
     dev = _nvdimm(vm, how)
@@ -51,7 +52,7 @@ def test_nvdimm_raw_namespace_has_no_memmap(vm: VM, how: str) -> None:
 
 @pytest.mark.parametrize("how", PLUGGED)
 @pytest.mark.needs("pmem-writes")
-def test_nvdimm_pmem_reads_back_what_was_written(vm: VM, how: str) -> None:
+def test_nvdimm_pmem_reads_back_what_was_written(vm: HotplugVM, how: str) -> None:
     """The guest sees the region and a namespace; /dev/pmemN keeps what is written to it."""
     dev = _nvdimm(vm, how)
     region = nd.region_at(vm.guest, dev.addr)
@@ -67,7 +68,7 @@ def test_nvdimm_pmem_reads_back_what_was_written(vm: VM, how: str) -> None:
 @pytest.mark.memhp(cmdline=OFFLINE, fresh=True)
 @pytest.mark.needs_kernel("devdax")
 @pytest.mark.needs("pmem-writes")  # the namespace's info block is written through pmem
-def test_nvdimm_devdax_pfns_have_no_online_memmap(vm: VM) -> None:
+def test_nvdimm_devdax_pfns_have_no_online_memmap(vm: HotplugVM) -> None:
     """devdax: ZONE_DEVICE pfns are never online memory in /proc/kpageflags."""
     dev = _nvdimm(vm, "hotplugged")
     ns = nd.namespace(vm.guest, nd.region_at(vm.guest, dev.addr))
@@ -87,7 +88,7 @@ def test_nvdimm_devdax_pfns_have_no_online_memmap(vm: VM) -> None:
 @pytest.mark.memhp(cmdline=OFFLINE, fresh=True)
 @pytest.mark.needs_kernel("devdax", "kmem")
 @pytest.mark.needs("pmem-writes")
-def test_nvdimm_kmem_system_ram(vm: VM) -> None:
+def test_nvdimm_kmem_system_ram(vm: HotplugVM) -> None:
     """dax kmem (kmem driver bound through sysfs): blocks come up offline, online movable to
     BUDDY, offline again to no memmap."""
     dev = _nvdimm(vm, "hotplugged")
@@ -112,7 +113,7 @@ def test_nvdimm_kmem_system_ram(vm: VM) -> None:
 
 
 @pytest.mark.memhp(cmdline=OFFLINE, fresh=True)
-def test_nvdimm_unplug_rejected_by_qemu(vm: VM) -> None:
+def test_nvdimm_unplug_rejected_by_qemu(vm: HotplugVM) -> None:
     """QEMU does not support NVDIMM unplug: device_del fails with its message."""
     dev = _nvdimm(vm, "hotplugged")
 
@@ -125,7 +126,7 @@ def test_nvdimm_unplug_rejected_by_qemu(vm: VM) -> None:
 @pytest.mark.memhp(cmdline=OFFLINE, fresh=True)
 @pytest.mark.needs_kernel("devdax")
 @pytest.mark.needs("nvdimm-subsection", "pmem-writes")
-def test_nvdimm_two_in_one_section_both_usable(vm: VM) -> None:
+def test_nvdimm_two_in_one_section_both_usable(vm: HotplugVM) -> None:
     """Two 64 MiB NVDIMMs inside one 128 MiB section: both namespaces work as devdax
     (sub-section hotplug; before it, devm_memremap_pages "attempted on mixed region")."""
     section = 128 * MiB

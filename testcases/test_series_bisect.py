@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from kernel_repo import BAD_TAG, GOOD_TAG, REGRESSION_SUBJECT, SCENARIO, regression_repo
 
-from harness.gittree import output as git
+from harness.workflows.gittree import output as git
 
 pytestmark = pytest.mark.kbuild
 

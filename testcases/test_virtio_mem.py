@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from harness import expectations
-from harness.coldplug import VirtioMemSpec
-from harness.devices import VirtioMem
-from harness.vm import VM
+from harness.hotplug import expectations
+from harness.hotplug.coldplug import VirtioMemSpec
+from harness.hotplug.records import VirtioMem
+from harness.hotplug.vm import HotplugVM
 
 pytestmark = [pytest.mark.needs("virtio-mem"), pytest.mark.needs_kernel("virtio-mem")]
 
@@ -21,7 +21,7 @@ ONLINE_MOVABLE = ("memhp_default_state=online_movable",)  # how virtio-mem is me
 COLD = VirtioMemSpec("vmem0", max_size=1 * GiB)
 
 
-def _device(vm: VM, how: str) -> VirtioMem:
+def _device(vm: HotplugVM, how: str) -> VirtioMem:
     return vm.virtio_mem(COLD.id) if how == "coldplugged" else vm.plug_virtio_mem(1 * GiB)
 
 
@@ -33,7 +33,7 @@ PLUGGED = [
 
 
 @pytest.mark.parametrize("how", PLUGGED)
-def test_virtio_mem_grow_leaves_partial_block(vm: VM, how: str) -> None:
+def test_virtio_mem_grow_leaves_partial_block(vm: HotplugVM, how: str) -> None:
     """Grow from 0 to 1.5 blocks: the half-plugged block's other half is OFFLINE|DIRTY."""
     dev = _device(vm, how)
     block_size = vm.memory().block_size
@@ -54,7 +54,7 @@ def test_virtio_mem_grow_leaves_partial_block(vm: VM, how: str) -> None:
 
 
 @pytest.mark.memhp(cmdline=ONLINE_MOVABLE, fresh=True)
-def test_virtio_mem_shrink_fake_offlines_pages(vm: VM) -> None:
+def test_virtio_mem_shrink_fake_offlines_pages(vm: HotplugVM) -> None:
     """Shrink from 2 blocks to 0.5: unplugged pages go back to OFFLINE, MemTotal falls."""
     dev = _device(vm, "hotplugged")
     block_size = vm.memory().block_size
@@ -71,7 +71,7 @@ def test_virtio_mem_shrink_fake_offlines_pages(vm: VM) -> None:
 @pytest.mark.memhp(cmdline=("memhp_default_state=online_kernel",), fresh=True)
 @pytest.mark.needs("normal-only-hotplugged")
 @pytest.mark.dmesg_allow(r"page dumped because|virtio_mem")
-def test_virtio_mem_shrink_refused_when_pinned(vm: VM) -> None:
+def test_virtio_mem_shrink_refused_when_pinned(vm: HotplugVM) -> None:
     """A Normal block full of slab cannot be unplugged: size stays above the request."""
     dev = _device(vm, "hotplugged")
     block_size = vm.memory().block_size
@@ -86,7 +86,7 @@ def test_virtio_mem_shrink_refused_when_pinned(vm: VM) -> None:
 
 
 @pytest.mark.memhp(cmdline=ONLINE_MOVABLE, fresh=True)
-def test_virtio_mem_device_del_by_qemu_version(vm: VM) -> None:
+def test_virtio_mem_device_del_by_qemu_version(vm: HotplugVM) -> None:
     """Once its size is 0, device_del is refused (QEMU < 8.1) or removes it (>= 8.1)."""
     dev = _device(vm, "hotplugged")
     block_size = vm.memory().block_size

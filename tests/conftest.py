@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness import cache
-from harness.gittree import git
+from harness.workflows.gittree import git
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import accel
-from harness.accel import choose_accel, kvm_problem
 from harness.arch import PPC64LE, X86_64, get_arch
 from harness.errors import UsageError
+from harness.qemu import accel
+from harness.qemu.accel import choose_accel, kvm_problem
 
 
 def bzimage() -> bytes:

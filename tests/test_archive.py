@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 from mirror import Archive, Gpg, build_deb, serve
 
-from harness import cache, cli, images, lockfile
+from harness import cache, cli, images
 from harness.arch import X86_64
-from harness.debian import KEYRING_ENV, MIRROR_ENV, SECURITY_MIRROR_ENV
 from harness.errors import ArchiveError
-from harness.machine import Machine, MachineConfig
+from harness.images import lockfile
+from harness.images.apt import KEYRING_ENV, MIRROR_ENV, SECURITY_MIRROR_ENV
 from harness.progress import progress
+from harness.qemu.machine import MachineConfig, QemuMachine
 
 SPEC = "debian:6.12"
 MISSING = "6.12.999"  # listed by trixie-security, absent from its pool
@@ -95,7 +96,7 @@ def test_image_is_the_newest_build_the_archive_really_has(archive: Setup,
 
 
 def test_that_image_boots(built: images.Image) -> None:
-    with Machine(MachineConfig(arch=X86_64, image=built)) as m:
+    with QemuMachine(MachineConfig(arch=X86_64, image=built)) as m:
         assert m.guest is not None
         assert m.guest.run("uname -r").stdout.strip() == built.release
 

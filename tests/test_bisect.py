@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import bisect
 from harness.errors import UsageError
-from harness.gittree import output as git
-from harness.results import Result, Status
-from harness.runner import Run
+from harness.report.results import Result, Status
+from harness.workflows import bisection as bisect
+from harness.workflows.gittree import output as git
+from harness.workflows.runner import Run
 
 
 @pytest.fixture

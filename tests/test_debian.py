@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from harness.arch import PPC64LE, X86_64
-from harness.debian import (
+from harness.errors import UsageError
+from harness.images.apt import (
     AptCache,
     Package,
     VersionKey,
@@ -16,8 +17,7 @@ from harness.debian import (
     depends_names,
     parse_packages,
 )
-from harness.errors import UsageError
-from harness.kernels import parse_debian_spec, resolve_debian
+from harness.images.specs import parse_debian_spec, resolve_debian
 
 
 def pkg(name: str, version: str, suite: str = "bookworm", depends: str = "",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.dmesg import Splat, find_splats, format_splats
+from harness.hotplug.dmesg import Splat, find_splats, format_splats
 
 SPLATS = [
     "[   12.345678] WARNING: CPU: 1 PID: 42 at mm/memory_hotplug.c:123 online_pages+0x1a/0x2b0",

@@ -23,13 +23,14 @@ from pathlib import Path
 
 import pytest
 
-from harness import images, machine
-from harness.accel import choose_accel
+from harness import images
 from harness.arch import X86_64
 from harness.errors import ImageError, LaunchError
-from harness.images import Image
-from harness.machine import Machine, MachineConfig
-from harness.results import Result, Status, load
+from harness.images.image import Image
+from harness.qemu import machine
+from harness.qemu.accel import choose_accel
+from harness.qemu.machine import MachineConfig, QemuMachine
+from harness.report.results import Result, Status, load
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = Path(__file__).resolve().parent / "faults" / "scenarios.py"
@@ -179,7 +180,7 @@ def test_port_taken_before_qemu_binds_it_is_retried(image: Image, tmpdir_env: Pa
     monkeypatch.setenv("TMPDIR", str(tmpdir_env))
     monkeypatch.setattr("tempfile.tempdir", None)
     try:
-        with Machine(MachineConfig(arch=X86_64, image=image)) as m:
+        with QemuMachine(MachineConfig(arch=X86_64, image=image)) as m:
             assert m.port != taken.getsockname()[1]
             assert m.guest is not None and m.guest.run("true").status == 0
             record_property("seconds_to_verdict", round(m.boot_seconds, 1))
@@ -197,7 +198,7 @@ def test_qemu_that_cannot_start_is_a_launch_error_with_its_message(
     start = time.monotonic()
 
     with pytest.raises(LaunchError) as exc:
-        Machine(MachineConfig(arch=X86_64, image=broken)).start()
+        QemuMachine(MachineConfig(arch=X86_64, image=broken)).start()
 
     record_property("seconds_to_verdict", round(time.monotonic() - start, 1))
     assert "QEMU did not start" in str(exc.value)
@@ -215,7 +216,7 @@ def test_image_cut_short_after_its_check_is_an_image_error_not_a_kernel_failure(
     start = time.monotonic()
 
     with pytest.raises(ImageError, match=r"initramfs\.cpio"):
-        Machine(MachineConfig(arch=X86_64, image=cut)).start()
+        QemuMachine(MachineConfig(arch=X86_64, image=cut)).start()
 
     record_property("seconds_to_verdict", round(time.monotonic() - start, 1))
     assert time.monotonic() - start <= VERDICT_BOUND

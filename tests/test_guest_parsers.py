@@ -6,7 +6,7 @@ import errno
 
 import pytest
 
-from harness.guest import MemoryBlock, MemoryLayout, parse_meminfo, parse_memory, write_errno
+from harness.guest.memory import MemoryBlock, MemoryLayout, parse_meminfo, parse_memory, write_errno
 
 BLOCK_SIZE = "8000000\n"  # 128 MiB, as block_size_bytes prints it (hex, no 0x)
 GREP = """\

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.images import write_cpio
+from harness.images.cpio import write_cpio
 
 
 @dataclass

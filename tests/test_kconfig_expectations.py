@@ -6,7 +6,7 @@ import pytest
 
 from harness import kconfig
 from harness.errors import UsageError
-from harness.expectations import (
+from harness.hotplug.expectations import (
     OVERRIDES,
     BlockState,
     KernelFacts,

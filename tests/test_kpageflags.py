@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from harness.kpageflags import (
+from harness.guest.kpageflags import (
     BUDDY,
     KPF,
     NOPAGE,

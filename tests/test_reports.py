@@ -10,12 +10,12 @@ from pathlib import Path
 import kcidb_io
 import pytest
 
-from harness import report
 from harness.errors import KernelFailure, VMLost
-from harness.kpageflags import KPF, mask
-from harness.pagemap import BlockView, PageClass, Snapshot, classify, render_png
-from harness.results import Checkout, Result, Status, StepMap, load, save, save_checkout
-from harness.results import classify as classify_status
+from harness.guest.kpageflags import KPF, mask
+from harness.report import kcidb as report
+from harness.report.pagemap import BlockView, PageClass, Snapshot, classify, render_png
+from harness.report.results import Checkout, Result, Status, StepMap, load, save, save_checkout
+from harness.report.results import classify as classify_status
 
 
 def result(name: str, status: Status, **kw: object) -> Result:

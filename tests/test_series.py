@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from harness.errors import UsageError
-from harness.gittree import Worktree
-from harness.gittree import output as git
-from harness.series import parse_mbox, verify
+from harness.workflows.gittree import Worktree
+from harness.workflows.gittree import output as git
+from harness.workflows.series import parse_mbox, verify
 
 
 @pytest.fixture

@@ -14,36 +14,36 @@ from pathlib import Path
 import pytest
 
 from harness.arch import GiB
-from harness.vm import VM
+from harness.hotplug.vm import HotplugVM
 
 MARK = "MEMHP_FAULT_MARK"  # a file the scenario touches when its guest is up
 
 
-def _guest_is_up(vm: VM) -> None:
+def _guest_is_up(vm: HotplugVM) -> None:
     if os.environ.get(MARK):
         Path(os.environ[MARK]).touch()
 
 
-def _qemu(vm: VM) -> int:
+def _qemu(vm: HotplugVM) -> int:
     pid = vm.machine.pid
     assert pid is not None
     return pid
 
 
-def test_passes(vm: VM) -> None:
+def test_passes(vm: HotplugVM) -> None:
     """A healthy scenario, so that an interrupted run has something finished to report."""
     assert vm.guest.run("echo ok").stdout.strip() == "ok"
 
 
 @pytest.mark.memhp(fresh=True)
-def test_qemu_killed(vm: VM) -> None:
+def test_qemu_killed(vm: HotplugVM) -> None:
     """kill -9 QEMU, then use the guest: infrastructure (ERROR), not the kernel."""
     os.kill(_qemu(vm), signal.SIGKILL)
     vm.guest.run("cat /proc/meminfo")
 
 
 @pytest.mark.memhp(fresh=True)
-def test_qemu_stopped(vm: VM) -> None:
+def test_qemu_stopped(vm: HotplugVM) -> None:
     """SIGSTOP QEMU in the middle of a DIMM plug: a frozen VM, infrastructure (ERROR)."""
     os.kill(_qemu(vm), signal.SIGSTOP)
     vm.plug_dimm(1 * GiB)
@@ -51,7 +51,7 @@ def test_qemu_stopped(vm: VM) -> None:
 
 
 @pytest.mark.memhp(fresh=True)
-def test_qemu_stopped_during_command(vm: VM) -> None:
+def test_qemu_stopped_during_command(vm: HotplugVM) -> None:
     """SIGSTOP QEMU while a guest command runs: ERROR in seconds, not a command timeout."""
     pid = _qemu(vm)
     vm.guest.run("sleep 1")
@@ -60,13 +60,13 @@ def test_qemu_stopped_during_command(vm: VM) -> None:
 
 
 @pytest.mark.memhp(fresh=True)
-def test_guest_panics(vm: VM) -> None:
+def test_guest_panics(vm: HotplugVM) -> None:
     """The guest kernel panics: the kernel's failure (FAIL), with the console."""
     vm.guest.run("echo c > /proc/sysrq-trigger", check=False)
 
 
 @pytest.mark.memhp(fresh=True)
-def test_waits_for_a_signal(vm: VM) -> None:
+def test_waits_for_a_signal(vm: HotplugVM) -> None:
     """Sits in a long guest command until the runner is signalled."""
     _guest_is_up(vm)
     vm.guest.run("sleep 600")

@@ -25,10 +25,10 @@ from pathlib import Path
 from harness import kbuild
 from harness.arch import get_arch
 from harness.errors import MemhpError, UsageError
-from harness.gittree import Worktree
 from harness.progress import progress
-from harness.results import Status
-from harness.runner import run_scenarios
+from harness.report.results import Status
+from harness.workflows.gittree import Worktree
+from harness.workflows.runner import run_scenarios
 
 
 class Verdict(enum.IntEnum):

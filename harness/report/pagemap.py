@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from harness.kpageflags import KPF, has
+from harness.guest.kpageflags import KPF, has
 
 
 class PageClass(enum.IntEnum):

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.arch import Arch
-from harness.debian import AptCache, Package, VersionKey, depends_names
 from harness.errors import ArchiveError, UsageError
+from harness.images.apt import AptCache, Package, VersionKey, depends_names
 from harness.kbuild import image_of
 from harness.progress import progress
 

@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from email.header import decode_header, make_header
 from pathlib import Path
 
-from harness import kbuild, report
+from harness import kbuild
 from harness.arch import get_arch
 from harness.errors import UsageError
-from harness.gittree import GitError, Worktree
 from harness.progress import progress
-from harness.results import Checkout, Status, save_checkout
-from harness.runner import Run, run_scenarios
+from harness.report import kcidb as report
+from harness.report.results import Checkout, Status, save_checkout
+from harness.workflows.gittree import GitError, Worktree
+from harness.workflows.runner import Run, run_scenarios
 
 NUMBER = re.compile(r"\[[^\]]*?\b(\d+)/(\d+)\s*\]")
 PREFIX = re.compile(r"^\s*(\[[^\]]*\]\s*)+")

@@ -19,15 +19,14 @@ from __future__ import annotations
 import contextlib
 import itertools
 import uuid
-from dataclasses import dataclass
-from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import QMPCommandError, UsageError
-from harness.qmp import Event, EventTimeout, event_is
+from harness.hotplug.records import Dimm, Nvdimm, Resize, Unplug, UnplugResult, VirtioMem
+from harness.qemu.qmp import Event, EventTimeout, event_is
 
 if TYPE_CHECKING:
-    from harness.machine import Machine
+    from harness.qemu.machine import QemuMachine
 
 # ACPI 6.x _OST status codes for an eject request (source 3): 0x80-0x83 are failures
 # (0x84, "in progress", precedes DEVICE_DELETED on success).
@@ -38,48 +37,7 @@ ACPI_SOURCE_EJECT = 3
 _ids = itertools.count(1)
 
 
-@dataclass
-class Dimm:
-    """A pc-dimm and its RAM backend, as plugged."""
-
-    id: str
-    memdev: str
-    size: int
-    addr: int = -1  # guest physical address, from query-memory-devices
-    slot: int = -1
-    hotplugged: bool = True
-
-    def __str__(self) -> str:
-        return f"{self.id} ({self.size >> 20} MiB at {self.addr:#x})"
-
-
-class Unplug(Enum):
-    DELETED = "deleted"  # DEVICE_DELETED arrived: gone from QEMU
-    REFUSED = "refused"  # the guest said no (ACPI _OST failure / guest error event)
-    NO_EVENT = "no-event"  # nothing within the bound: the guest never answered
-    REJECTED = "rejected"  # QEMU itself refused device_del (its message in .error)
-
-
-@dataclass(frozen=True)
-class UnplugResult:
-    outcome: Unplug
-    event: Event | None  # the deciding event
-    events: list[Event]  # everything QEMU said meanwhile
-    error: str = ""  # QEMU's message when it rejected device_del
-
-    def describe(self) -> str:
-        if self.outcome is Unplug.REJECTED:
-            return f"rejected by QEMU: {self.error}"
-        if self.event is None:
-            return f"{self.outcome.value}: no answer ({_names(self.events)})"
-        return f"{self.outcome.value}: {self.event['event']} {self.event.get('data', {})}"
-
-
-def _names(events: list[Event]) -> str:
-    return ", ".join(e["event"] for e in events) or "no events"
-
-
-def plug_dimm(machine: Machine, size: int, *, ack_timeout: float = 30.0) -> Dimm:
+def plug_dimm(machine: QemuMachine, size: int, *, ack_timeout: float = 30.0) -> Dimm:
     """Hot-add a pc-dimm of ``size`` bytes and wait for the guest to acknowledge it."""
     arch = machine.arch
     if size <= 0 or size % arch.dimm_align:
@@ -111,7 +69,7 @@ def plug_dimm(machine: Machine, size: int, *, ack_timeout: float = 30.0) -> Dimm
     return dimm
 
 
-def unplug(machine: Machine, device: str, memdev: str, *, timeout: float = 30.0
+def unplug(machine: QemuMachine, device: str, memdev: str, *, timeout: float = 30.0
            ) -> UnplugResult:
     """Ask for removal; wait for QEMU's verdict. The backend is deleted only on success."""
     mark = machine.events.mark()
@@ -132,11 +90,11 @@ def unplug(machine: Machine, device: str, memdev: str, *, timeout: float = 30.0
     return UnplugResult(Unplug.REFUSED, event, seen)
 
 
-def unplug_dimm(machine: Machine, dimm: Dimm, *, timeout: float = 30.0) -> UnplugResult:
+def unplug_dimm(machine: QemuMachine, dimm: Dimm, *, timeout: float = 30.0) -> UnplugResult:
     return unplug(machine, dimm.id, dimm.memdev, timeout=timeout)
 
 
-def memory_devices(machine: Machine) -> dict[str, dict[str, Any]]:
+def memory_devices(machine: QemuMachine) -> dict[str, dict[str, Any]]:
     """query-memory-devices, keyed by device id."""
     out = {}
     for dev in machine.qmp("query-memory-devices"):
@@ -145,7 +103,7 @@ def memory_devices(machine: Machine) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _fill_from_qemu(machine: Machine, dimm: Dimm) -> None:
+def _fill_from_qemu(machine: QemuMachine, dimm: Dimm) -> None:
     info = memory_devices(machine)[dimm.id]
     dimm.addr, dimm.size, dimm.slot = info["addr"], info["size"], info["slot"]
     dimm.hotplugged = info["hotplugged"]
@@ -181,35 +139,7 @@ def _unplug_verdict(device: str) -> Any:
 # -- virtio-mem ------------------------------------------------------------------------------
 
 
-@dataclass
-class VirtioMem:
-    """A virtio-mem-pci device and its RAM backend."""
-
-    id: str
-    memdev: str
-    max_size: int
-    addr: int = -1  # start of its device memory region ("memaddr")
-    block_size: int = 0
-    requested: int = 0
-    size: int = 0  # plugged now
-
-    def __str__(self) -> str:
-        return (f"{self.id} ({self.size >> 20}/{self.max_size >> 20} MiB plugged at "
-                f"{self.addr:#x})")
-
-
-@dataclass(frozen=True)
-class Resize:
-    requested: int
-    size: int  # what the guest plugged when the wait ended
-    reached: bool
-
-    def describe(self) -> str:
-        state = "reached" if self.reached else "NOT reached"
-        return f"requested {self.requested >> 20} MiB, size {self.size >> 20} MiB ({state})"
-
-
-def plug_virtio_mem(machine: Machine, max_size: int, *, requested: int = 0,
+def plug_virtio_mem(machine: QemuMachine, max_size: int, *, requested: int = 0,
                     block_size: int | None = None) -> VirtioMem:
     """Hot-plug a virtio-mem-pci on a free PCIe root port."""
     if not machine.arch.supports("virtio-mem-pci"):
@@ -234,7 +164,7 @@ def plug_virtio_mem(machine: Machine, max_size: int, *, requested: int = 0,
     return dev
 
 
-def refresh_virtio_mem(machine: Machine, dev: VirtioMem) -> VirtioMem:
+def refresh_virtio_mem(machine: QemuMachine, dev: VirtioMem) -> VirtioMem:
     info = memory_devices(machine)[dev.id]
     dev.addr, dev.max_size = info["memaddr"], info["max-size"]
     dev.block_size, dev.requested, dev.size = (info["block-size"], info["requested-size"],
@@ -242,7 +172,7 @@ def refresh_virtio_mem(machine: Machine, dev: VirtioMem) -> VirtioMem:
     return dev
 
 
-def resize_virtio_mem(machine: Machine, dev: VirtioMem, requested: int, *,
+def resize_virtio_mem(machine: QemuMachine, dev: VirtioMem, requested: int, *,
                       timeout: float = 60.0) -> Resize:
     """Set requested-size; wait for the size-change event that reports exactly it.
 
@@ -261,7 +191,7 @@ def resize_virtio_mem(machine: Machine, dev: VirtioMem, requested: int, *,
     return Resize(requested, dev.size, dev.size == requested)
 
 
-def unplug_virtio_mem(machine: Machine, dev: VirtioMem, *, timeout: float = 30.0
+def unplug_virtio_mem(machine: QemuMachine, dev: VirtioMem, *, timeout: float = 30.0
                       ) -> UnplugResult:
     return unplug(machine, dev.id, dev.memdev, timeout=timeout)
 
@@ -269,21 +199,7 @@ def unplug_virtio_mem(machine: Machine, dev: VirtioMem, *, timeout: float = 30.0
 # -- NVDIMM ----------------------------------------------------------------------------------
 
 
-@dataclass
-class Nvdimm:
-    """An NVDIMM and its file backend (a sparse file in the machine's private dir)."""
-
-    id: str
-    memdev: str
-    size: int
-    label_size: int | None = None
-    addr: int = -1
-
-    def __str__(self) -> str:
-        return f"{self.id} ({self.size >> 20} MiB at {self.addr:#x})"
-
-
-def plug_nvdimm(machine: Machine, size: int, *, label_size: int | None = None,
+def plug_nvdimm(machine: QemuMachine, size: int, *, label_size: int | None = None,
                 addr: int | None = None, timeout: float = 30.0) -> Nvdimm:
     """Hot-plug an NVDIMM; wait until the guest shows its region."""
     if not machine.arch.supports("nvdimm"):

@@ -1,6 +1,6 @@
 """QEMU process control, after QEMU's own python/qemu/machine.
 
-A ``Machine`` is a context manager: it launches QEMU in a private 0700 temp dir with QMP and
+A ``QemuMachine`` is a context manager: it launches QEMU in a private 0700 temp dir with QMP and
 the serial console on socketpairs (no socket paths to clash between parallel workers), waits
 for the guest to be ready (console marker, then an SSH handshake), and always ends its QEMU:
 QMP ``quit`` first, SIGKILL if that does not work (and says so), also on exceptions and
@@ -30,9 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
-from harness.accel import Accel, choose_accel
 from harness.arch import Arch, GiB
-from harness.console import ConsoleLog
 from harness.errors import (
     GuestPanic,
     HarnessError,
@@ -44,10 +42,13 @@ from harness.errors import (
     UsageError,
     VMLost,
 )
-from harness.guest import Guest
-from harness.images import READY_MARKER, SSHD_FAILED_MARKER, SSHD_MARKER, Image
+from harness.guest.markers import READY_MARKER, SSHD_FAILED_MARKER, SSHD_MARKER
+from harness.guest.shell import GuestShell
+from harness.images.image import Image
 from harness.progress import progress
-from harness.qmp import QMP, EventLog
+from harness.qemu.accel import Accel, choose_accel
+from harness.qemu.console import ConsoleLog
+from harness.qemu.qmp import QMP, EventLog
 
 PORT_ATTEMPTS = 5
 
@@ -83,8 +84,8 @@ class MachineConfig:
         return " ".join(base + list(self.cmdline))
 
 
-class Machine:
-    """One QEMU guest. Use as ``with Machine(config) as m: m.guest.run(...)``."""
+class QemuMachine:
+    """One QEMU guest. Use as ``with QemuMachine(config) as m: m.guest.run(...)``."""
 
     def __init__(self, config: MachineConfig) -> None:
         self.config = config
@@ -95,7 +96,7 @@ class Machine:
         self._proc: subprocess.Popen[bytes] | None = None
         self._qmp: QMP | None = None
         self.console: ConsoleLog | None = None
-        self.guest: Guest | None = None  # set once ready
+        self.guest: GuestShell | None = None  # set once ready
         self.port = 0
         self.cmdline: list[str] = []
         self.boot_seconds = 0.0
@@ -107,7 +108,7 @@ class Machine:
 
     # -- context manager -----------------------------------------------------------------
 
-    def __enter__(self) -> Machine:
+    def __enter__(self) -> QemuMachine:
         self.start()
         return self
 
@@ -240,7 +241,7 @@ class Machine:
             try:
                 self.console.wait_for(SSHD_MARKER, timeout, refuse=SSHD_FAILED_MARKER,
                                       probe=probe)
-                self.guest = Guest(self.port, self.config.image.host_key,
+                self.guest = GuestShell(self.port, self.config.image.host_key,
                                    str(self.config.image.client_key), host=self)
                 self.guest.connect(left())
                 self.console.wait_for(READY_MARKER, left(), probe=probe)

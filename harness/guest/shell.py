@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import base64
-import errno
-import os
-import re
 import shlex
 import time
 from collections.abc import Sequence
@@ -14,12 +11,9 @@ from typing import Protocol
 
 import paramiko
 
-from harness import kpageflags
 from harness.errors import InfrastructureError, KernelFailure, MemhpError, SSHError, VMLost
-
-MEMORY = "/sys/devices/system/memory"
-# busybox reports a failed write as "write error: <strerror>": map the text back to errno.
-_STRERROR = {os.strerror(code): code for code in errno.errorcode}
+from harness.guest import kpageflags
+from harness.guest.memory import MEMORY, MemoryLayout, parse_meminfo, parse_memory, write_errno
 
 
 @dataclass(frozen=True)
@@ -54,79 +48,6 @@ class GuestCommandTimeout(KernelFailure):
                          f"answers otherwise): {command}")
 
 
-@dataclass(frozen=True)
-class MemoryBlock:
-    """One /sys/devices/system/memory/memoryN."""
-
-    index: int
-    state: str  # online, offline, going-offline
-    phys_index: int
-    valid_zones: tuple[str, ...]  # an online block: its zone; offline: zones it may go to
-
-    @property
-    def online(self) -> bool:
-        return self.state == "online"
-
-    @property
-    def zone(self) -> str | None:
-        """The zone of an online block (None when offline or spanning zones)."""
-        if self.online and len(self.valid_zones) == 1 and self.valid_zones[0] != "none":
-            return self.valid_zones[0]
-        return None
-
-
-@dataclass(frozen=True)
-class MemoryLayout:
-    """The memory-block view: block size and every block."""
-
-    block_size: int
-    blocks: dict[int, MemoryBlock]
-
-    def covering(self, addr: int, size: int) -> list[MemoryBlock]:
-        """Blocks inside [addr, addr + size)."""
-        first, last = addr // self.block_size, (addr + size - 1) // self.block_size
-        return [b for i, b in sorted(self.blocks.items()) if first <= i <= last]
-
-    def pfns(self, block: MemoryBlock, page_size: int) -> range:
-        return kpageflags.pfn_range(block.phys_index * self.block_size, self.block_size,
-                                    page_size)
-
-
-def parse_memory(block_size_text: str, grep_output: str) -> MemoryLayout:
-    """Parse `cat block_size_bytes` and `grep -H . memory*/{state,phys_index,valid_zones}`."""
-    fields: dict[int, dict[str, str]] = {}
-    for line in grep_output.splitlines():
-        m = re.match(r"memory(\d+)/(\w+):(.*)", line)
-        if m:
-            fields.setdefault(int(m.group(1)), {})[m.group(2)] = m.group(3).strip()
-    blocks = {
-        n: MemoryBlock(index=n, state=f.get("state", "?"),
-                       phys_index=int(f.get("phys_index", f"{n:x}"), 16),
-                       valid_zones=tuple(f.get("valid_zones", "").split()))
-        for n, f in fields.items()
-    }
-    return MemoryLayout(block_size=int(block_size_text.strip(), 16), blocks=blocks)
-
-
-def parse_meminfo(text: str) -> dict[str, int]:
-    """/proc/meminfo in bytes."""
-    out = {}
-    for line in text.splitlines():
-        key, _, rest = line.partition(":")
-        parts = rest.split()
-        if parts:
-            out[key] = int(parts[0]) * (1024 if parts[1:] == ["kB"] else 1)
-    return out
-
-
-def write_errno(stderr: str) -> int:
-    """errno of a failed shell redirection, from busybox's 'write error: <strerror>'."""
-    m = re.search(r"(?:write error|can't create [^:]*): (.+)$", stderr.strip(), re.M)
-    if m:
-        return _STRERROR.get(m.group(1).strip(), -1)
-    return -1
-
-
 class GuestHost(Protocol):
     """What a guest needs from the machine it runs in."""
 
@@ -142,7 +63,7 @@ class GuestHost(Protocol):
 HEARTBEAT = 5.0
 
 
-class Guest:
+class GuestShell:
     """SSH access to a booted guest, with its host key pinned."""
 
     def __init__(self, port: int, host_key: str, client_key: str,

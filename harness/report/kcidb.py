@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.pagemap import COLOURS, LABELS
-from harness.results import Checkout, Result, Status, load, load_checkout
+from harness.report.pagemap import COLOURS, LABELS
+from harness.report.results import Checkout, Result, Status, load, load_checkout
 
 ORIGIN = "memhp"
 KCIDB_VERSION = {"major": 5, "minor": 3}

@@ -13,12 +13,11 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import UsageError
+from harness.errors import EXIT_INFRA, HarnessError, UsageError
 from harness.progress import progress
-from harness.results import RECORDS, Result, Status, load, worst
-
-ROOT = Path(__file__).resolve().parent.parent
-TESTCASES = ROOT / "testcases"
+from harness.report.results import RECORDS, Result, Status, load, worst
+from harness.resources import CHECKOUT, TESTCASES
+from harness.scenarios import Selection
 
 
 @dataclass(frozen=True)
@@ -48,20 +47,19 @@ def run_scenarios(kernel: str, arch: str, results_dir: Path, *, select: str | No
     """Run testcases/ on ``kernel`` (a spec) for ``arch``; results land in results_dir."""
     shutil.rmtree(results_dir / RECORDS, ignore_errors=True)  # a rerun into the same dir
     results_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pytest", str(TESTCASES), "-q", "-p", "no:cacheprovider",
-           "--memhp-kernel", kernel, "--memhp-arch", arch, "--memhp-results", str(results_dir),
-           "--junitxml", str(results_dir / "junit.xml")]
-    if select:
-        cmd += ["-k", select]
-    if accel:
-        cmd += ["--memhp-accel", accel]
+    selection = Selection(kernels=(kernel,), arches=(arch,), accel=accel,
+                          results=results_dir, select=select)
+    cmd = [sys.executable, "-m", "pytest", "-q", *selection.pytest_args()]
     log = results_dir / "pytest.log"
     with progress(f"scenarios: {arch} {kernel}" + (f" -k '{select}'" if select else "")), \
             log.open("w") as out:
-        proc = subprocess.run(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-    if proc.returncode in (2, 3, 4):  # interrupted, internal error, usage error
-        raise UsageError(f"pytest could not run the scenarios (exit {proc.returncode}): "
-                         f"{_last_line(log)} (log: {log})")
+        proc = subprocess.run(cmd, cwd=CHECKOUT or TESTCASES, stdout=out,
+                              stderr=subprocess.STDOUT)
+    if proc.returncode == 2:
+        raise UsageError(f"the scenarios refused their input: {_last_line(log)} (log: {log})")
+    if proc.returncode in (4, 5) or (proc.returncode > 5 and proc.returncode != EXIT_INFRA):
+        raise HarnessError(f"pytest could not run the scenarios (exit {proc.returncode}): "
+                           f"{_last_line(log)} (log: {log})")
     results = load(results_dir)
     if not results:
         raise UsageError(f"no scenario ran{f' for -k {select!r}' if select else ''} "

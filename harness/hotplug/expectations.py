@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from harness.arch import Arch
-from harness.checks import FlagRule, at_least, every_page_is, no_page
-from harness.devices import Unplug
 from harness.errors import UsageError
+from harness.guest.kpageflags import KPF
+from harness.hotplug.checks import FlagRule, at_least, every_page_is, no_page
+from harness.hotplug.records import Unplug
 from harness.kconfig import KernelConfig
-from harness.kpageflags import KPF
 
 T = TypeVar("T")
 

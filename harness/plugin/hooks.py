@@ -10,34 +10,36 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import dataclasses
-import time
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness import machine as machine_mod
 from harness import preflight
-from harness.accel import choose_accel, tcg_artifact
 from harness.arch import Arch
-from harness.dmesg import find_splats, format_splats
-from harness.errors import GuestPanic, InfrastructureError, KernelFailure, MemhpError, UsageError
-from harness.expectations import kernel_supports, parse_overrides
-from harness.images import Image
-from harness.images import build as build_image
+from harness.errors import (
+    EXIT_INFRA,
+    GuestPanic,
+    InfrastructureError,
+    KernelFailure,
+    MemhpError,
+    UsageError,
+)
+from harness.hotplug.dmesg import find_splats, format_splats
+from harness.hotplug.expectations import kernel_supports, parse_overrides
+from harness.hotplug.vm import HotplugVM
+from harness.images.lockfile import load as load_lock
 from harness.kconfig import load as load_config
-from harness.lockfile import Lock
-from harness.lockfile import load as load_lock
-from harness.machine import ColdPlug, Machine, MachineConfig
-from harness.pagemap import Snapshot, render_png
+from harness.plugin import stash
+from harness.plugin.pool import Boot, Pool
+from harness.plugin.recording import NO_CALLSPEC, junit_properties, record, scenario_name
 from harness.preflight import Plan, Target
 from harness.progress import progress
-from harness.results import Result, Status, StepMap, classify, save
+from harness.qemu import machine as machine_mod
+from harness.qemu.accel import ACCELS, choose_accel
+from harness.qemu.machine import QemuMachine
 from harness.signals import interrupt_on_termination
-from harness.vm import VM
 
 DEFAULT_ARCHES = preflight.DEFAULT_ARCHES
 
@@ -46,11 +48,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("memhp", "memory hotplug on QEMU guests")
     g.addoption("--memhp-kernel", action="append", metavar="SPEC",
                 help="kernel to test: debian:X.Y[/flavour] or PATH[,MODULES_DIR]; repeatable "
-                     "(default: the arch's Debian matrix, e.g. debian:6.1 debian:6.12 debian:7.2)")
+                     f"(default: each arch's Debian matrix: {preflight.matrix_help()})")
     g.addoption("--memhp-arch", action="append", metavar="ARCH",
                 help="guest arch: x86_64 or ppc64le; repeatable "
                      f"(default: {' '.join(DEFAULT_ARCHES)})")
-    g.addoption("--memhp-accel", metavar="auto|kvm|tcg",
+    g.addoption("--memhp-accel", metavar="|".join(ACCELS),
                 help="accelerator (default: $MEMHP_ACCEL or auto: KVM only where it works)")
     g.addoption("--memhp-expect", action="append", default=[], metavar="NAME=VALUE",
                 help="override an expectation, e.g. online_policy=online_movable")
@@ -68,6 +70,10 @@ def pytest_configure(config: pytest.Config) -> None:
         "command line (None: the kernel's defaults), extra_cmdline adds to it, fresh=True "
         "gives the test its own guest, coldplug lists harness.coldplug device specs")
     config.addinivalue_line(
+        "markers", "kbuild: builds a kernel from source (slow; nightly: pytest -m kbuild)")
+    config.addinivalue_line(
+        "markers", "flavours: every Debian flavour on both arches (slow; nightly)")
+    config.addinivalue_line(
         "markers", "dmesg_allow(*regex): kernel log lines the test provokes on purpose")
     config.addinivalue_line(
         "markers", "needs_kernel(*features): kernel features the test needs (see "
@@ -77,7 +83,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "needs(*props): guest properties the test needs; skipped before booting "
         "where the arch profile lacks one (Arch.lacks and tcg_lacks say why)")
     interrupt_on_termination()
-    config.stash[_PLAN] = _plan(config)
+    config.stash[stash.PLAN] = _plan(config)
     if not hasattr(config, "workerinput"):  # xdist workers' output is not shown anyway
         _route_progress(config)
 
@@ -123,7 +129,7 @@ def _route_progress(config: pytest.Config) -> None:
 
 
 def targets(config: pytest.Config) -> list[Target]:
-    return list(config.stash[_PLAN].targets)
+    return list(config.stash[stash.PLAN].targets)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -135,113 +141,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 # -- the pool of booted guests -------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Boot:
-    cmdline: tuple[str, ...]
-    memory: int | None
-    coldplug: tuple[ColdPlug, ...] = ()
-
-    @classmethod
-    def of(cls, item: pytest.Item, arch: Arch) -> tuple[Boot, bool]:
-        """The test's boot configuration: its memhp marker, else the arch's scenario one."""
-        marker = item.get_closest_marker("memhp")
-        kw = marker.kwargs if marker else {}
-        cmdline = tuple(kw.get("cmdline", arch.scenario_cmdline) or ()) + tuple(
-            kw.get("extra_cmdline", ()))
-        boot = cls(cmdline, kw.get("memory"), tuple(kw.get("coldplug", ())))
-        return boot, bool(kw.get("fresh", False))
-
-
-@dataclass
-class Pool:
-    config: pytest.Config
-    shared: dict[tuple[Target, Boot], Machine] = field(default_factory=dict)
-    broken: dict[tuple[Target, Boot], MemhpError] = field(default_factory=dict)
-    images: dict[Target, Image] = field(default_factory=dict)
-    image_errors: dict[Target, MemhpError] = field(default_factory=dict)
-
-    @property
-    def lock(self) -> Lock | None:
-        return self.config.stash[_PLAN].lock
-
-    def image(self, target: Target) -> Image:
-        """The target's image, built once per session; a failure is remembered, so every
-        scenario of the target reports it at once instead of trying again."""
-        if target in self.image_errors:
-            raise self.image_errors[target]
-        if target not in self.images:
-            pinned = self.lock.pinned(target.arch.name, target.kernel) if self.lock else None
-            try:
-                self.images[target] = build_image(target.kernel, target.arch, pinned=pinned)
-            except MemhpError as exc:
-                self.image_errors[target] = exc
-                raise
-        return self.images[target]
-
-    def acquire(self, target: Target, boot: Boot, fresh: bool) -> Machine:
-        key = (target, boot)
-        if key in self.broken:  # one boot failure per configuration, not one per test
-            raise self.broken[key]
-        if not fresh and key in self.shared and self.shared[key].alive():
-            return self.shared[key]
-        try:
-            machine = self._boot_retrying_tcg_artifacts(target, boot)
-        except MemhpError as exc:
-            self.broken[key] = exc
-            raise
-        if not fresh:
-            self.shared[key] = machine
-        return machine
-
-    def _boot_retrying_tcg_artifacts(self, target: Target, boot: Boot) -> Machine:
-        """Boot; retry once only a failure the harness names as an artifact of QEMU's
-        emulation (harness.accel.tcg_artifact), and say so. Any other boot failure stands:
-        a kernel that fails to boot half the time must not pass."""
-        try:
-            return self._boot(target, boot)
-        except (InfrastructureError, KernelFailure) as first:
-            artifact = tcg_artifact(first)
-            if artifact is None:
-                raise
-            progress.note(f"{target.id}: boot failed with a TCG artifact ({artifact}); "
-                          "booting once more")
-            return self._boot(target, boot)
-
-    def _boot(self, target: Target, boot: Boot) -> Machine:
-        accel = choose_accel(target.arch, self.config.getoption("memhp_accel"))
-        cfg = MachineConfig(arch=target.arch, image=self.image(target), cmdline=boot.cmdline,
-                            accel=accel, coldplug=boot.coldplug)
-        if boot.memory:
-            cfg = dataclasses.replace(cfg, memory=boot.memory)
-        machine = Machine(cfg)
-        machine.start()
-        return machine
-
-    def release(self, machine: Machine, reusable: bool) -> None:
-        if reusable and machine.alive() and machine in self.shared.values():
-            return
-        for key, m in list(self.shared.items()):
-            if m is machine:
-                del self.shared[key]
-        machine.shutdown()
-
-    def close(self) -> None:
-        for machine in self.shared.values():
-            machine.shutdown()
-        self.shared.clear()
-
-
 @pytest.fixture(scope="session")
 def memhp_pool(pytestconfig: pytest.Config) -> Iterator[Pool]:
     machine_mod.sweep_stale_dirs()  # left by a harness that was SIGKILLed
-    pool = Pool(pytestconfig)
+    pool = Pool(pytestconfig.getoption("memhp_accel"), pytestconfig.stash[stash.PLAN].lock)
     atexit.register(pool.close)  # also on an interrupted session
     yield pool
     pool.close()
 
 
 @pytest.fixture
-def vm(request: pytest.FixtureRequest, memhp_target: Target, memhp_pool: Pool) -> Iterator[VM]:
+def vm(request: pytest.FixtureRequest, memhp_target: Target,
+       memhp_pool: Pool) -> Iterator[HotplugVM]:
     """A booted guest for this test's target, shared with compatible tests."""
     arch = memhp_target.arch
     accel = choose_accel(arch, request.config.getoption("memhp_accel")).name
@@ -258,11 +169,11 @@ def vm(request: pytest.FixtureRequest, memhp_target: Target, memhp_pool: Pool) -
     _skip_if_lacking(arch, accel, own)
     boot, fresh = Boot.of(request.node, arch)
     machine = memhp_pool.acquire(memhp_target, boot, fresh)
-    v = VM(machine, request.config.stash[_PLAN].overrides)
+    v = HotplugVM(machine, request.config.stash[stash.PLAN].overrides)
     if request.config.getoption("memhp_results"):
         v.snapshots = []
-    request.node.stash[_VM] = v
-    request.node.stash[_DMESG_START] = len(v.guest.dmesg())
+    request.node.stash[stash.VM] = v
+    request.node.stash[stash.DMESG_START] = len(v.guest.dmesg())
     reusable = False
     try:
         yield v
@@ -279,9 +190,6 @@ def _skip_if_lacking(arch: Arch, accel: str, markers: list[pytest.Mark]) -> None
             pytest.skip(f"{arch.name} ({accel}): {why}")
 
 
-_VM = pytest.StashKey[VM]()
-_PLAN = pytest.StashKey[Plan]()
-_DMESG_START = pytest.StashKey[int]()
 
 
 @pytest.hookimpl(wrapper=True)
@@ -289,7 +197,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     """After the test body: fail it if the guest kernel complained meanwhile. A failed
     check on a VM that is gone meanwhile is judged again: QEMU dead or frozen is the
     infrastructure's, a panic on the console the kernel's."""
-    v = item.stash.get(_VM, None)
+    v = item.stash.get(stash.VM, None)
     try:
         result = yield
     except (AssertionError, KernelFailure) as exc:
@@ -303,7 +211,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         _attach_dmesg(item, "guest dmesg during the test")
         raise
     if v is not None and v.machine.alive():
-        lines = v.guest.dmesg()[item.stash[_DMESG_START]:]
+        lines = v.guest.dmesg()[item.stash[stash.DMESG_START]:]
         allow = [a for m in item.iter_markers("dmesg_allow") for a in m.args]
         splats = find_splats(lines, allow)
         if splats:
@@ -311,7 +219,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     return result
 
 
-def _lost_meanwhile(machine: Machine) -> MemhpError | None:
+def _lost_meanwhile(machine: QemuMachine) -> MemhpError | None:
     """The error of a VM that no longer serves (None if it does)."""
     try:
         machine.check_alive("the check after a failed scenario", 0.0)
@@ -321,11 +229,11 @@ def _lost_meanwhile(machine: Machine) -> MemhpError | None:
 
 
 def _attach_dmesg(item: pytest.Item, title: str) -> None:
-    v = item.stash.get(_VM, None)
+    v = item.stash.get(stash.VM, None)
     if v is None or not v.machine.alive():
         return
     with contextlib.suppress(MemhpError):
-        lines = v.guest.dmesg()[item.stash[_DMESG_START]:]
+        lines = v.guest.dmesg()[item.stash[stash.DMESG_START]:]
         item.add_report_section("call", title, "\n".join(lines[-80:]))
 
 
@@ -345,85 +253,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
     if isinstance(exc, MemhpError) and report.failed:
         report.longrepr = f"{type(exc).__name__}: {exc}"
     results_dir = item.config.getoption("memhp_results")
-    if results_dir and "memhp_target" in getattr(item, "callspec", _NO_CALLSPEC).params:
-        _record(item, call, report, results_dir)
+    if results_dir and "memhp_target" in getattr(item, "callspec", NO_CALLSPEC).params:
+        record(item, call, report, results_dir)
     return report
-
-
-_NO_CALLSPEC = type("NoCallspec", (), {"params": {}})()
-_RESULT = pytest.StashKey[Result]()
-
-
-def _record(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport,
-            results_dir: Path) -> None:
-    """Write (or update) this scenario's result record; pictures when the call ends."""
-    exc = call.excinfo.value if call.excinfo else None
-    status = classify(exc, call.when, report.skipped)
-    previous = item.stash.get(_RESULT, None)
-    if call.when == "setup" and status is Status.PASS:
-        return  # the call phase decides
-    if call.when == "teardown" and (status is Status.PASS or
-                                    (previous and previous.status is not Status.PASS)):
-        return  # a teardown problem matters only when the scenario itself passed
-    target: Target = item.callspec.params["memhp_target"]  # type: ignore[attr-defined]
-    scenario, _ = _scenario_name(item.nodeid, [target.id])
-    v = item.stash.get(_VM, None)
-    result = Result(
-        nodeid=item.nodeid, scenario=scenario, arch=target.arch.name, kernel=target.kernel,
-        status=status, phase=call.when,
-        start_time=previous.start_time if previous else call.start,
-        duration=previous.duration if previous and call.when == "teardown" else call.duration,
-        release=v.facts.release if v else "", qemu=v.machine.qemu_version if v else "",
-        accel=v.machine.accel.name if v else "", message=_message(exc, report),
-        log_excerpt=_log_excerpt(exc, report), maps=previous.maps if previous else [])
-    if call.when == "call" and v is not None and v.snapshots:
-        result.maps = [_draw(v.snapshots, results_dir, result.slug)]
-    item.stash[_RESULT] = result
-    save(result, results_dir)
-
-
-def _draw(snapshots: list[Snapshot], results_dir: Path, slug: str) -> StepMap:
-    """The test's page-flag picture as a PNG, and what each step saw per block."""
-    png = Path("maps") / f"{slug}.png"
-    (results_dir / "maps").mkdir(parents=True, exist_ok=True)
-    (results_dir / png).write_bytes(render_png(snapshots))
-    return StepMap(str(png), [
-        {"step": s.step, "blocks": [{"index": b.index, "state": b.state, "zone": b.zone,
-                                     "pages": s.histogram(i)} for i, b in enumerate(s.blocks)]}
-        for s in snapshots])
-
-
-def _message(exc: BaseException | None, report: pytest.TestReport) -> str:
-    if report.skipped and isinstance(report.longrepr, tuple):
-        return str(report.longrepr[2]).removeprefix("Skipped: ")
-    if exc is None:
-        return ""
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {first}"
-
-
-def _log_excerpt(exc: BaseException | None, report: pytest.TestReport) -> str:
-    """Why it failed, in full: the check's expected-vs-seen text, dmesg, the console."""
-    if exc is None or report.skipped:
-        return ""
-    parts = [str(exc)]
-    parts += [f"--- {title} ---\n{text}" for title, text in report.sections
-              if title.startswith(("memhp:", "Captured stdout call"))
-              or "guest dmesg" in title]
-    return "\n".join(parts)
-
-
-def _scenario_name(nodeid: str, target_ids: list[str]) -> tuple[str, str]:
-    """(scenario, target id) of a node id: test_x[x86_64-debian:6.12-1G] -> test_x[1G]."""
-    name, _, params = nodeid.rpartition("::")[2].partition("[")
-    ids = sorted(target_ids, key=len, reverse=True)
-    target = next((i for i in ids if params.startswith(i)), params.rstrip("]"))
-    extra = params[len(target):].strip("-]")  # other parameters stay with the name
-    return (f"{name}[{extra}]" if extra else name), target
-
-
-# pytest's exit status 1 when every failure was the infrastructure's: no kernel verdict.
-EXIT_INFRA = 3
 
 
 @pytest.hookimpl(tryfirst=True)  # before junitxml writes its file
@@ -441,27 +273,14 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     results_dir = config.getoption("memhp_results")
     if not results_dir:
         return
-    from harness import report
-    from harness.results import load
+    from harness.report import kcidb as report
+    from harness.report.results import load
 
     results = load(results_dir)
-    _junit_properties(config, results)
+    junit_properties(config, results)
     kc, page = report.write(results_dir)
     if tr is not None:
         tr.write_line(f"memhp: {len(results)} results; KCIDB {kc}, report {page}")
-
-
-def _junit_properties(config: pytest.Config, results: list[Result]) -> None:
-    from _pytest.junitxml import xml_key  # LogXML: where record_testsuite_property writes
-
-    xml = config.stash.get(xml_key, None)
-    if xml is None:
-        return
-    seen = sorted({(r.arch, r.kernel, r.release, r.qemu, r.accel) for r in results if r.qemu})
-    for arch, kernel, release, qemu, accel in seen:
-        xml.add_global_property("memhp_target", f"{arch} {kernel} ({release})")
-        xml.add_global_property("memhp_qemu", f"{qemu} {accel}")
-    xml.add_global_property("memhp_generated", time.strftime("%Y-%m-%dT%H:%M:%S"))
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config
@@ -499,7 +318,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             nodeid = getattr(rep, "nodeid", "")
             if not nodeid.startswith("testcases") or (rep.when != "call" and kind == "passed"):
                 continue
-            name, target = _scenario_name(nodeid, ids)
+            name, target = scenario_name(nodeid, ids)
             if target not in ids:
                 continue  # not a scenario run on a guest
             outcome = {"error": "ERROR", "infra": "INFRA"}.get(kind, kind.upper())

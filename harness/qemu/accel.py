@@ -10,6 +10,7 @@ from harness.arch import Arch, host_arch
 from harness.errors import UsageError
 
 ENV = "MEMHP_ACCEL"
+ACCELS = ("auto", "kvm", "tcg")
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,8 @@ def kvm_problem(arch: Arch, cpuinfo: str | None = None) -> str | None:
 def choose_accel(arch: Arch, requested: str | None = None) -> Accel:
     """``requested`` is 'kvm', 'tcg', 'auto' or None (then $MEMHP_ACCEL, then auto)."""
     want = (requested or os.environ.get(ENV) or "auto").lower()
-    if want not in ("auto", "kvm", "tcg"):
-        raise UsageError(f"accelerator '{want}' is not one of auto, kvm, tcg")
+    if want not in ACCELS:
+        raise UsageError(f"accelerator '{want}' is not one of {', '.join(ACCELS)}")
     if want == "tcg":
         return Accel("tcg", "requested")
     problem = kvm_problem(arch)

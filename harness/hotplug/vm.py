@@ -1,6 +1,6 @@
 """The test-facing handle on one booted guest: what a scenario calls.
 
-It wraps a ``Machine`` (QEMU) and its ``Guest`` (SSH) in the vocabulary of memory hotplug:
+It wraps a ``QemuMachine`` (QEMU) and its ``GuestShell`` (SSH) in the vocabulary of memory hotplug:
 plug a DIMM, find its memory blocks, online them, read their page flags, unplug it. It keeps
 track of what the test plugged so the pool can put the guest back as it found it.
 """
@@ -11,11 +11,14 @@ import contextlib
 import errno
 from collections.abc import Iterable, Sequence
 
-from harness import checks, devices, kpageflags
-from harness.checks import FlagRule
-from harness.devices import Dimm, Nvdimm, Resize, UnplugResult, VirtioMem
 from harness.errors import MemhpError
-from harness.expectations import (
+from harness.guest import kpageflags
+from harness.guest.kpageflags import Histogram
+from harness.guest.memory import MemoryBlock, MemoryLayout
+from harness.guest.shell import GuestShell
+from harness.hotplug import checks, devices
+from harness.hotplug.checks import FlagRule
+from harness.hotplug.expectations import (
     Expected,
     KernelFacts,
     SelfHostedMemmap,
@@ -25,20 +28,19 @@ from harness.expectations import (
     self_hosted_memmap,
     virtio_mem_unplugged_flags,
 )
-from harness.guest import Guest, MemoryBlock, MemoryLayout
+from harness.hotplug.records import Dimm, Nvdimm, Resize, Unplug, UnplugResult, VirtioMem
 from harness.kconfig import KernelConfig
 from harness.kconfig import load as load_config
 from harness.kconfig import parse as parse_config
-from harness.kpageflags import Histogram
-from harness.machine import Machine
-from harness.pagemap import BlockView, Snapshot
+from harness.qemu.machine import QemuMachine
+from harness.report.pagemap import BlockView, Snapshot
 
 
-class VM:
-    def __init__(self, machine: Machine, overrides: dict[str, str] | None = None) -> None:
+class HotplugVM:
+    def __init__(self, machine: QemuMachine, overrides: dict[str, str] | None = None) -> None:
         assert machine.guest is not None, "machine not ready"
         self.machine = machine
-        self.guest: Guest = machine.guest
+        self.guest: GuestShell = machine.guest
         self.arch = machine.arch
         self.image = machine.config.image
         self.facts = KernelFacts(
@@ -76,7 +78,7 @@ class VM:
 
     def unplug_dimm(self, dimm: Dimm, *, timeout: float = 30.0) -> UnplugResult:
         result = devices.unplug_dimm(self.machine, dimm, timeout=timeout)
-        if result.outcome is devices.Unplug.DELETED:
+        if result.outcome is Unplug.DELETED:
             self.dimms.remove(dimm)
         self.snapshot(f"{dimm.id} unplug: {result.outcome.name.lower()}", dimm.addr, dimm.size)
         return result
@@ -103,7 +105,7 @@ class VM:
 
     def unplug_virtio_mem(self, dev: VirtioMem) -> UnplugResult:
         result = devices.unplug_virtio_mem(self.machine, dev)
-        if result.outcome is devices.Unplug.DELETED:
+        if result.outcome is Unplug.DELETED:
             self.virtio_mems.remove(dev)
         return result
 

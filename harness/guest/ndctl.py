@@ -8,7 +8,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from harness.guest import Guest
+from harness.guest.shell import GuestShell
 
 ND = "/sys/bus/nd/devices"
 
@@ -30,7 +30,7 @@ class Namespace:
                    chardev=dax.get("chardev") or info.get("chardev"))
 
 
-def region_at(guest: Guest, addr: int) -> str:
+def region_at(guest: GuestShell, addr: int) -> str:
     """The nd region whose resource starts at ``addr`` (an NVDIMM's guest address)."""
     out = guest.run(f"grep -lx {addr:#x} {ND}/region*/resource", check=False).stdout.split()
     if not out:
@@ -39,7 +39,7 @@ def region_at(guest: Guest, addr: int) -> str:
     return out[0].split("/")[-2]
 
 
-def namespaces(guest: Guest, region: str) -> list[Namespace]:
+def namespaces(guest: GuestShell, region: str) -> list[Namespace]:
     """Active namespaces of a region, with the physical range of each."""
     out = guest.run(f"ndctl list -N -r {shlex.quote(region)}").stdout.strip()
     infos = json.loads(out) if out else []
@@ -48,7 +48,7 @@ def namespaces(guest: Guest, region: str) -> list[Namespace]:
     return [Namespace.of(i, _resource(guest, i["dev"])) for i in infos]
 
 
-def namespace(guest: Guest, region: str, mode: str = "fsdax") -> Namespace:
+def namespace(guest: GuestShell, region: str, mode: str = "fsdax") -> Namespace:
     """The region's namespace; labelled regions (spapr) start empty, so create one."""
     found = namespaces(guest, region)
     if found:
@@ -58,14 +58,14 @@ def namespace(guest: Guest, region: str, mode: str = "fsdax") -> Namespace:
     return Namespace.of(info, _resource(guest, info["dev"]))
 
 
-def reconfigure(guest: Guest, namespace: str, mode: str) -> Namespace:
+def reconfigure(guest: GuestShell, namespace: str, mode: str) -> Namespace:
     """ndctl create-namespace -f -e NS -m MODE (fsdax, devdax, raw)."""
     out = guest.run(f"ndctl create-namespace -f -e {shlex.quote(namespace)} -m {mode}").stdout
     info = json.loads(out)
     return Namespace.of(info, _resource(guest, info["dev"]))
 
 
-def to_system_ram(guest: Guest, chardev: str) -> tuple[int, int]:
+def to_system_ram(guest: GuestShell, chardev: str) -> tuple[int, int]:
     """Hand a devdax device to the kmem driver as System RAM, through sysfs (unbind from
     device_dax, new_id on kmem: what daxctl reconfigure-device does, minus libkmod, which
     cannot see a built-in kmem without depmod's indexes). Blocks come up as
@@ -84,6 +84,6 @@ def to_system_ram(guest: Guest, chardev: str) -> tuple[int, int]:
     return int(m.group(1), 16), int(m.group(2), 16) + 1
 
 
-def _resource(guest: Guest, namespace: str) -> int:
+def _resource(guest: GuestShell, namespace: str) -> int:
     """Physical start of the namespace (its info block, if any, included)."""
     return int(guest.run(f"cat {ND}/{shlex.quote(namespace)}/resource").stdout.strip(), 16)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from harness.guest import MemoryBlock
-from harness.kpageflags import KPF, Histogram, format_flags, leading_run, mask
+from harness.guest.kpageflags import KPF, Histogram, format_flags, leading_run, mask
+from harness.guest.memory import MemoryBlock
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.debian import Package
 from harness.errors import UsageError
-from harness.kernels import DebianKernel
+from harness.images.apt import Package
+from harness.images.specs import DebianKernel
 
 VERSION = 1
 DEFAULT_PATH = Path("memhp.lock")

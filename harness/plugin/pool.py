@@ -1,0 +1,113 @@
+"""The pool of booted guests: one per (target, boot configuration), shared by the scenarios
+that cannot disturb each other; a guest left dirty or dead is replaced, a boot that failed is
+remembered so that its scenarios report it at once."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import pytest
+
+from harness.arch import Arch
+from harness.errors import InfrastructureError, KernelFailure, MemhpError
+from harness.images import build as build_image
+from harness.images.image import Image
+from harness.images.lockfile import Lock
+from harness.preflight import Target
+from harness.progress import progress
+from harness.qemu.accel import choose_accel, tcg_artifact
+from harness.qemu.machine import ColdPlug, MachineConfig, QemuMachine
+
+
+@dataclass(frozen=True)
+class Boot:
+    cmdline: tuple[str, ...]
+    memory: int | None
+    coldplug: tuple[ColdPlug, ...] = ()
+
+    @classmethod
+    def of(cls, item: pytest.Item, arch: Arch) -> tuple[Boot, bool]:
+        """The test's boot configuration: its memhp marker, else the arch's scenario one."""
+        marker = item.get_closest_marker("memhp")
+        kw = marker.kwargs if marker else {}
+        cmdline = tuple(kw.get("cmdline", arch.scenario_cmdline) or ()) + tuple(
+            kw.get("extra_cmdline", ()))
+        boot = cls(cmdline, kw.get("memory"), tuple(kw.get("coldplug", ())))
+        return boot, bool(kw.get("fresh", False))
+
+
+@dataclass
+class Pool:
+    accel: str | None  # --memhp-accel
+    lock: Lock | None  # --memhp-lock, read
+    shared: dict[tuple[Target, Boot], QemuMachine] = field(default_factory=dict)
+    broken: dict[tuple[Target, Boot], MemhpError] = field(default_factory=dict)
+    images: dict[Target, Image] = field(default_factory=dict)
+    image_errors: dict[Target, MemhpError] = field(default_factory=dict)
+
+    def image(self, target: Target) -> Image:
+        """The target's image, built once per session; a failure is remembered, so every
+        scenario of the target reports it at once instead of trying again."""
+        if target in self.image_errors:
+            raise self.image_errors[target]
+        if target not in self.images:
+            pinned = self.lock.pinned(target.arch.name, target.kernel) if self.lock else None
+            try:
+                self.images[target] = build_image(target.kernel, target.arch, pinned=pinned)
+            except MemhpError as exc:
+                self.image_errors[target] = exc
+                raise
+        return self.images[target]
+
+    def acquire(self, target: Target, boot: Boot, fresh: bool) -> QemuMachine:
+        key = (target, boot)
+        if key in self.broken:  # one boot failure per configuration, not one per test
+            raise self.broken[key]
+        if not fresh and key in self.shared and self.shared[key].alive():
+            return self.shared[key]
+        try:
+            machine = self._boot_retrying_tcg_artifacts(target, boot)
+        except MemhpError as exc:
+            self.broken[key] = exc
+            raise
+        if not fresh:
+            self.shared[key] = machine
+        return machine
+
+    def _boot_retrying_tcg_artifacts(self, target: Target, boot: Boot) -> QemuMachine:
+        """Boot; retry once only a failure the harness names as an artifact of QEMU's
+        emulation (harness.accel.tcg_artifact), and say so. Any other boot failure stands:
+        a kernel that fails to boot half the time must not pass."""
+        try:
+            return self._boot(target, boot)
+        except (InfrastructureError, KernelFailure) as first:
+            artifact = tcg_artifact(first)
+            if artifact is None:
+                raise
+            progress.note(f"{target.id}: boot failed with a TCG artifact ({artifact}); "
+                          "booting once more")
+            return self._boot(target, boot)
+
+    def _boot(self, target: Target, boot: Boot) -> QemuMachine:
+        accel = choose_accel(target.arch, self.accel)
+        cfg = MachineConfig(arch=target.arch, image=self.image(target), cmdline=boot.cmdline,
+                            accel=accel, coldplug=boot.coldplug)
+        if boot.memory:
+            cfg = dataclasses.replace(cfg, memory=boot.memory)
+        machine = QemuMachine(cfg)
+        machine.start()
+        return machine
+
+    def release(self, machine: QemuMachine, reusable: bool) -> None:
+        if reusable and machine.alive() and machine in self.shared.values():
+            return
+        for key, m in list(self.shared.items()):
+            if m is machine:
+                del self.shared[key]
+        machine.shutdown()
+
+    def close(self) -> None:
+        for machine in self.shared.values():
+            machine.shutdown()
+        self.shared.clear()

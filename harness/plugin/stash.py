@@ -1,0 +1,14 @@
+"""What the plugin's hooks keep on pytest's config and items, shared by its modules."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.hotplug.vm import HotplugVM
+from harness.preflight import Plan
+from harness.report.results import Result
+
+PLAN = pytest.StashKey[Plan]()  # config: the validated run
+VM = pytest.StashKey[HotplugVM]()  # item: the guest the scenario got
+DMESG_START = pytest.StashKey[int]()  # item: dmesg lines before the scenario
+RESULT = pytest.StashKey[Result]()  # item: its result record so far

@@ -1,0 +1,41 @@
+"""How memhp's scenarios are run: one pytest command line, for ``memhp run``, series
+verify, bisect and the nightly tests alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.resources import TESTCASES
+
+# The long suites have their own commands (README: nightly); a later -m of the user's wins.
+DEFAULT_MARKERS = "not kbuild and not flavours"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which scenarios, on which targets, reported where."""
+
+    kernels: tuple[str, ...] = ()  # empty: each arch's Debian matrix
+    arches: tuple[str, ...] = ()  # empty: preflight.DEFAULT_ARCHES
+    accel: str | None = None
+    expects: tuple[str, ...] = ()
+    lock: Path | None = None
+    results: Path | None = None  # --memhp-results, and junit.xml in it
+    select: str | None = None  # pytest -k
+
+    def pytest_args(self) -> list[str]:
+        args = [str(TESTCASES), "-p", "no:cacheprovider", "-m", DEFAULT_MARKERS]
+        args += [a for spec in self.kernels for a in ("--memhp-kernel", spec)]
+        args += [a for arch in self.arches for a in ("--memhp-arch", arch)]
+        args += [a for expect in self.expects for a in ("--memhp-expect", expect)]
+        if self.accel:
+            args += ["--memhp-accel", self.accel]
+        if self.lock:
+            args += ["--memhp-lock", str(self.lock)]
+        if self.results:
+            args += ["--memhp-results", str(self.results),
+                     "--junitxml", str(self.results / "junit.xml")]
+        if self.select:
+            args += ["-k", self.select]
+        return args
