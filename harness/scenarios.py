@@ -25,7 +25,11 @@ class Selection:
     select: str | None = None  # pytest -k
 
     def pytest_args(self) -> list[str]:
-        args = [str(TESTCASES), "-p", "no:cacheprovider", "-m", DEFAULT_MARKERS]
+        args = [str(TESTCASES), "-p", "no:cacheprovider", "-m", DEFAULT_MARKERS,
+                # as pyproject.toml sets them, for an installed memhp (no pyproject there)
+                "-o", "junit_family=xunit2", "-o", "junit_logging=log", "-o", "log_level=DEBUG",
+                # memhp imports harness before pytest loads the plugin: nothing to rewrite
+                "-W", "ignore::pytest.PytestAssertRewriteWarning"]
         args += [a for spec in self.kernels for a in ("--memhp-kernel", spec)]
         args += [a for arch in self.arches for a in ("--memhp-arch", arch)]
         args += [a for expect in self.expects for a in ("--memhp-expect", expect)]

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.guest import ndctl as nd
-from harness.hotplug import expectations
+from harness.hotplug import expectations, ndctl
 from harness.hotplug.coldplug import NvdimmSpec
 from harness.hotplug.records import Nvdimm, Unplug
 from harness.hotplug.vm import HotplugVM
@@ -37,8 +36,8 @@ def test_nvdimm_raw_namespace_has_no_memmap(vm: HotplugVM, how: str) -> None:
     """A raw namespace: /dev/pmemN spans the device and reads; raw pmem gets no struct
     pages at all (no pfn device), so its pfns are not online memory in /proc/kpageflags."""
     dev = _nvdimm(vm, how)
-    region = nd.region_at(vm.guest, dev.addr)
-    ns = nd.namespace(vm.guest, region, mode="raw")
+    region = ndctl.region_at(vm.guest, dev.addr)
+    ns = ndctl.namespace(vm.guest, region, mode="raw")
     assert ns.mode == "raw" and ns.blockdev, ns
 
     size = int(vm.guest.run(f"cat /sys/block/{ns.blockdev}/size").stdout) * 512
@@ -55,8 +54,8 @@ def test_nvdimm_raw_namespace_has_no_memmap(vm: HotplugVM, how: str) -> None:
 def test_nvdimm_pmem_reads_back_what_was_written(vm: HotplugVM, how: str) -> None:
     """The guest sees the region and a namespace; /dev/pmemN keeps what is written to it."""
     dev = _nvdimm(vm, how)
-    region = nd.region_at(vm.guest, dev.addr)
-    ns = nd.namespace(vm.guest, region)
+    region = ndctl.region_at(vm.guest, dev.addr)
+    ns = ndctl.namespace(vm.guest, region)
     assert ns.blockdev, f"{ns.dev} has no block device (mode {ns.mode})"
 
     vm.guest.run(f"dd if=/dev/urandom of=/tmp/pattern bs=64k count=16 2>/dev/null && "
@@ -71,9 +70,9 @@ def test_nvdimm_pmem_reads_back_what_was_written(vm: HotplugVM, how: str) -> Non
 def test_nvdimm_devdax_pfns_have_no_online_memmap(vm: HotplugVM) -> None:
     """devdax: ZONE_DEVICE pfns are never online memory in /proc/kpageflags."""
     dev = _nvdimm(vm, "hotplugged")
-    ns = nd.namespace(vm.guest, nd.region_at(vm.guest, dev.addr))
+    ns = ndctl.namespace(vm.guest, ndctl.region_at(vm.guest, dev.addr))
 
-    dax = nd.reconfigure(vm.guest, ns.dev, "devdax")
+    dax = ndctl.reconfigure(vm.guest, ns.dev, "devdax")
 
     assert dax.chardev and dax.mode == "devdax", dax
     vm.guest.run(f"test -c /dev/{dax.chardev}")
@@ -92,24 +91,24 @@ def test_nvdimm_kmem_system_ram(vm: HotplugVM) -> None:
     """dax kmem (kmem driver bound through sysfs): blocks come up offline, online movable to
     BUDDY, offline again to no memmap."""
     dev = _nvdimm(vm, "hotplugged")
-    ns = nd.namespace(vm.guest, nd.region_at(vm.guest, dev.addr))
-    dax = nd.reconfigure(vm.guest, ns.dev, "devdax")
+    ns = ndctl.namespace(vm.guest, ndctl.region_at(vm.guest, dev.addr))
+    dax = ndctl.reconfigure(vm.guest, ns.dev, "devdax")
     assert dax.chardev
 
-    start, end = nd.to_system_ram(vm.guest, dax.chardev)
+    ram = ndctl.to_system_ram(vm.guest, dax.chardev)
 
-    blocks = vm.device_blocks(start, end - start)
-    assert blocks, f"no memory blocks for System RAM (kmem) {start:#x}-{end - 1:#x}"
+    blocks = vm.blocks(ram)
+    assert blocks, f"no memory blocks for System RAM (kmem) {ram}"
     vm.expect_blocks(blocks, "offline", why="memhp_default_state=offline")
     offline = expectations.page_flags(vm.facts, "offline")
     vm.expect_flags(blocks, *offline.value, why=offline.why)
     assert not any(vm.set_state(blocks, "online_movable").values())
-    blocks = vm.device_blocks(start, end - start)
+    blocks = vm.blocks(ram)
     vm.expect_blocks(blocks, "online", "Movable")
     online = expectations.page_flags(vm.facts, "online")
     vm.expect_flags(blocks, *online.value, why=online.why)
     assert not any(vm.set_state(blocks, "offline").values())
-    vm.expect_flags(vm.device_blocks(start, end - start), *offline.value, why=offline.why)
+    vm.expect_flags(vm.blocks(ram), *offline.value, why=offline.why)
 
 
 @pytest.mark.memhp(cmdline=OFFLINE, fresh=True)
@@ -136,8 +135,8 @@ def test_nvdimm_two_in_one_section_both_usable(vm: HotplugVM) -> None:
 
     daxes = []
     for dev in (first, second):
-        ns = nd.namespace(vm.guest, nd.region_at(vm.guest, dev.addr))
-        daxes.append(nd.reconfigure(vm.guest, ns.dev, "devdax"))
+        ns = ndctl.namespace(vm.guest, ndctl.region_at(vm.guest, dev.addr))
+        daxes.append(ndctl.reconfigure(vm.guest, ns.dev, "devdax"))
 
     for dax in daxes:
         assert dax.mode == "devdax" and dax.chardev, dax

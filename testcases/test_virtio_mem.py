@@ -46,7 +46,7 @@ def test_virtio_mem_grow_leaves_partial_block(vm: HotplugVM, how: str) -> None:
     sizes = [e["data"]["size"] for e in vm.machine.events.since(mark)
              if e["event"] == "MEMORY_DEVICE_SIZE_CHANGE"]
     assert sizes and sizes[-1] == resize.requested, f"size-change events: {sizes}"
-    blocks = vm.device_blocks(dev.addr, dev.max_size)
+    blocks = vm.blocks(dev)
     vm.expect_blocks(blocks, "online", "Movable")
     assert len(blocks) == 2, f"expected 2 memory blocks, saw {[b.index for b in blocks]}"
     vm.expect_virtio_mem(dev, was_online=False)
@@ -81,7 +81,7 @@ def test_virtio_mem_shrink_refused_when_pinned(vm: HotplugVM) -> None:
     resize = vm.resize(dev, 0, timeout=15.0)
 
     assert not resize.reached and resize.size > resize.requested, resize.describe()
-    vm.expect_blocks(vm.device_blocks(dev.addr, dev.max_size), "online", "Normal",
+    vm.expect_blocks(vm.blocks(dev), "online", "Normal",
                      why="the guest could not unplug it")
 
 

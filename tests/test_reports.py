@@ -10,10 +10,13 @@ from pathlib import Path
 import kcidb_io
 import pytest
 
+from harness import report
 from harness.errors import KernelFailure, VMLost
 from harness.guest.kpageflags import KPF, mask
-from harness.report import kcidb as report
-from harness.report.pagemap import BlockView, PageClass, Snapshot, classify, render_png
+from harness.report.html import html_report
+from harness.report.kcidb import BuildOutcome, kcidb
+from harness.report.pagemap import BlockView, PageClass, Snapshot, classify
+from harness.report.picture import render_png
 from harness.report.results import Checkout, Result, Status, StepMap, load, save, save_checkout
 from harness.report.results import classify as classify_status
 
@@ -43,7 +46,7 @@ RESULTS = [
 
 
 def test_kcidb_document_validates_against_the_v5_3_schema() -> None:
-    doc = report.kcidb(RESULTS)
+    doc = kcidb(RESULTS)
     kcidb_io.schema.V5_3.validate_exactly(doc)
     assert [t["status"] for t in doc["tests"]] == ["FAIL", "PASS", "SKIP", "MISS"]
     assert doc["tests"][0]["path"] == "memhp.dimm.dimm_online_movable"
@@ -53,7 +56,7 @@ def test_kcidb_document_validates_against_the_v5_3_schema() -> None:
 def test_kcidb_with_a_series_checkout_and_a_failed_build() -> None:
     checkout = Checkout(tree="linux", commit="a" * 40, patchset_hash="b" * 64,
                         message_id="<cover.1@example.org>", patches=("mm: one", "mm: two"))
-    doc = report.kcidb(RESULTS[:1], checkout, builds=[report.BuildOutcome(
+    doc = kcidb(RESULTS[:1], checkout, builds=[BuildOutcome(
         "ppc64le", "build:/x", Status.FAIL, "mm/x.c:1: error: oops")])
     kcidb_io.schema.V5_3.validate_exactly(doc)
     (c,) = doc["checkouts"]
@@ -63,7 +66,7 @@ def test_kcidb_with_a_series_checkout_and_a_failed_build() -> None:
 
 
 def test_html_shows_failures_maps_and_console_apart() -> None:
-    page = report.html_report(RESULTS)
+    page = html_report(RESULTS)
     assert "kernel failure" in page and "did not run (infrastructure)" in page
     assert 'src="maps/x.png"' in page and "RESERVED: 32768" in page
     assert "Bad page state" in page and "console tail (infrastructure)" in page

@@ -64,8 +64,7 @@ def plug_dimm(machine: QemuMachine, size: int, *, ack_timeout: float = 30.0) -> 
         # pseries reports no completion to QEMU: the guest's DLPAR handler adds and onlines
         # the LMBs. Wait, bounded, in the guest for all of them to be online.
         _fill_from_qemu(machine, dimm)
-        assert machine.guest is not None
-        machine.guest.wait_blocks_online(dimm.addr, dimm.size, timeout=ack_timeout)
+        machine.ready_guest().wait_blocks_online(dimm.addr, dimm.size, timeout=ack_timeout)
     return dimm
 
 
@@ -232,8 +231,7 @@ def plug_nvdimm(machine: QemuMachine, size: int, *, label_size: int | None = Non
     dev.addr = memory_devices(machine)[dev.id]["addr"]
     # NFIT hotplug: QEMU notifies the guest, which re-reads _FIT; there is no QMP event for
     # its completion, so wait (bounded) in the guest for the new region.
-    assert machine.guest is not None
-    machine.guest.wait_until(f"grep -qx {dev.addr:#x} /sys/bus/nd/devices/region*/resource",
+    machine.ready_guest().wait_until(f"grep -qx {dev.addr:#x} /sys/bus/nd/devices/region*/resource",
                              timeout=timeout, what=f"an nd region at {dev.addr:#x}")
     return dev
 

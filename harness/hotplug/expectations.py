@@ -21,7 +21,7 @@ from harness.hotplug.checks import FlagRule, at_least, every_page_is, no_page
 from harness.hotplug.records import Unplug
 from harness.kconfig import KernelConfig
 
-T = TypeVar("T")
+T = TypeVar("T", covariant=True)  # an Expected[str] is an Expected[object]
 
 ONLINE_TYPES = ("offline", "online", "online_kernel", "online_movable")
 # Expectations a developer may override (--memhp-expect NAME=VALUE): name -> values.

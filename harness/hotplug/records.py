@@ -5,9 +5,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 Event = dict[str, Any]  # a QMP event, as harness.qemu.qmp keeps it
+
+
+class Span(Protocol):
+    """Anything with a guest-physical range: every memory device, a PhysRange."""
+
+    @property
+    def addr(self) -> int: ...
+
+    @property
+    def span(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class PhysRange:
+    """A guest-physical range that is no device of its own (dax kmem's System RAM)."""
+
+    addr: int
+    size: int
+
+    @property
+    def span(self) -> int:
+        return self.size
 
 
 @dataclass
@@ -20,6 +42,10 @@ class Dimm:
     addr: int = -1  # guest physical address, from query-memory-devices
     slot: int = -1
     hotplugged: bool = True
+
+    @property
+    def span(self) -> int:
+        return self.size
 
     def __str__(self) -> str:
         return f"{self.id} ({self.size >> 20} MiB at {self.addr:#x})"
@@ -63,6 +89,10 @@ class VirtioMem:
     requested: int = 0
     size: int = 0  # plugged now
 
+    @property
+    def span(self) -> int:
+        return self.max_size
+
     def __str__(self) -> str:
         return (f"{self.id} ({self.size >> 20}/{self.max_size >> 20} MiB plugged at "
                 f"{self.addr:#x})")
@@ -88,6 +118,10 @@ class Nvdimm:
     size: int
     label_size: int | None = None
     addr: int = -1
+
+    @property
+    def span(self) -> int:
+        return self.size
 
     def __str__(self) -> str:
         return f"{self.id} ({self.size >> 20} MiB at {self.addr:#x})"

@@ -28,19 +28,19 @@ from harness.hotplug.expectations import (
     self_hosted_memmap,
     virtio_mem_unplugged_flags,
 )
-from harness.hotplug.records import Dimm, Nvdimm, Resize, Unplug, UnplugResult, VirtioMem
+from harness.hotplug.records import Dimm, Nvdimm, Resize, Span, Unplug, UnplugResult, VirtioMem
 from harness.kconfig import KernelConfig
 from harness.kconfig import load as load_config
 from harness.kconfig import parse as parse_config
+from harness.progress import logged
 from harness.qemu.machine import QemuMachine
 from harness.report.pagemap import BlockView, Snapshot
 
 
 class HotplugVM:
     def __init__(self, machine: QemuMachine, overrides: dict[str, str] | None = None) -> None:
-        assert machine.guest is not None, "machine not ready"
         self.machine = machine
-        self.guest: GuestShell = machine.guest
+        self.guest: GuestShell = machine.ready_guest()
         self.arch = machine.arch
         self.image = machine.config.image
         self.facts = KernelFacts(
@@ -70,12 +70,14 @@ class HotplugVM:
 
     # -- devices -------------------------------------------------------------------------
 
+    @logged
     def plug_dimm(self, size: int) -> Dimm:
         dimm = devices.plug_dimm(self.machine, size)
         self.dimms.append(dimm)
         self.snapshot(f"{dimm.id} hot-added", dimm.addr, dimm.size)
         return dimm
 
+    @logged
     def unplug_dimm(self, dimm: Dimm, *, timeout: float = 30.0) -> UnplugResult:
         result = devices.unplug_dimm(self.machine, dimm, timeout=timeout)
         if result.outcome is Unplug.DELETED:
@@ -83,6 +85,7 @@ class HotplugVM:
         self.snapshot(f"{dimm.id} unplug: {result.outcome.name.lower()}", dimm.addr, dimm.size)
         return result
 
+    @logged
     def plug_virtio_mem(self, max_size: int) -> VirtioMem:
         dev = devices.plug_virtio_mem(self.machine, max_size)
         self.virtio_mems.append(dev)
@@ -98,17 +101,20 @@ class HotplugVM:
             self.virtio_mems.append(dev)
         return dev
 
+    @logged
     def resize(self, dev: VirtioMem, requested: int, *, timeout: float = 60.0) -> Resize:
         resize = devices.resize_virtio_mem(self.machine, dev, requested, timeout=timeout)
         self.snapshot(f"{dev.id} resized to {requested >> 20} MiB", dev.addr, dev.max_size)
         return resize
 
+    @logged
     def unplug_virtio_mem(self, dev: VirtioMem) -> UnplugResult:
         result = devices.unplug_virtio_mem(self.machine, dev)
         if result.outcome is Unplug.DELETED:
             self.virtio_mems.remove(dev)
         return result
 
+    @logged
     def plug_nvdimm(self, size: int, *, label_size: int | None = None,
                     addr: int | None = None) -> Nvdimm:
         dev = devices.plug_nvdimm(self.machine, size, label_size=label_size, addr=addr)
@@ -123,13 +129,10 @@ class HotplugVM:
         self.nvdimms.append(dev)
         return dev
 
+    @logged
     def machine_unplug(self, device: str, memdev: str) -> UnplugResult:
         """device_del for any memory device, with QEMU's verdict."""
         return devices.unplug(self.machine, device, memdev)
-
-    def device_blocks(self, addr: int, size: int) -> list[MemoryBlock]:
-        """The guest's memory blocks inside [addr, addr + size)."""
-        return self.memory().covering(addr, size)
 
     def memory_devices(self) -> dict[str, dict[str, object]]:
         return devices.memory_devices(self.machine)
@@ -139,14 +142,16 @@ class HotplugVM:
     def memory(self) -> MemoryLayout:
         return self.guest.memory()
 
-    def blocks(self, dimm: Dimm) -> list[MemoryBlock]:
-        """The guest's memory blocks inside the DIMM's physical range."""
-        return self.memory().covering(dimm.addr, dimm.size)
+    def blocks(self, where: Span) -> list[MemoryBlock]:
+        """The guest's memory blocks inside a device's (or a PhysRange's) physical range."""
+        return self.memory().covering(where.addr, where.span)
 
+    @logged
     def set_state(self, blocks: Iterable[MemoryBlock], state: str) -> dict[int, int]:
         """Write ``state`` to each block; block index -> errno (0 = done)."""
         return {b.index: self.guest.set_block_state(b.index, state) for b in blocks}
 
+    @logged
     def online(self, dimm: Dimm, how: str = "online_movable") -> list[MemoryBlock]:
         """Online the DIMM's offline blocks; fail with the errno of any refusal."""
         results = self.set_state([b for b in self.blocks(dimm) if not b.online], how)
@@ -154,6 +159,7 @@ class HotplugVM:
         _require_ok(results, how)
         return self.blocks(dimm)
 
+    @logged
     def offline(self, dimm: Dimm) -> list[MemoryBlock]:
         results = self.set_state([b for b in self.blocks(dimm) if b.online], "offline")
         self.snapshot(f"{dimm.id} offline", dimm.addr, dimm.size)
@@ -178,19 +184,27 @@ class HotplugVM:
 
     # -- page flags ----------------------------------------------------------------------
 
-    def flags(self, block: MemoryBlock, layout: MemoryLayout | None = None) -> Histogram:
-        layout = layout or self.memory()
-        return Histogram.of(self.guest.kpageflags(layout.pfns(block, self.guest.page_size())))
+    def page_flags(self, blocks: Sequence[MemoryBlock]) -> dict[int, tuple[range, list[int]]]:
+        """/proc/kpageflags of each block (index -> its pfns, their values), in one read of
+        the pfns the blocks span (a read may end early at max_pfn: fewer values)."""
+        if not blocks:
+            return {}
+        layout = self.memory()
+        page = self.guest.page_size()
+        ranges = {b.index: layout.pfns(b, page) for b in blocks}
+        start = min(r.start for r in ranges.values())
+        values = self.guest.kpageflags(range(start, max(r.stop for r in ranges.values())))
+        return {i: (r, values[r.start - start:r.stop - start]) for i, r in ranges.items()}
+
+    def histograms(self, blocks: Sequence[MemoryBlock]) -> dict[int, tuple[range, Histogram]]:
+        return {i: (pfns, Histogram.of(v)) for i, (pfns, v) in self.page_flags(blocks).items()}
+
+    def flags(self, block: MemoryBlock) -> Histogram:
+        return self.histograms([block])[block.index][1]
 
     def expect_flags(self, blocks: Sequence[MemoryBlock], *rules: FlagRule,
                      why: str = "") -> None:
-        layout = self.memory()
-        page = self.guest.page_size()
-        seen = {}
-        for b in blocks:
-            pfns = layout.pfns(b, page)
-            seen[b.index] = (pfns, Histogram.of(self.guest.kpageflags(pfns)))
-        report = checks.flags_report(seen, rules, why)
+        report = checks.flags_report(self.histograms(blocks), rules, why)
         if report:
             raise AssertionError(report)
 
@@ -206,15 +220,10 @@ class HotplugVM:
                       expected: Expected[SelfHostedMemmap]) -> None:
         """memmap_on_memory: each block starts with its own memmap pages, then the rest
         behaves like any online block."""
-        layout = self.memory()
-        page = self.guest.page_size()
-        seen, rest = {}, {}
-        for b in blocks:
-            pfns = layout.pfns(b, page)
-            values = self.guest.kpageflags(pfns)
-            seen[b.index] = (pfns, values)
-            tail = range(pfns.start + expected.value.pages, pfns.stop)
-            rest[b.index] = (tail, Histogram.of(values[expected.value.pages:]))
+        seen = self.page_flags(blocks)
+        skip = expected.value.pages
+        rest = {i: (range(pfns.start + skip, pfns.stop), Histogram.of(values[skip:]))
+                for i, (pfns, values) in seen.items()}
         report = checks.memmap_report(seen, expected.value.pages, expected.value.flags,
                                       expected.why)
         online = page_flags(self.facts, "online")
@@ -224,15 +233,11 @@ class HotplugVM:
 
     def expect_virtio_mem(self, dev: VirtioMem, *, was_online: bool) -> None:
         """Per block of the device: plugged vs unplugged pages and their flags."""
-        layout = self.memory()
-        page = self.guest.page_size()
-        seen = {}
-        for b in layout.covering(dev.addr, dev.max_size):
-            pfns = layout.pfns(b, page)
-            seen[b.index] = (pfns, Histogram.of(self.guest.kpageflags(pfns)))
+        seen = self.histograms(self.blocks(dev))
         expected = virtio_mem_unplugged_flags(was_online=was_online)
         report = checks.virtio_mem_report(seen, unplugged=expected.value,
-                                          plugged_bytes=dev.size, page_size=page,
+                                          plugged_bytes=dev.size,
+                                          page_size=self.guest.page_size(),
                                           why=expected.why)
         if report:
             raise AssertionError(report)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import logging
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,8 @@ from harness.progress import progress
 from harness.qemu import machine as machine_mod
 from harness.qemu.accel import ACCELS, choose_accel
 from harness.qemu.machine import QemuMachine
+from harness.report import write as write_reports
+from harness.report.results import load as load_results
 from harness.signals import interrupt_on_termination
 
 DEFAULT_ARCHES = preflight.DEFAULT_ARCHES
@@ -83,6 +86,10 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "needs(*props): guest properties the test needs; skipped before booting "
         "where the arch profile lacks one (Arch.lacks and tcg_lacks say why)")
     interrupt_on_termination()
+    # memhp's own log at DEBUG (QMP traffic) goes into the captured log; the libraries'
+    # chatter does not.
+    for noisy in ("paramiko", "qemu.qmp", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     config.stash[stash.PLAN] = _plan(config)
     if not hasattr(config, "workerinput"):  # xdist workers' output is not shown anyway
         _route_progress(config)
@@ -273,12 +280,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     results_dir = config.getoption("memhp_results")
     if not results_dir:
         return
-    from harness.report import kcidb as report
-    from harness.report.results import load
-
-    results = load(results_dir)
+    results = load_results(results_dir)
     junit_properties(config, results)
-    kc, page = report.write(results_dir)
+    kc, page = write_reports(results_dir)
     if tr is not None:
         tr.write_line(f"memhp: {len(results)} results; KCIDB {kc}, report {page}")
 

@@ -10,7 +10,8 @@ import pytest
 
 from harness.plugin import stash
 from harness.preflight import Target
-from harness.report.pagemap import Snapshot, render_png
+from harness.report.pagemap import Snapshot
+from harness.report.picture import render_png
 from harness.report.results import Result, Status, StepMap, classify, save
 
 NO_CALLSPEC = type("NoCallspec", (), {"params": {}})()

@@ -153,7 +153,8 @@ class QemuMachine:
                               "bound it; trying another")
 
     def _launch_once(self, setpriv: str, binary: str) -> None:
-        assert self._dir is not None
+        if self._dir is None:
+            raise HarnessError(f"{self.name}: no private dir to launch in")
         qmp_ours, qmp_theirs = socket.socketpair()
         con_ours, con_theirs = socket.socketpair()
         self.port = _free_port()
@@ -279,6 +280,12 @@ class QemuMachine:
         if self._dir is None:
             raise HarnessError(f"{self.name} is not launched")
         return self._dir
+
+    def ready_guest(self) -> GuestShell:
+        """The SSH side of a booted machine; HarnessError before it is ready."""
+        if self.guest is None:
+            raise HarnessError(f"{self.name} is not booted (no SSH connection yet)")
+        return self.guest
 
     @property
     def pid(self) -> int | None:

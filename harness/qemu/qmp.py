@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import threading
 import time
@@ -22,6 +23,7 @@ from qemu.qmp import EventListener, ExecuteError, QMPClient, QMPError
 from harness.errors import InfrastructureError, KernelFailure, QMPCommandError, VMLost
 
 T = TypeVar("T")
+log = logging.getLogger("memhp.qmp")
 Event = dict[str, Any]
 Match = Callable[[Event], bool]
 
@@ -56,6 +58,7 @@ class EventLog:
         self.probe: Probe | None = None
 
     def append(self, event: Event) -> None:
+        log.debug("event %s %s", event.get("event"), event.get("data", {}))
         with self._cond:
             self._events.append(event)
             self._cond.notify_all()
@@ -166,14 +169,18 @@ class QMP:
                 timeout: float = 30.0) -> Any:
         """Run a QMP command; QEMU's refusal becomes QMPCommandError with its message, any
         other failure (no answer, connection gone) VMLost."""
+        log.debug("> %s %s", command, args or {})
         try:
-            return self._run(self._client.execute(command, args), timeout)
+            reply = self._run(self._client.execute(command, args), timeout)
         except ExecuteError as exc:
+            log.debug("< %s refused: %s", command, exc.error.error.desc)
             raise QMPCommandError(command, args, exc.error.error.desc) from None
         except FutureTimeout:
             raise VMLost(f"QMP {command} got no answer in {timeout:g} s") from None
         except (QMPError, OSError, EOFError) as exc:
             raise VMLost(f"QMP connection lost during {command}: {exc!r}") from exc
+        log.debug("< %s %s", command, reply)
+        return reply
 
     async def _disconnect(self) -> None:
         if self._pump is not None:

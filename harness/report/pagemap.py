@@ -9,8 +9,6 @@ for big blocks), so "the second block stayed reserved after onlining" is visible
 from __future__ import annotations
 
 import enum
-import struct
-import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,10 +46,6 @@ LABELS: dict[PageClass, str] = {
     PageClass.RESERVED: "RESERVED",
     PageClass.NOPAGE: "no memmap (NOPAGE)",
 }
-BACKGROUND = (255, 255, 255)
-TILE_WIDTH = 256  # pixels per tile row
-MAX_TILE_PIXELS = 256 * 128  # bigger blocks are drawn with several pages per pixel
-GAP = 4  # pixels between tiles and between step columns
 
 
 def classify(value: int) -> PageClass:
@@ -102,49 +96,3 @@ class Snapshot:
         return {PageClass(c).name: n for c, n in counts.most_common()}
 
 
-def _tile_geometry(pages: int) -> tuple[int, int, int]:
-    """(pages per pixel, width, height) of one block's tile."""
-    per_pixel = max(1, -(-pages // MAX_TILE_PIXELS))
-    pixels = -(-pages // per_pixel)
-    width = min(TILE_WIDTH, pixels)
-    return per_pixel, width, -(-pixels // width)
-
-
-def _tile(classes: bytes, per_pixel: int, width: int, height: int) -> list[bytearray]:
-    rows = [bytearray(bytes(BACKGROUND) * width) for _ in range(height)]
-    for px in range(-(-len(classes) // per_pixel)):
-        group = classes[px * per_pixel:(px + 1) * per_pixel]
-        colour = COLOURS[PageClass(max(group))]
-        y, x = divmod(px, width)
-        rows[y][3 * x:3 * x + 3] = bytes(colour)
-    return rows
-
-
-def render_png(snapshots: Sequence[Snapshot]) -> bytes:
-    """All snapshots side by side (one column per step), one tile per block."""
-    if not snapshots:
-        raise ValueError("no snapshots to draw")
-    per_pixel, tw, th = _tile_geometry(max(s.pages_per_block for s in snapshots))
-    nblocks = max(len(s.blocks) for s in snapshots)
-    width = len(snapshots) * (tw + GAP) + GAP
-    height = nblocks * (th + GAP) + GAP
-    canvas = [bytearray(bytes(BACKGROUND) * width) for _ in range(height)]
-    for col, snap in enumerate(snapshots):
-        x0 = GAP + col * (tw + GAP)
-        for i in range(len(snap.blocks)):
-            y0 = GAP + i * (th + GAP)
-            for dy, row in enumerate(_tile(snap.block_classes(i), per_pixel, tw, th)):
-                canvas[y0 + dy][3 * x0:3 * (x0 + tw)] = row
-    return encode_png(width, height, canvas)
-
-
-def encode_png(width: int, height: int, rows: Sequence[bytes | bytearray]) -> bytes:
-    """A truecolour 8-bit PNG (no dependency: zlib and a few chunks)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-
-    raw = b"".join(b"\x00" + bytes(r) for r in rows)  # filter type 0 per scanline
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from email.header import decode_header, make_header
 from pathlib import Path
 
-from harness import kbuild
+from harness import kbuild, report
 from harness.arch import get_arch
 from harness.errors import UsageError
 from harness.progress import progress
-from harness.report import kcidb as report
+from harness.report.kcidb import BuildOutcome
 from harness.report.results import Checkout, Status, save_checkout
 from harness.workflows.gittree import GitError, Worktree
 from harness.workflows.runner import Run, run_scenarios
@@ -243,5 +243,5 @@ def _write_reports(v: Verification, wt: Worktree) -> None:
             d = v.out / f"patch-{row.number:02d}-{arch}"
             d.mkdir(parents=True, exist_ok=True)
             save_checkout(checkout, d)
-            report.write(d, builds=[report.BuildOutcome(arch, f"build:{wt.path}",
+            report.write(d, builds=[BuildOutcome(arch, f"build:{wt.path}",
                                                         Status.FAIL, err)])

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.guest.shell import GuestShell
+from harness.hotplug.records import PhysRange
 
 ND = "/sys/bus/nd/devices"
 
@@ -65,14 +66,14 @@ def reconfigure(guest: GuestShell, namespace: str, mode: str) -> Namespace:
     return Namespace.of(info, _resource(guest, info["dev"]))
 
 
-def to_system_ram(guest: GuestShell, chardev: str) -> tuple[int, int]:
+def to_system_ram(guest: GuestShell, chardev: str) -> PhysRange:
     """Hand a devdax device to the kmem driver as System RAM, through sysfs (unbind from
     device_dax, new_id on kmem: what daxctl reconfigure-device does, minus libkmod, which
     cannot see a built-in kmem without depmod's indexes). Blocks come up as
     auto_online_blocks says.
 
-    Returns the (start, end) of the "System RAM (kmem)" range, end exclusive. kmem aligns
-    the dax range to memory blocks, so it can be smaller than the device.
+    Returns the "System RAM (kmem)" range. kmem aligns the dax range to memory blocks, so it
+    can be smaller than the device.
     """
     dev = shlex.quote(chardev)
     guest.run(f"echo {dev} > /sys/bus/dax/drivers/device_dax/unbind && "
@@ -81,7 +82,8 @@ def to_system_ram(guest: GuestShell, chardev: str) -> tuple[int, int]:
     m = re.search(r"^\s*([0-9a-f]+)-([0-9a-f]+) : System RAM \(kmem\)", iomem, re.M)
     if not m:
         raise AssertionError("daxctl reported success but /proc/iomem has no System RAM (kmem)")
-    return int(m.group(1), 16), int(m.group(2), 16) + 1
+    start, end = int(m.group(1), 16), int(m.group(2), 16) + 1
+    return PhysRange(start, end - start)
 
 
 def _resource(guest: GuestShell, namespace: str) -> int:
