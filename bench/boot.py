@@ -1,6 +1,6 @@
 """Boot to SSH-ready time, median of N boots, per kernel (and arch).
 
-    .venv/bin/python bench/boot.py --kernel debian:6.12 --kernel debian:6.1 --runs 5
+.venv/bin/python bench/boot.py --kernel debian:6.12 --kernel debian:6.1 --runs 5
 """
 
 from __future__ import annotations
@@ -31,14 +31,21 @@ def main() -> int:
         for _ in range(args.runs):
             with QemuMachine(MachineConfig(arch=arch, image=image)) as m:
                 times.append(m.boot_seconds)
-        result = {"arch": arch.name, "kernel": spec, "release": image.release,
-                  "accel": m.accel.name, "runs": [round(t, 2) for t in times],
-                  "median_s": round(statistics.median(times), 2)}
+        result = {
+            "arch": arch.name,
+            "kernel": spec,
+            "release": image.release,
+            "accel": m.accel.name,
+            "runs": [round(t, 2) for t in times],
+            "median_s": round(statistics.median(times), 2),
+        }
         if args.json:
             print(json.dumps(result))
         else:
-            print(f"{arch.name} {spec} ({image.release}, {m.accel.name}): boot->SSH-ready "
-                  f"median {result['median_s']} s over {args.runs} runs {result['runs']}")
+            print(
+                f"{arch.name} {spec} ({image.release}, {m.accel.name}): boot->SSH-ready "
+                f"median {result['median_s']} s over {args.runs} runs {result['runs']}"
+            )
     return 0
 
 

@@ -21,8 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 FAULTS = {
     "test_qemu_killed": ("kill -9 QEMU mid-scenario", "ERROR (infrastructure)"),
     "test_qemu_stopped]": ("SIGSTOP QEMU during a DIMM plug", "ERROR (infrastructure)"),
-    "test_qemu_stopped_during_command": ("SIGSTOP QEMU during a guest command",
-                                         "ERROR (infrastructure)"),
+    "test_qemu_stopped_during_command": (
+        "SIGSTOP QEMU during a guest command",
+        "ERROR (infrastructure)",
+    ),
     "test_guest_panics": ("guest kernel panic", "FAIL (kernel)"),
     "SIGTERM-xdist": ("SIGTERM to the runner (-n 2)", "interrupted, exit 2, report written"),
     "[SIGINT]": ("SIGINT to the runner's process group", "interrupted, exit 2, report written"),
@@ -43,8 +45,19 @@ FAULTS = {
 def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         junit = Path(tmp) / "faults.xml"
-        proc = subprocess.run([sys.executable, "-m", "pytest", "tests/test_faults.py", "-q",
-                               "-p", "no:cacheprovider", f"--junitxml={junit}"], cwd=ROOT)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "tests/test_faults.py",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                f"--junitxml={junit}",
+            ],
+            cwd=ROOT,
+        )
         rows = []
         for case in ET.parse(junit).getroot().iter("testcase"):
             name = case.get("name", "")
@@ -52,9 +65,14 @@ def main() -> int:
             props = {p.get("name"): p.get("value") for p in case.iter("property")}
             seconds = props.get("seconds_to_verdict") or props.get("seconds_to_exit")
             ok = case.find("failure") is None and case.find("error") is None
-            rows.append((fault, verdict if ok else f"NOT AS EXPECTED ({verdict})",
-                         seconds or f"{float(case.get('time', 0)):.1f} (whole test)",
-                         "none" if ok else "see the test"))
+            rows.append(
+                (
+                    fault,
+                    verdict if ok else f"NOT AS EXPECTED ({verdict})",
+                    seconds or f"{float(case.get('time', 0)):.1f} (whole test)",
+                    "none" if ok else "see the test",
+                )
+            )
     print("| fault | verdict | seconds to verdict | leftovers |\n|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")

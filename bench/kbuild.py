@@ -31,7 +31,10 @@ def main() -> int:
     for label in ("build", "no-change rebuild"):
         start = time.monotonic()
         kbuild.build(args.tree, arch, base=args.base)
-        print(f"{arch.name} {args.base or 'default base'} {label}: {time.monotonic() - start:.0f} s", flush=True)
+        print(
+            f"{arch.name} {args.base or 'default base'} {label}: {time.monotonic() - start:.0f} s",
+            flush=True,
+        )
     return 0
 
 

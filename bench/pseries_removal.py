@@ -28,8 +28,9 @@ VARIANTS = {
 }
 
 
-def cycles(image: images.Image, cmdline: tuple[str, ...], n: int, lmbs: int
-           ) -> collections.Counter[str]:
+def cycles(
+    image: images.Image, cmdline: tuple[str, ...], n: int, lmbs: int
+) -> collections.Counter[str]:
     seen: collections.Counter[str] = collections.Counter()
     machine: QemuMachine | None = None
     try:
@@ -63,8 +64,10 @@ def main() -> int:
         for name in args.variant or list(VARIANTS):
             seen = cycles(image, VARIANTS[name], args.cycles, args.lmbs)
             counts = ", ".join(f"{k} {v}" for k, v in sorted(seen.items()))
-            print(f"{spec} ({image.release}) {name}, {args.lmbs} LMBs: {counts} of {args.cycles}",
-                  flush=True)
+            print(
+                f"{spec} ({image.release}) {name}, {args.lmbs} LMBs: {counts} of {args.cycles}",
+                flush=True,
+            )
     return 0
 
 

@@ -77,8 +77,7 @@ class Arch:
         except KeyError:
             known = ", ".join(sorted(self.flavours)) or "none"
             raise UsageError(
-                f"kernel flavour '/{suffix}' does not exist for {self.name} "
-                f"(known: {known})"
+                f"kernel flavour '/{suffix}' does not exist for {self.name} (known: {known})"
             ) from None
 
     def check_kernel(self, path: Path) -> None:
@@ -140,8 +139,7 @@ X86_64 = Arch(
     pvh_boot=True,
     nvdimm_kconfig=("LIBNVDIMM", "ACPI_NFIT"),
     # q35 hot-plugs PCIe devices only into a free root port that existed at boot.
-    hotplug_ports=tuple(f"pcie-root-port,id=memhp-port{i},chassis={i},slot={i}"
-                        for i in (1, 2)),
+    hotplug_ports=tuple(f"pcie-root-port,id=memhp-port{i},chassis={i},slot={i}" for i in (1, 2)),
     # Hot-added memory waits, offline, until the scenario onlines it.
     scenario_cmdline=("memhp_default_state=offline",),
     # qboot (Debian's qemu-system-data) boots ~0.3-0.5 s sooner than SeaBIOS under TCG and
@@ -207,9 +205,7 @@ def get_arch(name: str) -> Arch:
     try:
         return ARCHES[name]
     except KeyError:
-        raise UsageError(
-            f"unknown arch '{name}': use one of {', '.join(ARCHES)}"
-        ) from None
+        raise UsageError(f"unknown arch '{name}': use one of {', '.join(ARCHES)}") from None
 
 
 def host_arch() -> Arch | None:

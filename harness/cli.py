@@ -62,79 +62,132 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="memhp",
         description="Test Linux memory hotplug on real QEMU guests: hot-add and remove memory "
-                    "devices over QMP, online/offline blocks over SSH, check page flags.")
+        "devices over QMP, online/offline blocks over SSH, check page flags.",
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     img = sub.add_parser("image", help="build guest images").add_subparsers(
-        dest="image_command", required=True, metavar="ACTION")
+        dest="image_command", required=True, metavar="ACTION"
+    )
     build = img.add_parser("build", help="build (or reuse) the image for a kernel spec")
-    build.add_argument("--kernel", action="append", required=True, metavar="SPEC",
-                       help=KERNEL_HELP + "; repeatable")
+    build.add_argument(
+        "--kernel",
+        action="append",
+        required=True,
+        metavar="SPEC",
+        help=KERNEL_HELP + "; repeatable",
+    )
     _arch_option(build, multiple=False)
     _lock_options(build)
     build.set_defaults(func=_image_build)
     lock = img.add_parser(
-        "lock", help="pin kernel specs to exact packages in a lock file",
+        "lock",
+        help="pin kernel specs to exact packages in a lock file",
         description="Build (or reuse) the images of the given specs and write the exact "
-                    "Debian packages and SHA256s they were made of to the lock file, so that "
-                    "later runs with --locked use the same kernel and userspace.")
-    lock.add_argument("--kernel", action="append", metavar="SPEC",
-                      help="debian:X.Y[/flavour]; repeatable (default: each arch's matrix)")
-    lock.add_argument("--arch", action="append", choices=list(ARCHES),
-                      help="guest arch; repeatable (default: "
-                           f"{' '.join(preflight.DEFAULT_ARCHES)})")
-    lock.add_argument("--lock", type=Path, default=lockfile.DEFAULT_PATH, metavar="FILE",
-                      help=f"the lock file to write or update (default {lockfile.DEFAULT_PATH})")
+        "Debian packages and SHA256s they were made of to the lock file, so that "
+        "later runs with --locked use the same kernel and userspace.",
+    )
+    lock.add_argument(
+        "--kernel",
+        action="append",
+        metavar="SPEC",
+        help="debian:X.Y[/flavour]; repeatable (default: each arch's matrix)",
+    )
+    lock.add_argument(
+        "--arch",
+        action="append",
+        choices=list(ARCHES),
+        help=f"guest arch; repeatable (default: {' '.join(preflight.DEFAULT_ARCHES)})",
+    )
+    lock.add_argument(
+        "--lock",
+        type=Path,
+        default=lockfile.DEFAULT_PATH,
+        metavar="FILE",
+        help=f"the lock file to write or update (default {lockfile.DEFAULT_PATH})",
+    )
     lock.set_defaults(func=_image_lock)
 
     run = sub.add_parser(
-        "run", help="run the scenarios (any further arguments go to pytest)",
+        "run",
+        help="run the scenarios (any further arguments go to pytest)",
         description="Run the hotplug scenarios in testcases/ with pytest. Arguments memhp does "
-                    "not know go to pytest, e.g. -k dimm, -n 2, -x, --junitxml=FILE.")
-    run.add_argument("--kernel", action="append", metavar="SPEC",
-                     help=f"{KERNEL_HELP}; repeatable (default: each arch's Debian matrix, "
-                          f"{preflight.matrix_help()})")
+        "not know go to pytest, e.g. -k dimm, -n 2, -x, --junitxml=FILE.",
+    )
+    run.add_argument(
+        "--kernel",
+        action="append",
+        metavar="SPEC",
+        help=f"{KERNEL_HELP}; repeatable (default: each arch's Debian matrix, "
+        f"{preflight.matrix_help()})",
+    )
     _arch_option(run, multiple=True)
     _accel_option(run)
-    run.add_argument("--expect", action="append", default=[], metavar="NAME=VALUE",
-                     help="override an expectation (see harness/expectations.py)")
+    run.add_argument(
+        "--expect",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override an expectation (see harness/expectations.py)",
+    )
     _lock_options(run)
-    run.add_argument("--report", type=Path, metavar="DIR",
-                     help="write DIR/junit.xml, DIR/kcidb.json (KCIDB v5.3), DIR/report.html "
-                          "with page-flag maps (DIR/maps/*.png)")
+    run.add_argument(
+        "--report",
+        type=Path,
+        metavar="DIR",
+        help="write DIR/junit.xml, DIR/kcidb.json (KCIDB v5.3), DIR/report.html "
+        "with page-flag maps (DIR/maps/*.png)",
+    )
     run.set_defaults(func=_run)
 
     series = sub.add_parser("series", help="verify a patch series").add_subparsers(
-        dest="series_command", required=True, metavar="ACTION")
+        dest="series_command", required=True, metavar="ACTION"
+    )
     sv = series.add_parser(
-        "verify", help="apply an mbox in memhp's worktree, build, boot, run; per patch",
+        "verify",
+        help="apply an mbox in memhp's worktree, build, boot, run; per patch",
         description="Apply a posted series (git format-patch / b4 mbox) with git am -3 in "
-                    "memhp's own worktree of TREE (your checkout, branch and index are not "
-                    "touched), build it, boot it, run the scenarios, and report per patch: "
-                    "applied / built / booted / tested.")
+        "memhp's own worktree of TREE (your checkout, branch and index are not "
+        "touched), build it, boot it, run the scenarios, and report per patch: "
+        "applied / built / booted / tested.",
+    )
     _tree_option(sv)
     sv.add_argument("--mbox", required=True, type=Path, help="the series as an mbox")
-    sv.add_argument("--base", metavar="REV",
-                    help="apply on REV (default: the mbox's base-commit:, else TREE's HEAD)")
+    sv.add_argument(
+        "--base",
+        metavar="REV",
+        help="apply on REV (default: the mbox's base-commit:, else TREE's HEAD)",
+    )
     _arch_option(sv, multiple=True, default=SERIES_ARCHES)
-    sv.add_argument("--each-commit", action="store_true",
-                    help="build and test after every patch, not only the whole series")
+    sv.add_argument(
+        "--each-commit",
+        action="store_true",
+        help="build and test after every patch, not only the whole series",
+    )
     _orchestrated_options(sv)
     sv.set_defaults(func=_series_verify)
 
     bi = sub.add_parser(
-        "bisect", help="find the commit that broke a scenario (git bisect run)",
+        "bisect",
+        help="find the commit that broke a scenario (git bisect run)",
         description="Check that BAD fails and GOOD passes, then git bisect run in memhp's "
-                    "worktree of TREE: build failures and infrastructure failures skip "
-                    "(125), a scenario failure is bad, all repeats passing is good. Confirms "
-                    "the culprit fails and its parent passes. Your checkout is not touched.")
+        "worktree of TREE: build failures and infrastructure failures skip "
+        "(125), a scenario failure is bad, all repeats passing is good. Confirms "
+        "the culprit fails and its parent passes. Your checkout is not touched.",
+    )
     _tree_option(bi)
     bi.add_argument("--good", required=True, metavar="REV", help="a commit that passes")
     bi.add_argument("--bad", required=True, metavar="REV", help="a commit that fails")
-    bi.add_argument("--arch", default="x86_64", choices=list(ARCHES),
-                    help="guest arch (default x86_64)")
-    bi.add_argument("--repeat", type=int, default=1, metavar="N",
-                    help="run each step N times: bad on any failure, good only if all pass")
+    bi.add_argument(
+        "--arch", default="x86_64", choices=list(ARCHES), help="guest arch (default x86_64)"
+    )
+    bi.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run each step N times: bad on any failure, good only if all pass",
+    )
     _orchestrated_options(bi)
     bi.set_defaults(func=_bisect)
 
@@ -143,17 +196,25 @@ def _parser() -> argparse.ArgumentParser:
     step.set_defaults(func=lambda a, _: bisect_step_main(a.config))
 
     kernel = sub.add_parser("kernel", help="build kernels from source").add_subparsers(
-        dest="kernel_command", required=True, metavar="ACTION")
+        dest="kernel_command", required=True, metavar="ACTION"
+    )
     kb = kernel.add_parser(
-        "build", help="configure (kconfigs/ fragments) and build a kernel tree",
+        "build",
+        help="configure (kconfigs/ fragments) and build a kernel tree",
         description="Configure TREE with a base config plus kconfigs/ fragments (the kernel's "
-                    "merge_config.sh + olddefconfig), check every requested option survived, "
-                    "build out of tree (cross for ppc64le, ccache when present) and install "
-                    "the modules. Prints the kernel spec to use: build:DIR.")
+        "merge_config.sh + olddefconfig), check every requested option survived, "
+        "build out of tree (cross for ppc64le, ccache when present) and install "
+        "the modules. Prints the kernel spec to use: build:DIR.",
+    )
     kb.add_argument("--tree", required=True, type=Path, help="kernel source tree")
     _arch_option(kb, multiple=False)
-    kb.add_argument("--kconfig", action="append", type=Path, metavar="FRAG",
-                    help="fragment(s) instead of kconfigs/{hotplug,guest,ARCH}.config")
+    kb.add_argument(
+        "--kconfig",
+        action="append",
+        type=Path,
+        metavar="FRAG",
+        help="fragment(s) instead of kconfigs/{hotplug,guest,ARCH}.config",
+    )
     _kbuild_base_option(kb)
     kb.add_argument("--out", type=Path, help="build directory (default: in memhp's cache)")
     kb.add_argument("-j", "--jobs", type=int, help="parallel jobs (default: all CPUs)")
@@ -162,24 +223,38 @@ def _parser() -> argparse.ArgumentParser:
     shell = sub.add_parser("shell", help="boot a guest and open an SSH shell in it")
     shell.add_argument("--kernel", required=True, metavar="SPEC", help=KERNEL_HELP)
     _arch_option(shell, multiple=False)
-    shell.add_argument("--append", action="append", default=[], metavar="ARG",
-                       help="extra kernel command-line argument; repeatable")
+    shell.add_argument(
+        "--append",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra kernel command-line argument; repeatable",
+    )
     _accel_option(shell)
     shell.set_defaults(func=_shell)
     return p
 
 
 def _kbuild_base_option(p: argparse.ArgumentParser, flag: str = "--base") -> None:
-    p.add_argument(flag, dest="kbuild_base", metavar="defconfig|tinyconfig|FILE",
-                   help="base config under the kconfigs/ fragments: the arch's (guest) "
-                        "defconfig, tinyconfig, or a .config file (default: x86_64 "
-                        "tinyconfig, ppc64le defconfig)")
+    p.add_argument(
+        flag,
+        dest="kbuild_base",
+        metavar="defconfig|tinyconfig|FILE",
+        help="base config under the kconfigs/ fragments: the arch's (guest) "
+        "defconfig, tinyconfig, or a .config file (default: x86_64 "
+        "tinyconfig, ppc64le defconfig)",
+    )
 
 
 def _lock_options(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--locked", action="store_const", const=lockfile.DEFAULT_PATH, dest="lock",
-                   help=f"use the packages pinned in {lockfile.DEFAULT_PATH} (memhp image lock)")
+    g.add_argument(
+        "--locked",
+        action="store_const",
+        const=lockfile.DEFAULT_PATH,
+        dest="lock",
+        help=f"use the packages pinned in {lockfile.DEFAULT_PATH} (memhp image lock)",
+    )
     g.add_argument("--lock", type=Path, metavar="FILE", help="like --locked, with FILE")
 
 
@@ -189,34 +264,53 @@ def _tree_option(p: argparse.ArgumentParser) -> None:
 
 def _orchestrated_options(p: argparse.ArgumentParser) -> None:
     """What series verify and bisect share besides the tree: scenarios, build, output."""
-    p.add_argument("-k", dest="select", metavar="EXPR",
-                   help="scenarios to run (pytest -k), e.g. test_dimm_online_movable "
-                        "(default: all)")
+    p.add_argument(
+        "-k",
+        dest="select",
+        metavar="EXPR",
+        help="scenarios to run (pytest -k), e.g. test_dimm_online_movable (default: all)",
+    )
     _kbuild_base_option(p, "--kbuild-base")
     _accel_option(p)
-    p.add_argument("--out", type=Path, metavar="DIR", help="results and reports (default: "
-                   "./memhp-out/<command>-<time>)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="results and reports (default: ./memhp-out/<command>-<time>)",
+    )
 
 
 def _out_dir(args: argparse.Namespace, command: str) -> Path:
     return Path(args.out or Path("memhp-out") / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
-def _arch_option(p: argparse.ArgumentParser, multiple: bool,
-                 default: tuple[str, ...] = preflight.DEFAULT_ARCHES) -> None:
+def _arch_option(
+    p: argparse.ArgumentParser, multiple: bool, default: tuple[str, ...] = preflight.DEFAULT_ARCHES
+) -> None:
     """--arch; repeatable ones default to ``default`` (None on the namespace)."""
     names = ", ".join(ARCHES)
     if multiple:
-        p.add_argument("--arch", action="append", choices=list(ARCHES),
-                       help=f"guest arch ({names}); repeatable (default {' '.join(default)})")
+        p.add_argument(
+            "--arch",
+            action="append",
+            choices=list(ARCHES),
+            help=f"guest arch ({names}); repeatable (default {' '.join(default)})",
+        )
     else:
-        p.add_argument("--arch", default="x86_64", choices=list(ARCHES),
-                       help=f"guest arch ({names}; default x86_64)")
+        p.add_argument(
+            "--arch",
+            default="x86_64",
+            choices=list(ARCHES),
+            help=f"guest arch ({names}; default x86_64)",
+        )
 
 
 def _accel_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--accel", choices=ACCELS,
-                   help="accelerator (default: $MEMHP_ACCEL or auto: KVM only where it works)")
+    p.add_argument(
+        "--accel",
+        choices=ACCELS,
+        help="accelerator (default: $MEMHP_ACCEL or auto: KVM only where it works)",
+    )
 
 
 def _image_build(args: argparse.Namespace, _: list[str]) -> int:
@@ -224,8 +318,10 @@ def _image_build(args: argparse.Namespace, _: list[str]) -> int:
     for target in plan.targets:
         pinned = plan.lock.pinned(target.arch.name, target.kernel) if plan.lock else None
         image = images.build(target.kernel, target.arch, pinned=pinned)
-        print(f"{target.kernel} ({target.arch.name}): {image.kernel_package}, release "
-              f"{image.release}\n  {image.path}")
+        print(
+            f"{target.kernel} ({target.arch.name}): {image.kernel_package}, release "
+            f"{image.release}\n  {image.path}"
+        )
     return 0
 
 
@@ -234,11 +330,17 @@ def _image_lock(args: argparse.Namespace, _: list[str]) -> int:
     lock = lockfile.load(args.lock, missing_ok=True)
     for target in plan.targets:
         if not target.kernel.startswith("debian:"):
-            raise UsageError(f"{target.kernel}: only debian: specs can be locked (a local "
-                             "kernel is its own pin)")
+            raise UsageError(
+                f"{target.kernel}: only debian: specs can be locked (a local kernel is its own pin)"
+            )
         image = images.build(target.kernel, target.arch)
-        lock.pin(target.arch.name, target.kernel, release=image.release,
-                 kernel=image.kernel_debs, userspace=image.userspace_debs)
+        lock.pin(
+            target.arch.name,
+            target.kernel,
+            release=image.release,
+            kernel=image.kernel_debs,
+            userspace=image.userspace_debs,
+        )
         print(f"{target.arch.name} {target.kernel}: {image.kernel_package}")
     lock.save()
     print(f"wrote {args.lock}: {len(lock.entries)} target(s); run with --locked")
@@ -248,8 +350,14 @@ def _image_lock(args: argparse.Namespace, _: list[str]) -> int:
 def _kernel_build(args: argparse.Namespace, _: list[str]) -> int:
     from harness import kbuild
 
-    out = kbuild.build(args.tree, get_arch(args.arch), fragments=args.kconfig,
-                       base=args.kbuild_base, out=args.out, jobs=args.jobs)
+    out = kbuild.build(
+        args.tree,
+        get_arch(args.arch),
+        fragments=args.kconfig,
+        base=args.kbuild_base,
+        out=args.out,
+        jobs=args.jobs,
+    )
     print(f"kernel spec: build:{out}")
     return 0
 
@@ -259,9 +367,14 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
 
     if not TESTCASES.is_dir():
         raise HarnessError(f"memhp's scenarios are missing ({TESTCASES}): reinstall memhp")
-    selection = Selection(kernels=tuple(args.kernel or ()), arches=tuple(args.arch or ()),
-                          accel=args.accel, expects=tuple(args.expect), lock=args.lock,
-                          results=args.report)
+    selection = Selection(
+        kernels=tuple(args.kernel or ()),
+        arches=tuple(args.arch or ()),
+        accel=args.accel,
+        expects=tuple(args.expect),
+        lock=args.lock,
+        results=args.report,
+    )
     return int(pytest.main([*selection.pytest_args(), *rest]))
 
 
@@ -269,9 +382,17 @@ def _series_verify(args: argparse.Namespace, _: list[str]) -> int:
     from harness.workflows import series
 
     out = _out_dir(args, "series")
-    result = series.verify(args.tree, args.mbox, base=args.base, arches=args.arch or list(SERIES_ARCHES),
-                           each_commit=args.each_commit, select=args.select,
-                           kbuild_base=args.kbuild_base, accel=args.accel, out=out)
+    result = series.verify(
+        args.tree,
+        args.mbox,
+        base=args.base,
+        arches=args.arch or list(SERIES_ARCHES),
+        each_commit=args.each_commit,
+        select=args.select,
+        kbuild_base=args.kbuild_base,
+        accel=args.accel,
+        out=out,
+    )
     print(result.table())
     if result.out.is_dir():
         print(f"reports (KCIDB, HTML, JUnit per tested patch and arch): {result.out}")
@@ -282,12 +403,20 @@ def _bisect(args: argparse.Namespace, _: list[str]) -> int:
     from harness.workflows import bisection as bisect
 
     out = _out_dir(args, "bisect").resolve()
-    cfg = bisect.StepConfig(tree=str(args.tree.resolve()), arch=args.arch, select=args.select,
-                            repeat=max(1, args.repeat), kbuild_base=args.kbuild_base,
-                            out=str(out), accel=args.accel)
+    cfg = bisect.StepConfig(
+        tree=str(args.tree.resolve()),
+        arch=args.arch,
+        select=args.select,
+        repeat=max(1, args.repeat),
+        kbuild_base=args.kbuild_base,
+        out=str(out),
+        accel=args.accel,
+    )
     culprit = bisect.bisect(cfg, args.good, args.bad)
-    print(f"first bad commit: {culprit.commit[:12]} {culprit.subject}\n  {culprit.confirmed}\n"
-          f"  step results: {out}")
+    print(
+        f"first bad commit: {culprit.commit[:12]} {culprit.subject}\n  {culprit.confirmed}\n"
+        f"  step results: {out}"
+    )
     return 0
 
 
@@ -300,17 +429,30 @@ def bisect_step_main(config: str) -> int:
 def _shell(args: argparse.Namespace, _: list[str]) -> int:
     arch = get_arch(args.arch)
     image = images.build(args.kernel, arch)
-    config = MachineConfig(arch=arch, image=image, cmdline=tuple(args.append),
-                           accel=choose_accel(arch, args.accel))
+    config = MachineConfig(
+        arch=arch, image=image, cmdline=tuple(args.append), accel=choose_accel(arch, args.accel)
+    )
     with QemuMachine(config) as machine, tempfile.TemporaryDirectory() as tmp:
         known = Path(tmp) / "known_hosts"
         known.write_text(f"[127.0.0.1]:{machine.port} {image.host_key}\n")
-        ssh = ["ssh", "-i", str(image.client_key), "-p", str(machine.port),
-               "-o", f"UserKnownHostsFile={known}", "-o", "StrictHostKeyChecking=yes",
-               "root@127.0.0.1"]
-        print(f"memhp: {image.kernel_package} up in {machine.boot_seconds:.1f} s; "
-              f"same guest from another terminal: {shlex.join(ssh)}\n"
-              "memhp: leaving the shell ends the VM", file=sys.stderr)
+        ssh = [
+            "ssh",
+            "-i",
+            str(image.client_key),
+            "-p",
+            str(machine.port),
+            "-o",
+            f"UserKnownHostsFile={known}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "root@127.0.0.1",
+        ]
+        print(
+            f"memhp: {image.kernel_package} up in {machine.boot_seconds:.1f} s; "
+            f"same guest from another terminal: {shlex.join(ssh)}\n"
+            "memhp: leaving the shell ends the VM",
+            file=sys.stderr,
+        )
         return subprocess.run(ssh).returncode
 
 

@@ -44,11 +44,25 @@ class KbuildArch:
 
 
 KBUILD = {
-    "x86_64": KbuildArch("x86", "x86_64-linux-gnu-", "arch/x86/boot/bzImage", "bzImage",
-                         "x86_64_defconfig", "x86_64.config", "tinyconfig"),
+    "x86_64": KbuildArch(
+        "x86",
+        "x86_64-linux-gnu-",
+        "arch/x86/boot/bzImage",
+        "bzImage",
+        "x86_64_defconfig",
+        "x86_64.config",
+        "tinyconfig",
+    ),
     # ppc64le_guest_defconfig: pseries KVM/QEMU guest options on top of ppc64le_defconfig.
-    "ppc64le": KbuildArch("powerpc", "powerpc64le-linux-gnu-", "vmlinux", "vmlinux",
-                          "ppc64le_guest_defconfig", "ppc64le.config", "defconfig"),
+    "ppc64le": KbuildArch(
+        "powerpc",
+        "powerpc64le-linux-gnu-",
+        "vmlinux",
+        "vmlinux",
+        "ppc64le_guest_defconfig",
+        "ppc64le.config",
+        "defconfig",
+    ),
 }
 
 
@@ -71,8 +85,10 @@ class Dropped:
     def __str__(self) -> str:
         got = "absent" if self.actual is None else f"={self.actual}"
         why = f" (depends on {self.depends})" if self.depends else ""
-        return (f"CONFIG_{self.requested.option}={self.requested.value} asked by "
-                f"{self.requested.fragment} is {got} after olddefconfig{why}")
+        return (
+            f"CONFIG_{self.requested.option}={self.requested.value} asked by "
+            f"{self.requested.fragment} is {got} after olddefconfig{why}"
+        )
 
 
 def parse_fragment(path: Path) -> list[Requested]:
@@ -82,7 +98,8 @@ def parse_fragment(path: Path) -> list[Requested]:
     for line in path.read_text().splitlines():
         line = line.strip()
         m = re.fullmatch(r"CONFIG_(\w+)=(.*)", line) or re.fullmatch(
-            r"# CONFIG_(\w+) is not set()", line)
+            r"# CONFIG_(\w+) is not set()", line
+        )
         if m:
             out.append(Requested(m.group(1), m.group(2) or "n", reason, path.name))
         elif line.startswith("#"):
@@ -97,8 +114,11 @@ def dropped(requests: list[Requested], config: KernelConfig, tree: Path) -> list
     out = []
     for req in requests:
         actual = config.get(req.option)
-        ok = actual == req.value or (req.value == "n" and actual is None) or (
-            req.value == "m" and actual == "y")
+        ok = (
+            actual == req.value
+            or (req.value == "n" and actual is None)
+            or (req.value == "m" and actual == "y")
+        )
         if not ok:
             out.append(Dropped(req, actual, kconfig_depends(tree, req.option)))
     return out
@@ -106,8 +126,11 @@ def dropped(requests: list[Requested], config: KernelConfig, tree: Path) -> list
 
 def kconfig_depends(tree: Path, option: str) -> str:
     """The 'depends on' lines of ``config OPTION`` in the tree's Kconfig files."""
-    proc = subprocess.run(["grep", "-rlx", "--include=Kconfig*", f"config {option}", str(tree)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["grep", "-rlx", "--include=Kconfig*", f"config {option}", str(tree)],
+        capture_output=True,
+        text=True,
+    )
     deps: list[str] = []
     for path in proc.stdout.split():
         lines = Path(path).read_text(errors="replace").splitlines()
@@ -126,8 +149,15 @@ def default_build_dir(tree: Path, arch: Arch) -> Path:
     return cache.path("builds", f"{tree.resolve().name}-{key}-{arch.name}")
 
 
-def build(tree: Path, arch: Arch, *, fragments: list[Path] | None = None,
-          base: str | None = None, out: Path | None = None, jobs: int | None = None) -> Path:
+def build(
+    tree: Path,
+    arch: Arch,
+    *,
+    fragments: list[Path] | None = None,
+    base: str | None = None,
+    out: Path | None = None,
+    jobs: int | None = None,
+) -> Path:
     """Configure and build ``tree`` for ``arch`` into ``out``; return ``out`` (a build: spec)."""
     tree = tree.resolve()
     if not (tree / "Makefile").is_file() or not (tree / "Kconfig").is_file():
@@ -135,8 +165,11 @@ def build(tree: Path, arch: Arch, *, fragments: list[Path] | None = None,
     kb = KBUILD[arch.name]
     out = (out or default_build_dir(tree, arch)).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    frags = fragments or [KCONFIGS / "hotplug.config", KCONFIGS / "guest.config",
-                          KCONFIGS / kb.fragment]
+    frags = fragments or [
+        KCONFIGS / "hotplug.config",
+        KCONFIGS / "guest.config",
+        KCONFIGS / kb.fragment,
+    ]
     for frag in frags:
         if not frag.is_file():
             raise UsageError(f"kconfig fragment {frag} does not exist")
@@ -149,16 +182,22 @@ def build(tree: Path, arch: Arch, *, fragments: list[Path] | None = None,
         lost = dropped(requests, load_config(out / ".config"), tree)
         if lost:
             raise UsageError("kconfig: " + "; ".join(map(str, lost)))
-        with progress(f"kbuild: {arch.name} {kb.image_target} + modules in {out} "
-                      f"(log: {log})"):
+        with progress(f"kbuild: {arch.name} {kb.image_target} + modules in {out} (log: {log})"):
             _run([*make, kb.image_target, "modules"], logf, log)
         shutil.rmtree(out / "mod", ignore_errors=True)
         _run([*make, "INSTALL_MOD_PATH=" + str(out / "mod"), "modules_install"], logf, log)
     return out
 
 
-def _configure_once(make: list[str], tree: Path, out: Path, kb: KbuildArch, base: str,
-                    frags: list[Path], logf: IO[str]) -> None:
+def _configure_once(
+    make: list[str],
+    tree: Path,
+    out: Path,
+    kb: KbuildArch,
+    base: str,
+    frags: list[Path],
+    logf: IO[str],
+) -> None:
     """Merge base + fragments only when they changed since the last build in ``out``;
     otherwise olddefconfig alone brings .config up to the tree (e.g. a bisect step that
     changed a Kconfig file), and an unchanged tree rebuilds in seconds."""
@@ -174,8 +213,15 @@ def _configure_once(make: list[str], tree: Path, out: Path, kb: KbuildArch, base
     stamp.write_text(h.hexdigest())
 
 
-def configure(make: list[str], tree: Path, out: Path, kb: KbuildArch, base: str,
-              frags: list[Path], logf: IO[str]) -> None:
+def configure(
+    make: list[str],
+    tree: Path,
+    out: Path,
+    kb: KbuildArch,
+    base: str,
+    frags: list[Path],
+    logf: IO[str],
+) -> None:
     """Base config, fragments merged with the kernel's merge_config.sh, olddefconfig."""
     log = out / "build.log"
     with progress(f"kbuild: configure ({base} + {', '.join(f.name for f in frags)})"):
@@ -191,20 +237,31 @@ def configure(make: list[str], tree: Path, out: Path, kb: KbuildArch, base: str,
         cross = _cross(kb)
         if cross:
             env["CROSS_COMPILE"] = cross
-        _run([str(merge), "-m", "-O", str(out), str(out / ".config"), *map(str, frags)],
-             logf, log, cwd=tree, env=env)
+        _run(
+            [str(merge), "-m", "-O", str(out), str(out / ".config"), *map(str, frags)],
+            logf,
+            log,
+            cwd=tree,
+            env=env,
+        )
         _run([*make, "olddefconfig"], logf, log)
 
 
-def _make_command(tree: Path, out: Path, arch: Arch, kb: KbuildArch, jobs: int | None
-                  ) -> list[str]:
-    cmd = ["make", "-C", str(tree), f"O={out}", f"ARCH={kb.make_arch}",
-           f"-j{jobs or os.cpu_count() or 1}"]
+def _make_command(tree: Path, out: Path, arch: Arch, kb: KbuildArch, jobs: int | None) -> list[str]:
+    cmd = [
+        "make",
+        "-C",
+        str(tree),
+        f"O={out}",
+        f"ARCH={kb.make_arch}",
+        f"-j{jobs or os.cpu_count() or 1}",
+    ]
     cross = _cross(kb)
     if cross:
         if shutil.which(cross + "gcc") is None:
-            raise UsageError(f"{cross}gcc not found: install gcc-{cross.rstrip('-')} "
-                             "(./setup.sh --kbuild does)")
+            raise UsageError(
+                f"{cross}gcc not found: install gcc-{cross.rstrip('-')} (./setup.sh --kbuild does)"
+            )
         cmd.append(f"CROSS_COMPILE={cross}")
     if shutil.which("ccache"):
         cmd.append(f"CC=ccache {cross}gcc")
@@ -217,8 +274,14 @@ def _cross(kb: KbuildArch) -> str:
     return "" if host == native else kb.cross_prefix
 
 
-def _run(cmd: list[str], logf: IO[str], log: Path, *, cwd: Path | None = None,
-         env: dict[str, str] | None = None) -> None:
+def _run(
+    cmd: list[str],
+    logf: IO[str],
+    log: Path,
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> None:
     """Run a build step into the log; on failure say the first error line."""
     logf.write(f"$ {' '.join(cmd)}\n")
     logf.flush()
@@ -227,8 +290,9 @@ def _run(cmd: list[str], logf: IO[str], log: Path, *, cwd: Path | None = None,
     logf.write(f"# exit {proc.returncode} after {time.monotonic() - start:.1f} s\n")
     logf.flush()
     if proc.returncode != 0:
-        raise UsageError(f"{' '.join(cmd[:1] + cmd[-2:])} failed: {first_error(log)} "
-                         f"(full log: {log})")
+        raise UsageError(
+            f"{' '.join(cmd[:1] + cmd[-2:])} failed: {first_error(log)} (full log: {log})"
+        )
 
 
 def first_error(log: Path) -> str:
@@ -243,7 +307,9 @@ def image_of(build_dir: Path, arch: Arch) -> tuple[Path, Path | None]:
     """Kernel image and modules dir of a finished build directory."""
     image = build_dir / KBUILD[arch.name].image
     if not image.is_file():
-        raise UsageError(f"{build_dir} holds no {KBUILD[arch.name].image}: build it with "
-                         f"memhp kernel build --arch {arch.name}")
+        raise UsageError(
+            f"{build_dir} holds no {KBUILD[arch.name].image}: build it with "
+            f"memhp kernel build --arch {arch.name}"
+        )
     mods = sorted((build_dir / "mod/lib/modules").glob("*"))
     return image, (mods[0] if mods else None)

@@ -51,8 +51,9 @@ class Plan:
 
 def matrix_help() -> str:
     """The default kernels per arch, for --help texts."""
-    return "; ".join(f"{name}: {' '.join(get_arch(name).default_kernels)}"
-                     for name in DEFAULT_ARCHES)
+    return "; ".join(
+        f"{name}: {' '.join(get_arch(name).default_kernels)}" for name in DEFAULT_ARCHES
+    )
 
 
 def targets(arches: list[str] | None, kernels_: list[str] | None) -> tuple[Target, ...]:
@@ -61,13 +62,22 @@ def targets(arches: list[str] | None, kernels_: list[str] | None) -> tuple[Targe
     return tuple(Target(a, k) for a in profiles for k in (kernels_ or a.default_kernels))
 
 
-def check(arches: list[str] | None, kernels_: list[str] | None, *, accel: str | None,
-          expects: list[str], lock: Path | None = None) -> Plan:
+def check(
+    arches: list[str] | None,
+    kernels_: list[str] | None,
+    *,
+    accel: str | None,
+    expects: list[str],
+    lock: Path | None = None,
+) -> Plan:
     """Validate everything a run needs; UsageError (one line, what to do) at the first
     problem. Debian specs are resolved against the archive's indexes (refreshed when
     stale), or against cached images when the archive cannot be reached."""
-    plan = Plan(targets(arches, kernels_), parse_overrides(expects),
-                load_lock(lock) if lock is not None else None)
+    plan = Plan(
+        targets(arches, kernels_),
+        parse_overrides(expects),
+        load_lock(lock) if lock is not None else None,
+    )
     _check_cache()
     for tool in HOST_TOOLS:
         host_tool(tool)
@@ -86,20 +96,23 @@ def _check_cache() -> None:
         with tempfile.NamedTemporaryFile(dir=root, prefix=".writable-"):
             pass
     except OSError as exc:
-        raise UsageError(f"memhp's cache {root} is not writable ({exc.strerror or exc}): "
-                         f"set {cache.ENV} to a directory you can write") from None
+        raise UsageError(
+            f"memhp's cache {root} is not writable ({exc.strerror or exc}): "
+            f"set {cache.ENV} to a directory you can write"
+        ) from None
 
 
 def _check_qemu(arch: Arch) -> None:
     binary = shutil.which(arch.qemu_binary)
     if binary is None:
-        raise UsageError(f"{arch.qemu_binary} not found: install the {arch.qemu_package} "
-                         "package (./setup.sh does)")
+        raise UsageError(
+            f"{arch.qemu_binary} not found: install the {arch.qemu_package} "
+            "package (./setup.sh does)"
+        )
     try:
         subprocess.run([binary, "--version"], capture_output=True, check=True, timeout=30)
     except (OSError, subprocess.SubprocessError) as exc:
-        raise UsageError(f"{binary} does not run ({exc}): reinstall {arch.qemu_package}"
-                         ) from None
+        raise UsageError(f"{binary} does not run ({exc}): reinstall {arch.qemu_package}") from None
     if shutil.which("setpriv") is None:
         raise UsageError("setpriv not found: install util-linux")
 
@@ -119,7 +132,6 @@ def _check_kernel(target: Target, lock: Lock | None) -> None:
         apt.update()
     except ArchiveError as exc:
         if images.cached(spec, arch) is None:
-            raise UsageError(f"{spec} ({arch.name}): {exc}, and no image of it is cached"
-                             ) from None
+            raise UsageError(f"{spec} ({arch.name}): {exc}, and no image of it is cached") from None
         return  # the run uses the cached image, and says so
     specs.debian_candidates(spec, arch, apt)

@@ -44,8 +44,9 @@ class Progress:
         try:
             yield
         except BaseException as exc:
-            self.note(f"{message}: failed after {time.monotonic() - start:.1f} s "
-                      f"({type(exc).__name__})")
+            self.note(
+                f"{message}: failed after {time.monotonic() - start:.1f} s ({type(exc).__name__})"
+            )
             raise
         self.note(f"{message}: done in {time.monotonic() - start:.1f} s")
 
@@ -57,8 +58,7 @@ def timed(what: str) -> Iterator[None]:
     try:
         yield
     except BaseException as exc:
-        log.info("%s: failed after %.2f s (%s)", what, time.monotonic() - start,
-                 type(exc).__name__)
+        log.info("%s: failed after %.2f s (%s)", what, time.monotonic() - start, type(exc).__name__)
         raise
     log.info("%s: %.2f s", what, time.monotonic() - start)
 

@@ -25,11 +25,23 @@ class Selection:
     select: str | None = None  # pytest -k
 
     def pytest_args(self) -> list[str]:
-        args = [str(TESTCASES), "-p", "no:cacheprovider", "-m", DEFAULT_MARKERS,
-                # as pyproject.toml sets them, for an installed memhp (no pyproject there)
-                "-o", "junit_family=xunit2", "-o", "junit_logging=log", "-o", "log_level=DEBUG",
-                # memhp imports harness before pytest loads the plugin: nothing to rewrite
-                "-W", "ignore::pytest.PytestAssertRewriteWarning"]
+        args = [
+            str(TESTCASES),
+            "-p",
+            "no:cacheprovider",
+            "-m",
+            DEFAULT_MARKERS,
+            # as pyproject.toml sets them, for an installed memhp (no pyproject there)
+            "-o",
+            "junit_family=xunit2",
+            "-o",
+            "junit_logging=log",
+            "-o",
+            "log_level=DEBUG",
+            # memhp imports harness before pytest loads the plugin: nothing to rewrite
+            "-W",
+            "ignore::pytest.PytestAssertRewriteWarning",
+        ]
         args += [a for spec in self.kernels for a in ("--memhp-kernel", spec)]
         args += [a for arch in self.arches for a in ("--memhp-arch", arch)]
         args += [a for expect in self.expects for a in ("--memhp-expect", expect)]
@@ -38,8 +50,12 @@ class Selection:
         if self.lock:
             args += ["--memhp-lock", str(self.lock)]
         if self.results:
-            args += ["--memhp-results", str(self.results),
-                     "--junitxml", str(self.results / "junit.xml")]
+            args += [
+                "--memhp-results",
+                str(self.results),
+                "--junitxml",
+                str(self.results / "junit.xml"),
+            ]
         if self.select:
             args += ["-k", self.select]
         return args

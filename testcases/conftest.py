@@ -20,8 +20,10 @@ def kernel_tree() -> Path:
     tree = cache.path("trees", "linux-source-6.12")
     if not (tree / "Makefile").exists():
         if not SOURCE.exists():
-            pytest.fail(f"{SOURCE} missing: install linux-source-6.12 (./setup.sh --kbuild) "
-                        "or set MEMHP_KBUILD_TREE")
+            pytest.fail(
+                f"{SOURCE} missing: install linux-source-6.12 (./setup.sh --kbuild) "
+                "or set MEMHP_KBUILD_TREE"
+            )
         with tarfile.open(SOURCE) as tar:
             tar.extractall(tree.parent, filter="data")
     return tree

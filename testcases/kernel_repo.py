@@ -35,34 +35,43 @@ class Change:
 
 
 CHANGES = (
-    Change("Documentation/admin-guide/mm/memory-hotplug.rst",
-           "All memory blocks have the same size.\n",
-           "All memory blocks have the same size; see\n"
-           "/sys/devices/system/memory/block_size_bytes.\n",
-           "docs: mm: memory-hotplug: point at block_size_bytes",
-           "Say where the block size can be read."),
-    Change("mm/memory_hotplug.c",
-           "bool mhp_supports_memmap_on_memory(void)\n{",
-           "/* Whether a hot-added block can host its own memmap. */\n"
-           "bool mhp_supports_memmap_on_memory(void)\n{",
-           "mm/memory_hotplug: document mhp_supports_memmap_on_memory()",
-           "A one-line comment; no functional change."),
-    Change("mm/memory_hotplug.c",
-           "\t\tpfn += (1UL << order);\n",
-           "\t\tpfn += MAX_ORDER_NR_PAGES;\n",
-           REGRESSION_SUBJECT,
-           "Each chunk is at most MAX_PAGE_ORDER: step by that."),
-    Change("mm/page_alloc.c",
-           "\t * Pages freed from memblock might be marked as reserved.\n",
-           "\t * Pages freed from memblock might be marked as reserved; memblock\n"
-           "\t * clears that itself before freeing them.\n",
-           "mm/page_alloc: clarify the reserved pages comment in __free_pages_core()",
-           "No functional change."),
-    Change("Documentation/admin-guide/mm/memory-hotplug.rst",
-           "granularity that can be hot(un)plugged.",
-           "granularity that can be hot(un)plugged (e.g. one DIMM slot's worth).",
-           "docs: mm: memory-hotplug: an example of the hotplug granularity",
-           "No functional change."),
+    Change(
+        "Documentation/admin-guide/mm/memory-hotplug.rst",
+        "All memory blocks have the same size.\n",
+        "All memory blocks have the same size; see\n/sys/devices/system/memory/block_size_bytes.\n",
+        "docs: mm: memory-hotplug: point at block_size_bytes",
+        "Say where the block size can be read.",
+    ),
+    Change(
+        "mm/memory_hotplug.c",
+        "bool mhp_supports_memmap_on_memory(void)\n{",
+        "/* Whether a hot-added block can host its own memmap. */\n"
+        "bool mhp_supports_memmap_on_memory(void)\n{",
+        "mm/memory_hotplug: document mhp_supports_memmap_on_memory()",
+        "A one-line comment; no functional change.",
+    ),
+    Change(
+        "mm/memory_hotplug.c",
+        "\t\tpfn += (1UL << order);\n",
+        "\t\tpfn += MAX_ORDER_NR_PAGES;\n",
+        REGRESSION_SUBJECT,
+        "Each chunk is at most MAX_PAGE_ORDER: step by that.",
+    ),
+    Change(
+        "mm/page_alloc.c",
+        "\t * Pages freed from memblock might be marked as reserved.\n",
+        "\t * Pages freed from memblock might be marked as reserved; memblock\n"
+        "\t * clears that itself before freeing them.\n",
+        "mm/page_alloc: clarify the reserved pages comment in __free_pages_core()",
+        "No functional change.",
+    ),
+    Change(
+        "Documentation/admin-guide/mm/memory-hotplug.rst",
+        "granularity that can be hot(un)plugged.",
+        "granularity that can be hot(un)plugged (e.g. one DIMM slot's worth).",
+        "docs: mm: memory-hotplug: an example of the hotplug granularity",
+        "No functional change.",
+    ),
 )
 
 
@@ -78,8 +87,9 @@ def regression_repo(tree: Path) -> Path:
         git(repo, "add", "-A", "-f", ".")
         git(repo, "commit", "-q", "-m", f"Linux {_version(repo)} (Debian linux-source)")
         git(repo, "tag", GOOD_TAG)
-    if _has_tag(repo, BAD_TAG) and git(repo, "log", "--format=%s", f"{GOOD_TAG}..{BAD_TAG}"
-                                       ).splitlines() == [c.subject for c in CHANGES[::-1]]:
+    if _has_tag(repo, BAD_TAG) and git(
+        repo, "log", "--format=%s", f"{GOOD_TAG}..{BAD_TAG}"
+    ).splitlines() == [c.subject for c in CHANGES[::-1]]:
         return repo
     git(repo, "reset", "-q", "--hard", GOOD_TAG)
     for change in CHANGES:
@@ -94,8 +104,12 @@ def regression_repo(tree: Path) -> Path:
 
 
 def _has_tag(repo: Path, tag: str) -> bool:
-    return subprocess.run(["git", "-C", str(repo), "rev-parse", "-q", "--verify", tag],
-                          capture_output=True).returncode == 0
+    return (
+        subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "-q", "--verify", tag], capture_output=True
+        ).returncode
+        == 0
+    )
 
 
 def _version(tree: Path) -> str:
@@ -106,5 +120,12 @@ def _version(tree: Path) -> str:
 if __name__ == "__main__":  # warm the cache: python -m testcases.kernel_repo TREE
     import sys
 
-    print(regression_repo(Path(sys.argv[1] if len(sys.argv) > 1 else
-                               os.path.expanduser("~/.cache/memhp/trees/linux-source-6.12"))))
+    print(
+        regression_repo(
+            Path(
+                sys.argv[1]
+                if len(sys.argv) > 1
+                else os.path.expanduser("~/.cache/memhp/trees/linux-source-6.12")
+            )
+        )
+    )

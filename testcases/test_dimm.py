@@ -139,14 +139,15 @@ def test_dimm_default_online_policy(vm: HotplugVM) -> None:
     dimm = vm.plug_dimm(2 * vm.arch.dimm_align)
 
     expected = expectations.hot_added_block_state(vm.facts)
-    vm.expect_blocks(vm.blocks(dimm), expected.value.state, expected.value.zone,
-                     why=expected.why)
+    vm.expect_blocks(vm.blocks(dimm), expected.value.state, expected.value.zone, why=expected.why)
 
 
 # Removal while the blocks are online: the guest must offline them itself. On pseries these
 # are separate scenarios because the outcome depends on where the memmap went.
-UNPLUG_NOISE = (r"page dumped because|Offline failed|pseries-hotplug-mem|"
-                r"Memory indexed-count-remove failed|dlpar")
+UNPLUG_NOISE = (
+    r"page dumped because|Offline failed|pseries-hotplug-mem|"
+    r"Memory indexed-count-remove failed|dlpar"
+)
 
 
 def _remove_while_online(vm: HotplugVM, request: pytest.FixtureRequest) -> None:
@@ -159,7 +160,8 @@ def _remove_while_online(vm: HotplugVM, request: pytest.FixtureRequest) -> None:
     request.node.user_properties.append(("unplug_outcome", result.outcome.value))
     assert result.outcome in expected.value, (
         f"unplug {result.describe()}; expected one of "
-        f"{sorted(o.value for o in expected.value)} ({expected.why})")
+        f"{sorted(o.value for o in expected.value)} ({expected.why})"
+    )
     if result.outcome is Unplug.DELETED:
         assert vm.blocks(dimm) == [], "memory blocks still present after DEVICE_DELETED"
     else:
@@ -176,15 +178,17 @@ def test_dimm_remove_while_online(vm: HotplugVM, request: pytest.FixtureRequest)
 
 
 @pytest.mark.memhp(cmdline=("memhp_default_state=online_movable",))
-def test_dimm_remove_while_online_movable_by_default(vm: HotplugVM,
-                                                     request: pytest.FixtureRequest) -> None:
+def test_dimm_remove_while_online_movable_by_default(
+    vm: HotplugVM, request: pytest.FixtureRequest
+) -> None:
     """10. Blocks onlined to ZONE_MOVABLE at add time come back out."""
     _remove_while_online(vm, request)
 
 
 @pytest.mark.memhp(cmdline=("memhp_default_state=offline", "memory_hotplug.memmap_on_memory=1"))
 @pytest.mark.needs_kernel("memmap-on-memory")
-def test_dimm_remove_while_online_memmap_on_memory(vm: HotplugVM,
-                                                   request: pytest.FixtureRequest) -> None:
+def test_dimm_remove_while_online_memmap_on_memory(
+    vm: HotplugVM, request: pytest.FixtureRequest
+) -> None:
     """11. With memmap_on_memory each block carries its own memmap and comes back out."""
     _remove_while_online(vm, request)

@@ -24,25 +24,49 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def every_flavour(arch: str) -> list[str]:
     profile = ARCHES[arch]
-    return [spec + suffix for spec in profile.default_kernels
-            for suffix in ("", *(f"/{f}" for f in sorted(profile.flavours)))]
+    return [
+        spec + suffix
+        for spec in profile.default_kernels
+        for suffix in ("", *(f"/{f}" for f in sorted(profile.flavours)))
+    ]
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHES))
 def test_every_flavour_passes_or_skips_with_a_reason(arch: str, tmp_path: Path) -> None:
     kernels = [a for spec in every_flavour(arch) for a in ("--memhp-kernel", spec)]
-    run = subprocess.run([sys.executable, "-m", "pytest", "testcases", "-n", "2", "-q",
-                          "-p", "no:cacheprovider", "--memhp-arch", arch, *kernels,
-                          "--memhp-results", str(tmp_path)], cwd=ROOT, capture_output=True,
-                         text=True)
-    print(run.stdout[run.stdout.find("memhp scenarios") - 32:])  # the table, for the log
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "testcases",
+            "-n",
+            "2",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--memhp-arch",
+            arch,
+            *kernels,
+            "--memhp-results",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    print(run.stdout[run.stdout.find("memhp scenarios") - 32 :])  # the table, for the log
     results = load(tmp_path)
 
-    bad = [f"{r.kernel} {r.scenario}: {r.status.value} {r.message}" for r in results
-           if r.status not in (Status.PASS, Status.SKIP)]
+    bad = [
+        f"{r.kernel} {r.scenario}: {r.status.value} {r.message}"
+        for r in results
+        if r.status not in (Status.PASS, Status.SKIP)
+    ]
     assert not bad, "\n".join(bad)
-    unexplained = [f"{r.kernel} {r.scenario}" for r in results
-                   if r.status is Status.SKIP and not r.message]
+    unexplained = [
+        f"{r.kernel} {r.scenario}" for r in results if r.status is Status.SKIP and not r.message
+    ]
     assert not unexplained, unexplained
     counts = Counter((r.kernel, r.status.value) for r in results)
     assert {k for k, _ in counts} == set(every_flavour(arch)), counts

@@ -27,13 +27,25 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _scenarios(arch: Arch, build_dir: Path, *files: str) -> subprocess.CompletedProcess[str]:
     """Run scenario files against build:DIR in a child pytest (its own guest pool)."""
-    cmd = [sys.executable, "-m", "pytest", *files, "-q", "-p", "no:cacheprovider",
-           "--memhp-arch", arch.name, "--memhp-kernel", f"build:{build_dir}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        *files,
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--memhp-arch",
+        arch.name,
+        "--memhp-kernel",
+        f"build:{build_dir}",
+    ]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
 
 
 def test_kbuild_fragment_asking_for_what_the_arch_cannot_have_fails(
-        kernel_tree: Path, tmp_path: Path) -> None:
+    kernel_tree: Path, tmp_path: Path
+) -> None:
     """VIRTIO_MEM on ppc64le: configure stops and names the option and its dependency."""
     frag = tmp_path / "virtio-mem.config"
     frag.write_text("# virtio-mem on pseries (it cannot be)\nCONFIG_VIRTIO_MEM=y\n")
@@ -45,15 +57,22 @@ def test_kbuild_fragment_asking_for_what_the_arch_cannot_have_fails(
     assert "depends on" in str(exc.value) and "X86_64" in str(exc.value)
 
 
-@pytest.mark.parametrize(("arch", "base"), [(X86_64, "tinyconfig"), (PPC64LE, "defconfig")],
-                         ids=["x86_64", "ppc64le"])
-def test_kbuild_kernel_passes_dimm_and_nvdimm_scenarios(kernel_tree: Path, arch: Arch,
-                                                        base: str) -> None:
+@pytest.mark.parametrize(
+    ("arch", "base"), [(X86_64, "tinyconfig"), (PPC64LE, "defconfig")], ids=["x86_64", "ppc64le"]
+)
+def test_kbuild_kernel_passes_dimm_and_nvdimm_scenarios(
+    kernel_tree: Path, arch: Arch, base: str
+) -> None:
     """Build (incremental when done before) and run the DIMM and NVDIMM scenarios on it
     (ppc64le: spapr NVDIMMs through PAPR_SCM; pmem writes skip under TCG, see arch.py)."""
     out = kbuild.build(kernel_tree, arch, base=base)
 
-    run = _scenarios(arch, out, "testcases/test_dimm.py", "testcases/test_memmap_on_memory.py",
-                     "testcases/test_nvdimm.py")
+    run = _scenarios(
+        arch,
+        out,
+        "testcases/test_dimm.py",
+        "testcases/test_memmap_on_memory.py",
+        "testcases/test_nvdimm.py",
+    )
 
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]

@@ -46,8 +46,7 @@ def test_memmap_on_memory_tells_kernels_apart(vm: HotplugVM) -> None:
         pytest.skip(f"no self-hosted memmap here, nothing to tell apart: {mine.why}")
     dimm = vm.plug_dimm(vm.memory().block_size)
     online = vm.online(dimm, "online_movable")
-    other = {"reserved": "offline", "offline": "reserved"}[
-        expectations.memmap_init(vm.facts).value]
+    other = {"reserved": "offline", "offline": "reserved"}[expectations.memmap_init(vm.facts).value]
     swapped = dataclasses.replace(vm.facts, overrides={"memmap_init": other})
 
     vm.expect_memmap(online, mine)

@@ -21,8 +21,9 @@ OFFLINE = ("memhp_default_state=offline",)
 COLD = NvdimmSpec("nvdimm0", size=512 * MiB)
 
 PLUGGED = [
-    pytest.param("coldplugged", marks=pytest.mark.memhp(cmdline=OFFLINE, fresh=True,
-                                                        coldplug=(COLD,))),
+    pytest.param(
+        "coldplugged", marks=pytest.mark.memhp(cmdline=OFFLINE, fresh=True, coldplug=(COLD,))
+    ),
     pytest.param("hotplugged", marks=pytest.mark.memhp(cmdline=OFFLINE, fresh=True)),
 ]
 
@@ -44,8 +45,9 @@ def test_nvdimm_raw_namespace_has_no_memmap(vm: HotplugVM, how: str) -> None:
     assert size == ns.size, f"/dev/{ns.blockdev} is {size} bytes, namespace {ns.size}"
     vm.guest.run(f"dd if=/dev/{ns.blockdev} of=/dev/null bs=64k count=16 2>/dev/null")
     vm.plug_dimm(vm.arch.dimm_align)  # raises max_pfn above the device (see devdax below)
-    read = vm.expect_no_memmap(ns.start, ns.size, why="raw pmem has no memmap (no pfn "
-                               "device, no devm_memremap_pages)")
+    read = vm.expect_no_memmap(
+        ns.start, ns.size, why="raw pmem has no memmap (no pfn device, no devm_memremap_pages)"
+    )
     assert read == ns.size // vm.guest.page_size(), f"only {read} pfns readable"
 
 
@@ -58,10 +60,12 @@ def test_nvdimm_pmem_reads_back_what_was_written(vm: HotplugVM, how: str) -> Non
     ns = ndctl.namespace(vm.guest, region)
     assert ns.blockdev, f"{ns.dev} has no block device (mode {ns.mode})"
 
-    vm.guest.run(f"dd if=/dev/urandom of=/tmp/pattern bs=64k count=16 2>/dev/null && "
-                 f"dd if=/tmp/pattern of=/dev/{ns.blockdev} bs=64k seek=7 conv=fsync "
-                 f"2>/dev/null && dd if=/dev/{ns.blockdev} bs=64k skip=7 count=16 2>/dev/null "
-                 f"| cmp - /tmp/pattern")
+    vm.guest.run(
+        f"dd if=/dev/urandom of=/tmp/pattern bs=64k count=16 2>/dev/null && "
+        f"dd if=/tmp/pattern of=/dev/{ns.blockdev} bs=64k seek=7 conv=fsync "
+        f"2>/dev/null && dd if=/dev/{ns.blockdev} bs=64k skip=7 count=16 2>/dev/null "
+        f"| cmp - /tmp/pattern"
+    )
 
 
 @pytest.mark.memhp(cmdline=OFFLINE, fresh=True)
@@ -79,8 +83,9 @@ def test_nvdimm_devdax_pfns_have_no_online_memmap(vm: HotplugVM) -> None:
     # On x86 ZONE_DEVICE does not raise max_pfn, so its pfns may read as EOF; a DIMM
     # plugged above it does raise it (add_pages), making every one of them readable.
     vm.plug_dimm(vm.arch.dimm_align)
-    read = vm.expect_no_memmap(dax.start, dax.size,
-                               why="ZONE_DEVICE sections are never onlined (pagemap_range)")
+    read = vm.expect_no_memmap(
+        dax.start, dax.size, why="ZONE_DEVICE sections are never onlined (pagemap_range)"
+    )
     assert read == dax.size // vm.guest.page_size(), f"only {read} pfns readable"
 
 

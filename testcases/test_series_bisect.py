@@ -28,21 +28,37 @@ def repo(kernel_tree: Path) -> Path:
 
 
 def memhp(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=ROOT,
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args], cwd=ROOT, capture_output=True, text=True
+    )
 
 
 def untouched(repo: Path) -> tuple[str, str, str]:
-    return (git(repo, "rev-parse", "HEAD"), git(repo, "status", "--porcelain"),
-            git(repo, "branch", "--show-current"))
+    return (
+        git(repo, "rev-parse", "HEAD"),
+        git(repo, "status", "--porcelain"),
+        git(repo, "branch", "--show-current"),
+    )
 
 
-def test_bisect_names_the_regression_and_leaves_the_tree_alone(repo: Path, tmp_path: Path
-                                                               ) -> None:
+def test_bisect_names_the_regression_and_leaves_the_tree_alone(repo: Path, tmp_path: Path) -> None:
     before = untouched(repo)
 
-    run = memhp("bisect", "--tree", str(repo), "--good", GOOD_TAG, "--bad", BAD_TAG,
-                "-k", SCENARIO, "--repeat", "2", "--out", str(tmp_path))
+    run = memhp(
+        "bisect",
+        "--tree",
+        str(repo),
+        "--good",
+        GOOD_TAG,
+        "--bad",
+        BAD_TAG,
+        "-k",
+        SCENARIO,
+        "--repeat",
+        "2",
+        "--out",
+        str(tmp_path),
+    )
 
     assert run.returncode == 0, run.stdout + run.stderr[-4000:]
     culprit = git(repo, "log", "-1", "--format=%h", f"{BAD_TAG}~2")
@@ -53,14 +69,34 @@ def test_bisect_names_the_regression_and_leaves_the_tree_alone(repo: Path, tmp_p
 
 def test_series_verify_reports_the_regression_at_its_patch(repo: Path, tmp_path: Path) -> None:
     patches = tmp_path / "patches"
-    git(repo, "format-patch", "-q", "--thread", "--cover-letter", f"--base={GOOD_TAG}", "-o",
-        str(patches), f"{GOOD_TAG}..{BAD_TAG}")
+    git(
+        repo,
+        "format-patch",
+        "-q",
+        "--thread",
+        "--cover-letter",
+        f"--base={GOOD_TAG}",
+        "-o",
+        str(patches),
+        f"{GOOD_TAG}..{BAD_TAG}",
+    )
     mbox = tmp_path / "series.mbox"
     mbox.write_bytes(b"".join(p.read_bytes() for p in sorted(patches.glob("*.patch"))))
     out = tmp_path / "out"
 
-    run = memhp("series", "verify", "--tree", str(repo), "--mbox", str(mbox), "--each-commit",
-                "-k", SCENARIO, "--out", str(out))
+    run = memhp(
+        "series",
+        "verify",
+        "--tree",
+        str(repo),
+        "--mbox",
+        str(mbox),
+        "--each-commit",
+        "-k",
+        SCENARIO,
+        "--out",
+        str(out),
+    )
 
     assert run.returncode == 1, run.stdout + run.stderr[-4000:]
     rows = [ln for ln in run.stdout.splitlines() if ln.lstrip().startswith("[")]
@@ -88,11 +124,22 @@ def test_series_that_does_not_apply_names_the_patch(repo: Path, tmp_path: Path) 
     before = untouched(repo)
     patch = Path(git(repo, "format-patch", "-1", "-o", str(tmp_path), f"{BAD_TAG}~2"))
     # The preimage line no longer matches anything: neither plain nor 3-way apply can work.
-    patch.write_text(patch.read_text().replace("-\t\tpfn += (1UL << order);",
-                                               "-\t\tpfn += (1UL << order) + 1;"))
+    patch.write_text(
+        patch.read_text().replace("-\t\tpfn += (1UL << order);", "-\t\tpfn += (1UL << order) + 1;")
+    )
 
-    run = memhp("series", "verify", "--tree", str(repo), "--mbox", str(patch),
-                "--base", GOOD_TAG, "--out", str(tmp_path / "out"))
+    run = memhp(
+        "series",
+        "verify",
+        "--tree",
+        str(repo),
+        "--mbox",
+        str(patch),
+        "--base",
+        GOOD_TAG,
+        "--out",
+        str(tmp_path / "out"),
+    )
 
     assert run.returncode == 1, run.stdout + run.stderr
     assert "DID NOT APPLY" in run.stdout and "mm/memory_hotplug.c" in run.stdout

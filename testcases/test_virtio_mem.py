@@ -26,8 +26,9 @@ def _device(vm: HotplugVM, how: str) -> VirtioMem:
 
 
 PLUGGED = [
-    pytest.param("coldplugged", marks=pytest.mark.memhp(cmdline=ONLINE_MOVABLE, fresh=True,
-                                                        coldplug=(COLD,))),
+    pytest.param(
+        "coldplugged", marks=pytest.mark.memhp(cmdline=ONLINE_MOVABLE, fresh=True, coldplug=(COLD,))
+    ),
     pytest.param("hotplugged", marks=pytest.mark.memhp(cmdline=ONLINE_MOVABLE, fresh=True)),
 ]
 
@@ -43,8 +44,11 @@ def test_virtio_mem_grow_leaves_partial_block(vm: HotplugVM, how: str) -> None:
     resize = vm.resize(dev, block_size + block_size // 2)
 
     assert resize.reached, resize.describe()
-    sizes = [e["data"]["size"] for e in vm.machine.events.since(mark)
-             if e["event"] == "MEMORY_DEVICE_SIZE_CHANGE"]
+    sizes = [
+        e["data"]["size"]
+        for e in vm.machine.events.since(mark)
+        if e["event"] == "MEMORY_DEVICE_SIZE_CHANGE"
+    ]
     assert sizes and sizes[-1] == resize.requested, f"size-change events: {sizes}"
     blocks = vm.blocks(dev)
     vm.expect_blocks(blocks, "online", "Movable")
@@ -81,8 +85,7 @@ def test_virtio_mem_shrink_refused_when_pinned(vm: HotplugVM) -> None:
     resize = vm.resize(dev, 0, timeout=15.0)
 
     assert not resize.reached and resize.size > resize.requested, resize.describe()
-    vm.expect_blocks(vm.blocks(dev), "online", "Normal",
-                     why="the guest could not unplug it")
+    vm.expect_blocks(vm.blocks(dev), "online", "Normal", why="the guest could not unplug it")
 
 
 @pytest.mark.memhp(cmdline=ONLINE_MOVABLE, fresh=True)

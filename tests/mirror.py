@@ -40,8 +40,15 @@ class Archive:
     root: Path
     suites: dict[str, list[Entry]] = field(default_factory=dict)
 
-    def add(self, suite: str, deb: Path, *, pool: str = "pool/main",
-            served: bytes | Path | str | None = "file", **override: str) -> Entry:
+    def add(
+        self,
+        suite: str,
+        deb: Path,
+        *,
+        pool: str = "pool/main",
+        served: bytes | Path | str | None = "file",
+        **override: str,
+    ) -> Entry:
         """List ``deb`` in ``suite``. ``served``: "file" (the deb itself), None (missing),
         or other bytes (a corrupt copy). ``override`` changes control fields (a version the
         pool does not have, say)."""
@@ -49,8 +56,9 @@ class Archive:
         control.update(override)
         name, version, arch = control["Package"], control["Version"], control["Architecture"]
         filename = f"{pool}/{name[0]}/{name}/{name}_{version.split(':')[-1]}_{arch}.deb"
-        entry = Entry(control, filename, _sha256(deb), deb.stat().st_size,
-                      deb if served == "file" else served)  # type: ignore[arg-type]
+        entry = Entry(
+            control, filename, _sha256(deb), deb.stat().st_size, deb if served == "file" else served
+        )  # type: ignore[arg-type]
         self.suites.setdefault(suite, []).append(entry)
         return entry
 
@@ -74,7 +82,8 @@ class Archive:
                 f"Origin: memhp-test\nLabel: memhp-test\nSuite: {suite}\nCodename: {suite}\n"
                 f"Date: {email.utils.formatdate(usegmt=True)}\nArchitectures: {arch}\n"
                 f"Components: main\nSHA256:\n {hashlib.sha256(data).hexdigest()} "
-                f"{len(data)} {rel}\n")
+                f"{len(data)} {rel}\n"
+            )
             gpg.clearsign(release, dists / "InRelease")
 
 
@@ -84,8 +93,13 @@ class Gpg:
     def __init__(self, home: Path) -> None:
         self.home = home
         home.mkdir(mode=0o700, parents=True)
-        self._gpg("--quick-generate-key", "memhp test archive <test@memhp.invalid>",
-                  "ed25519", "sign", "never")
+        self._gpg(
+            "--quick-generate-key",
+            "memhp test archive <test@memhp.invalid>",
+            "ed25519",
+            "sign",
+            "never",
+        )
         self.keyring = home / "keyring.gpg"
         self.keyring.write_bytes(self._gpg("--export").stdout)
 
@@ -93,9 +107,22 @@ class Gpg:
         self._gpg("--clearsign", "--output", str(dest), str(src))
 
     def _gpg(self, *args: str) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(["gpg", "--homedir", str(self.home), "--batch", "--yes",
-                               "--pinentry-mode", "loopback", "--passphrase", "", *args],
-                              capture_output=True, check=True)
+        return subprocess.run(
+            [
+                "gpg",
+                "--homedir",
+                str(self.home),
+                "--batch",
+                "--yes",
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase",
+                "",
+                *args,
+            ],
+            capture_output=True,
+            check=True,
+        )
 
 
 @contextmanager
@@ -120,27 +147,29 @@ def serve(root: Path) -> Iterator[str]:
         thread.join(5)
 
 
-def build_deb(dest: Path, control: dict[str, str], files: dict[str, bytes] | None = None
-              ) -> Path:
+def build_deb(dest: Path, control: dict[str, str], files: dict[str, bytes] | None = None) -> Path:
     """A small real .deb (dpkg-deb --build), e.g. a metapackage."""
     tree = dest.with_suffix(".tree")
     (tree / "DEBIAN").mkdir(parents=True)
-    fields = {"Maintainer": "memhp tests <test@memhp.invalid>", "Description": "test",
-              **control}
+    fields = {"Maintainer": "memhp tests <test@memhp.invalid>", "Description": "test", **control}
     (tree / "DEBIAN" / "control").write_text("".join(f"{k}: {v}\n" for k, v in fields.items()))
     for rel, data in (files or {}).items():
         path = tree / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(tree), str(dest)],
-                   capture_output=True, check=True)
+    subprocess.run(
+        ["dpkg-deb", "--root-owner-group", "--build", str(tree), str(dest)],
+        capture_output=True,
+        check=True,
+    )
     shutil.rmtree(tree)
     return dest
 
 
 def _control(deb: Path) -> dict[str, str]:
-    text = subprocess.run(["dpkg-deb", "-f", str(deb)], capture_output=True, text=True,
-                          check=True).stdout
+    text = subprocess.run(
+        ["dpkg-deb", "-f", str(deb)], capture_output=True, text=True, check=True
+    ).stdout
     out: dict[str, str] = {}
     for line in text.splitlines():
         if line and not line.startswith((" ", "\t")):

@@ -32,6 +32,7 @@ def kernel(tmp_path: Path):
         path = tmp_path / "kernel"
         path.write_bytes(data)
         return path
+
     return write
 
 
@@ -136,23 +137,26 @@ def test_choose_accel_rejects_unknown(x86_host: None) -> None:
         choose_accel(X86_64, "bogus")
 
 
-def test_choose_accel_env_used_when_not_requested(x86_host: None,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_choose_accel_env_used_when_not_requested(
+    x86_host: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(accel.ENV, "tcg")
     assert choose_accel(X86_64, None).name == "tcg"
     assert choose_accel(X86_64).reason == "requested"
 
 
 def test_choose_accel_auto_falls_back_to_tcg_with_reason(
-        x86_host: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    x86_host: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(accel, "kvm_problem", lambda arch: "no kvm here")
     assert choose_accel(X86_64, "auto") == accel.Accel("tcg", "no kvm here")
     with pytest.raises(UsageError, match="no kvm here; use --memhp-accel tcg"):
         choose_accel(X86_64, "kvm")
 
 
-def test_choose_accel_auto_uses_working_kvm(x86_host: None,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_choose_accel_auto_uses_working_kvm(
+    x86_host: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(accel, "kvm_problem", lambda arch: None)
     got = choose_accel(X86_64)
     assert got.name == "kvm"

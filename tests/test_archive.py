@@ -38,8 +38,11 @@ class Setup:
 def _real_debs() -> tuple[Path, list[Path]]:
     """The newest 6.12 amd64 kernel .deb and the userspace .debs memhp downloaded before."""
     debs = cache.path("apt", "amd64", "debs")
-    kernels = sorted(d for d in debs.glob("linux-image-6.12.*.deb")
-                     if re.match(r"linux-image-6\.12\.\d+\+deb\d+-amd64-unsigned_", d.name))
+    kernels = sorted(
+        d
+        for d in debs.glob("linux-image-6.12.*.deb")
+        if re.match(r"linux-image-6\.12\.\d+\+deb\d+-amd64-unsigned_", d.name)
+    )
     userspace = [d for d in debs.glob("*.deb") if not d.name.startswith("linux-")]
     if not kernels or len(userspace) < 10:
         pytest.skip(f"no Debian 6.12 amd64 kernel in {debs}: run ./setup.sh first")
@@ -58,12 +61,24 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     security.add("trixie-security", kernel, pool="pool/updates/main")
     name, version = entry.control["Package"], entry.control["Version"]
     newer = name.replace(version.split("-")[0], MISSING)
-    security.add("trixie-security", kernel, pool="pool/updates/main", served=None,
-                 Package=newer, Version=f"{MISSING}-1")
+    security.add(
+        "trixie-security",
+        kernel,
+        pool="pool/updates/main",
+        served=None,
+        Package=newer,
+        Version=f"{MISSING}-1",
+    )
     # The metapackage shares the newest version and holds no kernel.
-    meta = build_deb(top / "meta.deb", {"Package": "linux-image-6.12-amd64",
-                                        "Version": f"{MISSING}-1", "Architecture": "amd64",
-                                        "Depends": f"{newer} (= {MISSING}-1)"})
+    meta = build_deb(
+        top / "meta.deb",
+        {
+            "Package": "linux-image-6.12-amd64",
+            "Version": f"{MISSING}-1",
+            "Architecture": "amd64",
+            "Depends": f"{newer} (= {MISSING}-1)",
+        },
+    )
     main.add("trixie", meta)
     gpg = Gpg(top / "gnupg")
     main.publish(gpg, "amd64")
@@ -84,8 +99,9 @@ def built(archive: Setup) -> images.Image:
     return images.build(SPEC, X86_64)
 
 
-def test_image_is_the_newest_build_the_archive_really_has(archive: Setup,
-                                                          built: images.Image) -> None:
+def test_image_is_the_newest_build_the_archive_really_has(
+    archive: Setup, built: images.Image
+) -> None:
     kernel = built.kernel_debs[0]
     assert (kernel.version, kernel.name.endswith("-unsigned")) == (archive.kernel_version, True)
     said = "\n".join(archive.notes)
@@ -101,11 +117,13 @@ def test_that_image_boots(built: images.Image) -> None:
         assert m.guest.run("uname -r").stdout.strip() == built.release
 
 
-def test_lock_pins_what_was_built_and_rebuilds_from_it(archive: Setup, built: images.Image,
-                                                       tmp_path: Path) -> None:
+def test_lock_pins_what_was_built_and_rebuilds_from_it(
+    archive: Setup, built: images.Image, tmp_path: Path
+) -> None:
     lock = tmp_path / "memhp.lock"
-    assert cli.main(["image", "lock", "--arch", "x86_64", "--kernel", SPEC,
-                     "--lock", str(lock)]) == 0
+    assert (
+        cli.main(["image", "lock", "--arch", "x86_64", "--kernel", SPEC, "--lock", str(lock)]) == 0
+    )
     pinned = lockfile.load(lock).pinned("x86_64", SPEC)
     assert pinned is not None and pinned.kernel.package == built.kernel_debs[0]
     shutil.rmtree(built.path)
@@ -116,7 +134,8 @@ def test_lock_pins_what_was_built_and_rebuilds_from_it(archive: Setup, built: im
 
 
 def test_locked_run_of_a_spec_the_lock_lacks_is_one_line_exit_2(
-        archive: Setup, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    archive: Setup, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     lock = tmp_path / "memhp.lock"
     lockfile.Lock(lock).save()
 
@@ -137,7 +156,8 @@ def test_damaged_image_is_rebuilt_not_booted(archive: Setup, built: images.Image
 
 
 def test_without_an_archive_the_cached_image_is_used_and_said(
-        archive: Setup, built: images.Image, monkeypatch: pytest.MonkeyPatch) -> None:
+    archive: Setup, built: images.Image, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(MIRROR_ENV, "http://127.0.0.1:9/debian")  # discard: nothing listens
     monkeypatch.setenv(SECURITY_MIRROR_ENV, "http://127.0.0.1:9/debian-security")
     shutil.rmtree(archive.cache / "apt")  # no index from before either

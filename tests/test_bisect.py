@@ -26,8 +26,11 @@ def repo(git_repo: Path) -> Path:
     return r
 
 
-def fake(monkeypatch: pytest.MonkeyPatch, outcomes: Callable[[str, int], Status],
-         build_fails: bool = False) -> list[int]:
+def fake(
+    monkeypatch: pytest.MonkeyPatch,
+    outcomes: Callable[[str, int], Status],
+    build_fails: bool = False,
+) -> list[int]:
     """Builds 'succeed' unless told; run i of a commit returns outcomes(state, i)."""
     calls: list[int] = []
 
@@ -40,9 +43,17 @@ def fake(monkeypatch: pytest.MonkeyPatch, outcomes: Callable[[str, int], Status]
         calls.append(1)
         state = (Path(kernel.removeprefix("build:")) / "state").read_text().strip()
         status = outcomes(state, len(calls))
-        r = Result(nodeid="t::test_x[x]", scenario="test_x", arch=arch, kernel=kernel,
-                   status=status, phase="call", start_time=0.0, duration=1.0,
-                   message=f"{status.value} on {state}")
+        r = Result(
+            nodeid="t::test_x[x]",
+            scenario="test_x",
+            arch=arch,
+            kernel=kernel,
+            status=status,
+            phase="call",
+            start_time=0.0,
+            duration=1.0,
+            message=f"{status.value} on {state}",
+        )
         return Run([r], out / "log", out)
 
     monkeypatch.setattr(bisect.kbuild, "build", build)
@@ -51,40 +62,49 @@ def fake(monkeypatch: pytest.MonkeyPatch, outcomes: Callable[[str, int], Status]
 
 
 def config(repo: Path, tmp_path: Path, repeat: int = 3) -> bisect.StepConfig:
-    return bisect.StepConfig(tree=str(repo), arch="x86_64", select="test_x", repeat=repeat,
-                             kbuild_base=None, out=str(tmp_path / "out"))
+    return bisect.StepConfig(
+        tree=str(repo),
+        arch="x86_64",
+        select="test_x",
+        repeat=repeat,
+        kbuild_base=None,
+        out=str(tmp_path / "out"),
+    )
 
 
-def test_all_repeats_pass_is_good(repo: Path, tmp_path: Path,
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_all_repeats_pass_is_good(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls = fake(monkeypatch, lambda state, i: Status.PASS)
     assert bisect.step(config(repo, tmp_path), "HEAD").verdict is bisect.Verdict.GOOD
     assert len(calls) == 3
 
 
-def test_one_failing_repeat_is_bad(repo: Path, tmp_path: Path,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_failing_repeat_is_bad(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake(monkeypatch, lambda state, i: Status.FAIL if i == 2 else Status.PASS)
     res = bisect.step(config(repo, tmp_path), "HEAD")
     assert res.verdict is bisect.Verdict.BAD and "run 2/3 failed" in res.why
 
 
 @pytest.mark.parametrize("status", [Status.ERROR, Status.MISS])
-def test_infrastructure_failure_skips(repo: Path, tmp_path: Path,
-                                      monkeypatch: pytest.MonkeyPatch, status: Status) -> None:
+def test_infrastructure_failure_skips(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, status: Status
+) -> None:
     fake(monkeypatch, lambda state, i: status)
     assert bisect.step(config(repo, tmp_path), "HEAD").verdict is bisect.Verdict.SKIP
 
 
-def test_build_failure_skips(repo: Path, tmp_path: Path,
-                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_build_failure_skips(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake(monkeypatch, lambda state, i: Status.PASS, build_fails=True)
     res = bisect.step(config(repo, tmp_path), "HEAD~1")
     assert res.verdict is bisect.Verdict.SKIP and "error: boom" in res.why
 
 
-def test_bad_end_that_passes_stops_before_bisecting(repo: Path, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_end_that_passes_stops_before_bisecting(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake(monkeypatch, lambda state, i: Status.PASS)
     with pytest.raises(UsageError, match="--bad HEAD should be bad but is good"):
         bisect.bisect(config(repo, tmp_path, repeat=1), "HEAD~2", "HEAD")

@@ -20,11 +20,19 @@ from harness.images.apt import (
 from harness.images.specs import parse_debian_spec, resolve_debian
 
 
-def pkg(name: str, version: str, suite: str = "bookworm", depends: str = "",
-        arch: str = "amd64") -> Package:
-    return Package(name=name, version=version, arch=arch, suite=suite,
-                   filename=f"pool/main/x/{name}/{name}_{version}_{arch}.deb",
-                   sha256="0" * 64, depends=depends, source=name)
+def pkg(
+    name: str, version: str, suite: str = "bookworm", depends: str = "", arch: str = "amd64"
+) -> Package:
+    return Package(
+        name=name,
+        version=version,
+        arch=arch,
+        suite=suite,
+        filename=f"pool/main/x/{name}/{name}_{version}_{arch}.deb",
+        sha256="0" * 64,
+        depends=depends,
+        source=name,
+    )
 
 
 def sign(n: int) -> int:
@@ -101,11 +109,14 @@ SHA256: def456
 def test_parse_packages_reads_both_stanzas() -> None:
     first, second = parse_packages(PACKAGES, "bookworm")
     assert first == Package(
-        name="dropbear-bin", version="2022.83-1+deb12u1", arch="amd64", suite="bookworm",
+        name="dropbear-bin",
+        version="2022.83-1+deb12u1",
+        arch="amd64",
+        suite="bookworm",
         filename="pool/main/d/dropbear/dropbear-bin_2022.83-1+deb12u1_amd64.deb",
         sha256="abc123",
         depends="init-system-helpers (>= 1.54~), libc6 (>= 2.34), libcrypt1 (>= 1:4.1.0), "
-                "zlib1g (>= 1:1.1.4)",
+        "zlib1g (>= 1:1.1.4)",
         source="dropbear",
     )
     assert second.name == "busybox-static"
@@ -140,10 +151,14 @@ def apt(tmp_path: Path) -> AptCache:
     cache._index = {
         "bookworm": {
             "dropbear": [pkg("dropbear", "2022.83-1", depends="dropbear-bin (= 2022.83-1)")],
-            "dropbear-bin": [pkg("dropbear-bin", "2022.83-1",
-                                 depends="libc6 (>= 2.34), libz:any | libother")],
-            "libc6": [pkg("libc6", "2.36-9"), pkg("libc6", "2.36-9+deb12u10"),
-                      pkg("libc6", "2.36-9+deb12u4")],
+            "dropbear-bin": [
+                pkg("dropbear-bin", "2022.83-1", depends="libc6 (>= 2.34), libz:any | libother")
+            ],
+            "libc6": [
+                pkg("libc6", "2.36-9"),
+                pkg("libc6", "2.36-9+deb12u10"),
+                pkg("libc6", "2.36-9+deb12u4"),
+            ],
             "libz": [pkg("libz", "1.2", depends="libc6")],
             "broken": [pkg("broken", "1", depends="libmissing (>= 2)")],
         },
@@ -178,15 +193,28 @@ def test_closure_missing_dependency_raises_naming_it(apt: AptCache) -> None:
 
 @pytest.mark.parametrize(
     ("spec", "parsed"),
-    [("debian:6.12", ("6.12", None)), ("debian:6.12/rt", ("6.12", "rt")),
-     ("debian:6.1/64k", ("6.1", "64k"))],
+    [
+        ("debian:6.12", ("6.12", None)),
+        ("debian:6.12/rt", ("6.12", "rt")),
+        ("debian:6.1/64k", ("6.1", "64k")),
+    ],
 )
 def test_parse_debian_spec_accepts_line_and_flavour(spec: str, parsed: tuple) -> None:
     assert parse_debian_spec(spec) == parsed
 
 
-@pytest.mark.parametrize("spec", ["debian:6", "debian:6.12.1", "debian:", "6.12",
-                                  "debian:6.12/", "debian:6.12/rt/x", "debian:latest"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "debian:6",
+        "debian:6.12.1",
+        "debian:",
+        "6.12",
+        "debian:6.12/",
+        "debian:6.12/rt/x",
+        "debian:latest",
+    ],
+)
 def test_parse_debian_spec_rejects_with_expected_form(spec: str) -> None:
     with pytest.raises(UsageError, match=r"debian:X\.Y\[/flavour\]"):
         parse_debian_spec(spec)
@@ -210,10 +238,13 @@ KERNELS = [
     pkg("linux-image-6.12.117+deb13-rt-amd64", "6.12.117-1", "trixie-security"),
     pkg("linux-image-6.12.117+deb13-amd64-dbg", "6.12.999-1", "trixie-security"),
     pkg("linux-image-amd64", "6.12.999-1", "trixie-security"),
-    pkg("linux-image-6.12.117+deb13-powerpc64le", "6.12.117-1", "trixie-security",
-        arch="ppc64el"),
-    pkg("linux-image-6.12.117+deb13-powerpc64le-64k", "6.12.117-1", "trixie-security",
-        arch="ppc64el"),
+    pkg("linux-image-6.12.117+deb13-powerpc64le", "6.12.117-1", "trixie-security", arch="ppc64el"),
+    pkg(
+        "linux-image-6.12.117+deb13-powerpc64le-64k",
+        "6.12.117-1",
+        "trixie-security",
+        arch="ppc64el",
+    ),
 ]
 
 
@@ -224,7 +255,10 @@ def resolve(spec: str, arch: object = X86_64, packages: list[Package] = KERNELS)
 def test_resolve_debian_picks_newest_of_line_across_suites() -> None:
     got = resolve("debian:6.12")
     assert (got.name, got.version, got.suite) == (
-        "linux-image-6.12.117+deb13-amd64", "6.12.117-1", "trixie-security")
+        "linux-image-6.12.117+deb13-amd64",
+        "6.12.117-1",
+        "trixie-security",
+    )
 
 
 def test_resolve_debian_does_not_take_6_12_for_line_6_1() -> None:
@@ -241,8 +275,7 @@ def test_resolve_debian_line_6_1_ignores_6_12_even_if_newest() -> None:
 def test_resolve_debian_respects_flavour() -> None:
     assert resolve("debian:6.12/rt").name == "linux-image-6.12.117+deb13-rt-amd64"
     assert resolve("debian:6.12", PPC64LE).name == "linux-image-6.12.117+deb13-powerpc64le"
-    assert (resolve("debian:6.12/64k", PPC64LE).name
-            == "linux-image-6.12.117+deb13-powerpc64le-64k")
+    assert resolve("debian:6.12/64k", PPC64LE).name == "linux-image-6.12.117+deb13-powerpc64le-64k"
 
 
 def test_resolve_debian_prefers_unsigned_on_equal_version() -> None:

@@ -70,8 +70,9 @@ def _qemus_in(tmp: Path) -> list[int]:
         if not proc.name.isdigit():
             continue
         try:
-            if (proc / "comm").read_text().startswith("qemu") and \
-                    os.readlink(proc / "cwd").startswith(str(tmp)):
+            if (proc / "comm").read_text().startswith("qemu") and os.readlink(
+                proc / "cwd"
+            ).startswith(str(tmp)):
                 found.append(int(proc.name))
         except OSError:
             continue
@@ -79,18 +80,46 @@ def _qemus_in(tmp: Path) -> list[int]:
 
 
 def _child_cmd(select: str, results: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "pytest", str(SCENARIOS), "-p", "no:cacheprovider", "-q",
-            "-k", select, "--memhp-arch", "x86_64", "--memhp-kernel", KERNEL,
-            "--memhp-results", str(results), "--junitxml", str(results / "junit.xml"), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(SCENARIOS),
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "-k",
+        select,
+        "--memhp-arch",
+        "x86_64",
+        "--memhp-kernel",
+        KERNEL,
+        "--memhp-results",
+        str(results),
+        "--junitxml",
+        str(results / "junit.xml"),
+        *extra,
+    ]
 
 
 def run_child(select: str, tmp: Path, tmp_path: Path, *extra: str) -> Child:
     results = tmp_path / "results"
     start = time.monotonic()
-    proc = subprocess.run(_child_cmd(select, results, *extra), cwd=ROOT, capture_output=True,
-                          text=True, env={**os.environ, "TMPDIR": str(tmp)}, timeout=600)
-    return Child(proc.returncode, proc.stdout + proc.stderr, time.monotonic() - start,
-                 load(results) if results.is_dir() else [], results)
+    proc = subprocess.run(
+        _child_cmd(select, results, *extra),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TMPDIR": str(tmp)},
+        timeout=600,
+    )
+    return Child(
+        proc.returncode,
+        proc.stdout + proc.stderr,
+        time.monotonic() - start,
+        load(results) if results.is_dir() else [],
+        results,
+    )
 
 
 def only(child: Child, scenario: str) -> Result:
@@ -102,16 +131,24 @@ def only(child: Child, scenario: str) -> Result:
 # -- a guest that dies, freezes or panics -------------------------------------------------
 
 
-@pytest.mark.parametrize(("scenario", "status", "says"), [
-    ("test_qemu_killed", Status.ERROR, "QEMU exited"),
-    ("test_qemu_stopped", Status.ERROR, "stopped (SIGSTOP?)"),
-    ("test_qemu_stopped_during_command", Status.ERROR, "stopped (SIGSTOP?)"),
-    ("test_guest_panics", Status.FAIL, "guest kernel panicked"),
-])
-def test_fault_gets_its_verdict_in_bounded_time(scenario: str, status: Status, says: str,
-                                                image: Image, tmpdir_env: Path,
-                                                tmp_path: Path,
-                                                record_property: Record) -> None:
+@pytest.mark.parametrize(
+    ("scenario", "status", "says"),
+    [
+        ("test_qemu_killed", Status.ERROR, "QEMU exited"),
+        ("test_qemu_stopped", Status.ERROR, "stopped (SIGSTOP?)"),
+        ("test_qemu_stopped_during_command", Status.ERROR, "stopped (SIGSTOP?)"),
+        ("test_guest_panics", Status.FAIL, "guest kernel panicked"),
+    ],
+)
+def test_fault_gets_its_verdict_in_bounded_time(
+    scenario: str,
+    status: Status,
+    says: str,
+    image: Image,
+    tmpdir_env: Path,
+    tmp_path: Path,
+    record_property: Record,
+) -> None:
     child = run_child(scenario, tmpdir_env, tmp_path)
 
     result = only(child, scenario)
@@ -127,19 +164,34 @@ def test_fault_gets_its_verdict_in_bounded_time(scenario: str, status: Status, s
 # -- signals to the runner ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("sig", "xdist", "to_group"), [
-    (signal.SIGTERM, ["-n", "2"], False),  # what CI sends; the workers hear it from us
-    (signal.SIGINT, [], True),  # ^C in a terminal reaches the whole process group
-], ids=["SIGTERM-xdist", "SIGINT"])
+@pytest.mark.parametrize(
+    ("sig", "xdist", "to_group"),
+    [
+        (signal.SIGTERM, ["-n", "2"], False),  # what CI sends; the workers hear it from us
+        (signal.SIGINT, [], True),  # ^C in a terminal reaches the whole process group
+    ],
+    ids=["SIGTERM-xdist", "SIGINT"],
+)
 def test_signal_ends_the_run_cleanly_and_reports_what_finished(
-        sig: signal.Signals, xdist: list[str], to_group: bool, image: Image,
-        tmpdir_env: Path, tmp_path: Path, record_property: Record) -> None:
+    sig: signal.Signals,
+    xdist: list[str],
+    to_group: bool,
+    image: Image,
+    tmpdir_env: Path,
+    tmp_path: Path,
+    record_property: Record,
+) -> None:
     results = tmp_path / "results"
     mark = tmp_path / "guest-up"
     proc = subprocess.Popen(
-        _child_cmd("test_passes or test_waits_for_a_signal", results, *xdist), cwd=ROOT,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-        env={**os.environ, "TMPDIR": str(tmpdir_env), "MEMHP_FAULT_MARK": str(mark)})
+        _child_cmd("test_passes or test_waits_for_a_signal", results, *xdist),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "TMPDIR": str(tmpdir_env), "MEMHP_FAULT_MARK": str(mark)},
+    )
     try:
         deadline = time.monotonic() + 300
         while not mark.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -162,15 +214,16 @@ def test_signal_ends_the_run_cleanly_and_reports_what_finished(
     assert "passed" in output.splitlines()[-1], output[-3000:]  # pytest's summary line
     doc = json.loads((results / "kcidb.json").read_text())
     assert {t["path"].rsplit(".", 1)[-1]: t["status"] for t in doc["tests"]}.get(
-        "passes") == "PASS", doc["tests"]
+        "passes"
+    ) == "PASS", doc["tests"]
 
 
 # -- launch and image faults (in this process) ---------------------------------------------
 
 
-def test_port_taken_before_qemu_binds_it_is_retried(image: Image, tmpdir_env: Path,
-                                                    monkeypatch: pytest.MonkeyPatch,
-                                                    record_property: Record) -> None:
+def test_port_taken_before_qemu_binds_it_is_retried(
+    image: Image, tmpdir_env: Path, monkeypatch: pytest.MonkeyPatch, record_property: Record
+) -> None:
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
     taken.listen()
@@ -189,8 +242,12 @@ def test_port_taken_before_qemu_binds_it_is_retried(image: Image, tmpdir_env: Pa
 
 
 def test_qemu_that_cannot_start_is_a_launch_error_with_its_message(
-        image: Image, tmp_path: Path, tmpdir_env: Path, monkeypatch: pytest.MonkeyPatch,
-        record_property: Record) -> None:
+    image: Image,
+    tmp_path: Path,
+    tmpdir_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    record_property: Record,
+) -> None:
     broken = _copy(image, tmp_path / "image")
     broken.kernel.write_bytes(b"\x7fELF" + b"\0" * 60)  # an ELF header and nothing else
     monkeypatch.setenv("TMPDIR", str(tmpdir_env))
@@ -206,8 +263,12 @@ def test_qemu_that_cannot_start_is_a_launch_error_with_its_message(
 
 
 def test_image_cut_short_after_its_check_is_an_image_error_not_a_kernel_failure(
-        image: Image, tmp_path: Path, tmpdir_env: Path, monkeypatch: pytest.MonkeyPatch,
-        record_property: Record) -> None:
+    image: Image,
+    tmp_path: Path,
+    tmpdir_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    record_property: Record,
+) -> None:
     cut = _copy(image, tmp_path / "image")
     data = cut.initramfs.read_bytes()
     cut.initramfs.write_bytes(data[: len(data) // 8])
@@ -232,9 +293,14 @@ def _copy(image: Image, dest: Path) -> Image:
 
 def _memhp(*args: str, env: dict[str, str] | None = None) -> tuple[int, list[str], float]:
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=ROOT,
-                          capture_output=True, text=True, env={**os.environ, **(env or {})},
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
     lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
     return proc.returncode, lines, time.monotonic() - start
 
@@ -250,20 +316,37 @@ def _path_without_qemu(tmp_path: Path) -> str:
     return str(bin_dir)
 
 
-@pytest.mark.parametrize(("args", "env", "says"), [
-    (["run", "--kernel", "debian:9.9"], {}, "no Debian amd64 kernel package matches"),
-    (["run", "--kernel", "foo:bar"], {}, "neither debian:X.Y nor an existing kernel file"),
-    (["run", "--kernel", "build:/nonexistent"], {}, "is not a directory"),
-    (["run", "--expect", "memmap_init=sometimes"], {}, "memmap_init is one of"),
-    (["run", "--expect", "nosuch=1"], {}, "give NAME=VALUE"),
-    (["run", "--accel", "kvm"], {}, "KVM was requested but cannot be used"),
-    (["run"], {"MEMHP_CACHE": "/proc/memhp-cache"}, "is not writable"),
-    (["run"], {"PATH": "NO_QEMU"}, "qemu-system-x86_64 not found"),
-], ids=["unknown-line", "unknown-spec", "bad-build-dir", "bad-expect-value",
-        "bad-expect-name", "kvm-unusable", "unwritable-cache", "no-qemu"])
+@pytest.mark.parametrize(
+    ("args", "env", "says"),
+    [
+        (["run", "--kernel", "debian:9.9"], {}, "no Debian amd64 kernel package matches"),
+        (["run", "--kernel", "foo:bar"], {}, "neither debian:X.Y nor an existing kernel file"),
+        (["run", "--kernel", "build:/nonexistent"], {}, "is not a directory"),
+        (["run", "--expect", "memmap_init=sometimes"], {}, "memmap_init is one of"),
+        (["run", "--expect", "nosuch=1"], {}, "give NAME=VALUE"),
+        (["run", "--accel", "kvm"], {}, "KVM was requested but cannot be used"),
+        (["run"], {"MEMHP_CACHE": "/proc/memhp-cache"}, "is not writable"),
+        (["run"], {"PATH": "NO_QEMU"}, "qemu-system-x86_64 not found"),
+    ],
+    ids=[
+        "unknown-line",
+        "unknown-spec",
+        "bad-build-dir",
+        "bad-expect-value",
+        "bad-expect-name",
+        "kvm-unusable",
+        "unwritable-cache",
+        "no-qemu",
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2_before_any_boot(
-        args: list[str], env: dict[str, str], says: str, tmp_path: Path, tmpdir_env: Path,
-        record_property: Record) -> None:
+    args: list[str],
+    env: dict[str, str],
+    says: str,
+    tmp_path: Path,
+    tmpdir_env: Path,
+    record_property: Record,
+) -> None:
     if env.get("PATH") == "NO_QEMU":
         env = {"PATH": _path_without_qemu(tmp_path)}
     if "--accel" in args and choose_accel(X86_64, "auto").name == "kvm":

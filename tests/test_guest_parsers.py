@@ -91,8 +91,10 @@ def test_parse_meminfo_skips_empty_lines() -> None:
     [
         ("sh: write error: Invalid argument", errno.EINVAL),
         ("sh: write error: Device or resource busy\n", errno.EBUSY),
-        ("sh: can't create /sys/devices/system/memory/memory99/state: No such file or directory",
-         errno.ENOENT),
+        (
+            "sh: can't create /sys/devices/system/memory/memory99/state: No such file or directory",
+            errno.ENOENT,
+        ),
         ("sh: write error: Something nobody has heard of", -1),
         ("", -1),
         ("Segmentation fault", -1),

@@ -29,15 +29,15 @@ def read_newc(blob: bytes) -> list[tuple[str, Entry]]:
     """A minimal newc reader: 110-byte header, name and data each padded to 4 bytes."""
     entries, pos = [], 0
     while True:
-        assert blob[pos:pos + 6] == b"070701", f"bad magic at {pos}"
-        f = [int(blob[pos + 6 + 8 * i:pos + 14 + 8 * i], 16) for i in range(13)]
+        assert blob[pos : pos + 6] == b"070701", f"bad magic at {pos}"
+        f = [int(blob[pos + 6 + 8 * i : pos + 14 + 8 * i], 16) for i in range(13)]
         namesize, filesize = f[11], f[6]
         name_end = pos + 110 + namesize
         assert blob[name_end - 1] == 0, "name not NUL-terminated"
-        name = blob[pos + 110:name_end - 1].decode()
+        name = blob[pos + 110 : name_end - 1].decode()
         data_start = name_end + (-name_end % 4)
         assert blob[name_end:data_start] == b"\0" * (data_start - name_end)
-        data = blob[data_start:data_start + filesize]
+        data = blob[data_start : data_start + filesize]
         pos = data_start + filesize + (-filesize % 4)
         entries.append((name, Entry(f[0], f[1], f[2], f[3], f[4], (f[9], f[10]), data)))
         if name == "TRAILER!!!":
@@ -65,8 +65,15 @@ def archive(tree: Path, tmp_path: Path) -> Path:
 
 def test_cpio_lists_parents_before_children(archive: Path) -> None:
     names = [n for n, _ in read_newc(archive.read_bytes())]
-    assert names == ["bin", "etc", "init", "etc/memhp", "etc/memhp/modules",
-                     "dev/console", "TRAILER!!!"]
+    assert names == [
+        "bin",
+        "etc",
+        "init",
+        "etc/memhp",
+        "etc/memhp/modules",
+        "dev/console",
+        "TRAILER!!!",
+    ]
 
 
 def test_cpio_entries_modes_and_data(archive: Path) -> None:
@@ -106,8 +113,13 @@ def test_cpio_extracts_with_gnu_cpio(archive: Path, tree: Path, tmp_path: Path) 
     out = tmp_path / "out"
     out.mkdir()
     # dev/console needs mknod, which non-root cannot do: judge the rest of the tree.
-    subprocess.run(["cpio", "-idm", "--quiet", "--no-absolute-filenames"],
-                   input=archive.read_bytes(), cwd=out, capture_output=True, check=False)
+    subprocess.run(
+        ["cpio", "-idm", "--quiet", "--no-absolute-filenames"],
+        input=archive.read_bytes(),
+        cwd=out,
+        capture_output=True,
+        check=False,
+    )
 
     def listing(root: Path) -> set[str]:
         return {p.relative_to(root).as_posix() for p in root.rglob("*")}

@@ -13,11 +13,19 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 
 
 def test_parse_fragment_keeps_the_reason_above_each_option(tmp_path: Path) -> None:
-    frag = write(tmp_path, "f.config", "# Why A.\nCONFIG_A=y\n\nCONFIG_B=m\n"
-                 "# no modversions\n# CONFIG_C is not set\nCONFIG_D=\"x\"\n")
+    frag = write(
+        tmp_path,
+        "f.config",
+        "# Why A.\nCONFIG_A=y\n\nCONFIG_B=m\n"
+        '# no modversions\n# CONFIG_C is not set\nCONFIG_D="x"\n',
+    )
     got = {r.option: (r.value, r.reason) for r in parse_fragment(frag)}
-    assert got == {"A": ("y", "Why A."), "B": ("m", ""), "C": ("n", "no modversions"),
-                   "D": ('"x"', "no modversions")}
+    assert got == {
+        "A": ("y", "Why A."),
+        "B": ("m", ""),
+        "C": ("n", "no modversions"),
+        "D": ('"x"', "no modversions"),
+    }
 
 
 def test_every_shipped_fragment_line_has_a_reason() -> None:
@@ -29,12 +37,17 @@ def test_every_shipped_fragment_line_has_a_reason() -> None:
 def test_dropped_names_missing_and_changed_options(tmp_path: Path) -> None:
     tree = tmp_path / "tree"
     (tree / "mm").mkdir(parents=True)
-    (tree / "mm/Kconfig").write_text("config ZONE_DEVICE\n\tbool \"x\"\n"
-                                     "\tdepends on MEMORY_HOTREMOVE\n"
-                                     "\tdepends on SPARSEMEM_VMEMMAP\n\nconfig OTHER\n"
-                                     "\tdepends on NOPE\n")
-    frag = write(tmp_path, "f.config", "# a\nCONFIG_ZONE_DEVICE=y\n# b\nCONFIG_X=m\n"
-                 "# c\nCONFIG_Y=y\n# d\n# CONFIG_Z is not set\n")
+    (tree / "mm/Kconfig").write_text(
+        'config ZONE_DEVICE\n\tbool "x"\n'
+        "\tdepends on MEMORY_HOTREMOVE\n"
+        "\tdepends on SPARSEMEM_VMEMMAP\n\nconfig OTHER\n"
+        "\tdepends on NOPE\n"
+    )
+    frag = write(
+        tmp_path,
+        "f.config",
+        "# a\nCONFIG_ZONE_DEVICE=y\n# b\nCONFIG_X=m\n# c\nCONFIG_Y=y\n# d\n# CONFIG_Z is not set\n",
+    )
     config = parse("CONFIG_X=y\nCONFIG_Y=m\n")
     lost = dropped(parse_fragment(frag), config, tree)
     assert [d.requested.option for d in lost] == ["ZONE_DEVICE", "Y"]
@@ -48,6 +61,9 @@ def test_kconfig_depends_is_empty_for_unknown_option(tmp_path: Path) -> None:
 
 
 def test_first_error_finds_the_compiler_error(tmp_path: Path) -> None:
-    log = write(tmp_path, "build.log", "$ make\n  CC mm/a.o\nmm/b.c:3:1: error: expected ';'\n"
-                "make[2]: *** [b.o] Error 1\n")
+    log = write(
+        tmp_path,
+        "build.log",
+        "$ make\n  CC mm/a.o\nmm/b.c:3:1: error: expected ';'\nmake[2]: *** [b.o] Error 1\n",
+    )
     assert first_error(log) == "mm/b.c:3:1: error: expected ';'"

@@ -60,7 +60,8 @@ def test_line_cites_option_as_in_file() -> None:
     cfg = kconfig.parse(CONFIG)
     assert cfg.line("MEMORY_HOTPLUG") == "CONFIG_MEMORY_HOTPLUG=y"
     assert cfg.line("CONFIG_MEMORY_HOTPLUG_DEFAULT_ONLINE") == (
-        "CONFIG_MEMORY_HOTPLUG_DEFAULT_ONLINE is not set")
+        "CONFIG_MEMORY_HOTPLUG_DEFAULT_ONLINE is not set"
+    )
     assert cfg.line("ABSENT") == "CONFIG_ABSENT absent"
 
 
@@ -71,12 +72,21 @@ def test_load_without_file_is_empty(tmp_path) -> None:
     assert kconfig.load(tmp_path / "config").get("A") == "y"
 
 
-def facts(config: str = "", cmdline: tuple[str, ...] = (), firmware: bool = False,
-          overrides: dict[str, str] | None = None) -> KernelFacts:
-    return KernelFacts(arch="x86_64", release="6.12.117+deb13-amd64",
-                       config=kconfig.parse(config), cmdline=cmdline,
-                       qemu_version=(7, 2, 0), firmware_onlines_dimms=firmware,
-                       overrides=overrides or {})
+def facts(
+    config: str = "",
+    cmdline: tuple[str, ...] = (),
+    firmware: bool = False,
+    overrides: dict[str, str] | None = None,
+) -> KernelFacts:
+    return KernelFacts(
+        arch="x86_64",
+        release="6.12.117+deb13-amd64",
+        config=kconfig.parse(config),
+        cmdline=cmdline,
+        qemu_version=(7, 2, 0),
+        firmware_onlines_dimms=firmware,
+        overrides=overrides or {},
+    )
 
 
 def test_cmdline_memhp_default_state_wins() -> None:
@@ -118,8 +128,9 @@ def test_old_bool_option_not_set_is_offline() -> None:
 
 
 def test_override_wins_over_everything() -> None:
-    f = facts(NEW_STYLE, ("memhp_default_state=offline",),
-              overrides={"online_policy": "online_movable"})
+    f = facts(
+        NEW_STYLE, ("memhp_default_state=offline",), overrides={"online_policy": "online_movable"}
+    )
     got = default_online_policy(f)
     assert got.value == "online_movable"
     assert "--expect" in got.why
@@ -130,11 +141,14 @@ def test_bad_override_raises_usage_error() -> None:
         default_online_policy(facts(NEW_STYLE, overrides={"online_policy": "sometimes"}))
 
 
-@pytest.mark.parametrize(("option", "message"), [
-    ("online_policy=sometimes", r"online_policy is one of offline, online, online_kernel"),
-    ("memmap_init", r"give NAME=VALUE with NAME one of memmap_init, no_memmap_flags"),
-    ("nosuch=1", r"NAME one of"),
-])
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("online_policy=sometimes", r"online_policy is one of offline, online, online_kernel"),
+        ("memmap_init", r"give NAME=VALUE with NAME one of memmap_init, no_memmap_flags"),
+        ("nosuch=1", r"NAME one of"),
+    ],
+)
 def test_parse_overrides_rejects_names_and_values_up_front(option: str, message: str) -> None:
     with pytest.raises(UsageError, match=message):
         parse_overrides([option])
@@ -175,15 +189,18 @@ def test_pseries_dlpar_onlines_dimms_to_normal_when_policy_leaves_them(state: st
 
 
 def test_pseries_online_movable_policy_onlines_at_add_time_before_dlpar() -> None:
-    got = hot_added_block_state(
-        facts("", ("memhp_default_state=online_movable",), firmware=True))
+    got = hot_added_block_state(facts("", ("memhp_default_state=online_movable",), firmware=True))
     assert got.value == BlockState("online", "Movable")
 
 
 @pytest.mark.parametrize(
     ("release", "version"),
-    [("6.12.117+deb13-amd64", (6, 12, 117)), ("6.1.0-28-amd64", (6, 1, 0)),
-     ("7.0-rc1", (7, 0, 0)), ("weird", (0, 0, 0))],
+    [
+        ("6.12.117+deb13-amd64", (6, 12, 117)),
+        ("6.1.0-28-amd64", (6, 1, 0)),
+        ("7.0-rc1", (7, 0, 0)),
+        ("weird", (0, 0, 0)),
+    ],
 )
 def test_parse_release(release: str, version: tuple[int, int, int]) -> None:
     assert parse_release(release) == version

@@ -42,8 +42,11 @@ def test_wait_sees_only_events_after_the_mark() -> None:
 def test_wait_wakes_on_an_event_from_another_thread() -> None:
     log = EventLog()
     mark = log.mark()
-    threading.Timer(0.2, log.append, [{"event": "ACPI_DEVICE_OST",
-                                       "data": {"info": {"device": "d", "source": 1}}}]).start()
+    threading.Timer(
+        0.2,
+        log.append,
+        [{"event": "ACPI_DEVICE_OST", "data": {"info": {"device": "d", "source": 1}}}],
+    ).start()
     start = time.monotonic()
 
     log.wait(event_is("ACPI_DEVICE_OST", info__device="d"), after=mark, timeout=10, what="_OST")
@@ -100,10 +103,22 @@ def bare_qemu() -> Iterator[tuple[subprocess.Popen[bytes], QMP]]:
     """qemu-system-x86_64 -machine none with QMP on a socketpair, connected."""
     ours, theirs = socket.socketpair()
     proc = subprocess.Popen(
-        [shutil.which(X86_64.qemu_binary) or X86_64.qemu_binary, "-machine", "none",
-         "-nodefaults", "-display", "none", "-chardev", f"socket,id=m,fd={theirs.fileno()}",
-         "-mon", "chardev=m,mode=control"], pass_fds=(theirs.fileno(),),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            shutil.which(X86_64.qemu_binary) or X86_64.qemu_binary,
+            "-machine",
+            "none",
+            "-nodefaults",
+            "-display",
+            "none",
+            "-chardev",
+            f"socket,id=m,fd={theirs.fileno()}",
+            "-mon",
+            "chardev=m,mode=control",
+        ],
+        pass_fds=(theirs.fileno(),),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     theirs.close()
     qmp = QMP("lifecycle")
     try:
@@ -117,7 +132,8 @@ def bare_qemu() -> Iterator[tuple[subprocess.Popen[bytes], QMP]]:
 
 
 def test_qmp_runs_commands_and_reports_qemus_refusal_with_its_message(
-        bare_qemu: tuple[subprocess.Popen[bytes], QMP]) -> None:
+    bare_qemu: tuple[subprocess.Popen[bytes], QMP],
+) -> None:
     _, qmp = bare_qemu
     assert qmp.execute("query-version")["qemu"]["major"] >= 7
 

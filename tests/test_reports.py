@@ -23,25 +23,59 @@ from harness.report.results import classify as classify_status
 
 def result(name: str, status: Status, **kw: object) -> Result:
     base: dict[str, object] = dict(
-        nodeid=f"testcases/test_dimm.py::{name}[x86_64-debian:6.12]", scenario=name,
-        arch="x86_64", kernel="debian:6.12", status=status, phase="call",
-        start_time=1_790_000_000.0, duration=4.2, release="6.12.117+deb13-amd64",
-        qemu="7.2.22", accel="tcg")
+        nodeid=f"testcases/test_dimm.py::{name}[x86_64-debian:6.12]",
+        scenario=name,
+        arch="x86_64",
+        kernel="debian:6.12",
+        status=status,
+        phase="call",
+        start_time=1_790_000_000.0,
+        duration=4.2,
+        release="6.12.117+deb13-amd64",
+        qemu="7.2.22",
+        accel="tcg",
+    )
     base.update(kw)
     return Result(**base)  # type: ignore[arg-type]
 
 
 RESULTS = [
-    result("test_dimm_online_movable", Status.FAIL, message="AssertionError: block 40",
-           log_excerpt="block 40: expected {RESERVED: 0}, seen {RESERVED: 32768}\n"
-                       "BUG: Bad page state in process sh  pfn:140000",
-           maps=[StepMap("maps/x.png", [{"step": "dimm0 online_movable", "blocks": [
-               {"index": 40, "state": "online", "zone": "Movable",
-                "pages": {"RESERVED": 32768}}]}])]),
+    result(
+        "test_dimm_online_movable",
+        Status.FAIL,
+        message="AssertionError: block 40",
+        log_excerpt="block 40: expected {RESERVED: 0}, seen {RESERVED: 32768}\n"
+        "BUG: Bad page state in process sh  pfn:140000",
+        maps=[
+            StepMap(
+                "maps/x.png",
+                [
+                    {
+                        "step": "dimm0 online_movable",
+                        "blocks": [
+                            {
+                                "index": 40,
+                                "state": "online",
+                                "zone": "Movable",
+                                "pages": {"RESERVED": 32768},
+                            }
+                        ],
+                    }
+                ],
+            )
+        ],
+    ),
     result("test_dimm_offline_again", Status.PASS),
     result("test_nvdimm_kmem[1G]", Status.SKIP, message="no nvdimm support"),
-    result("test_dimm_online_kernel", Status.MISS, phase="setup", release="", qemu="",
-           message="BootTimeout: guest not ready", log_excerpt="console tail ..."),
+    result(
+        "test_dimm_online_kernel",
+        Status.MISS,
+        phase="setup",
+        release="",
+        qemu="",
+        message="BootTimeout: guest not ready",
+        log_excerpt="console tail ...",
+    ),
 ]
 
 
@@ -54,10 +88,18 @@ def test_kcidb_document_validates_against_the_v5_3_schema() -> None:
 
 
 def test_kcidb_with_a_series_checkout_and_a_failed_build() -> None:
-    checkout = Checkout(tree="linux", commit="a" * 40, patchset_hash="b" * 64,
-                        message_id="<cover.1@example.org>", patches=("mm: one", "mm: two"))
-    doc = kcidb(RESULTS[:1], checkout, builds=[BuildOutcome(
-        "ppc64le", "build:/x", Status.FAIL, "mm/x.c:1: error: oops")])
+    checkout = Checkout(
+        tree="linux",
+        commit="a" * 40,
+        patchset_hash="b" * 64,
+        message_id="<cover.1@example.org>",
+        patches=("mm: one", "mm: two"),
+    )
+    doc = kcidb(
+        RESULTS[:1],
+        checkout,
+        builds=[BuildOutcome("ppc64le", "build:/x", Status.FAIL, "mm/x.c:1: error: oops")],
+    )
     kcidb_io.schema.V5_3.validate_exactly(doc)
     (c,) = doc["checkouts"]
     assert c["patchset_hash"] == "b" * 64 and c["message_id"] == "cover.1@example.org"
@@ -81,17 +123,21 @@ def test_results_round_trip_and_reports_are_written(tmp_path: Path) -> None:
     assert kc.is_file() and page.is_file()
 
 
-@pytest.mark.parametrize(("exc", "when", "skipped", "status"), [
-    (None, "call", False, Status.PASS),
-    (None, "setup", True, Status.SKIP),
-    (AssertionError("flags"), "call", False, Status.FAIL),
-    (KernelFailure("panic"), "call", False, Status.FAIL),
-    (VMLost("gone"), "call", False, Status.ERROR),
-    (VMLost("gone"), "setup", False, Status.MISS),
-    (KeyError("harness bug"), "call", False, Status.ERROR),
-])
+@pytest.mark.parametrize(
+    ("exc", "when", "skipped", "status"),
+    [
+        (None, "call", False, Status.PASS),
+        (None, "setup", True, Status.SKIP),
+        (AssertionError("flags"), "call", False, Status.FAIL),
+        (KernelFailure("panic"), "call", False, Status.FAIL),
+        (VMLost("gone"), "call", False, Status.ERROR),
+        (VMLost("gone"), "setup", False, Status.MISS),
+        (KeyError("harness bug"), "call", False, Status.ERROR),
+    ],
+)
 def test_status_keeps_the_kernel_apart_from_the_infrastructure(
-        exc: BaseException | None, when: str, skipped: bool, status: Status) -> None:
+    exc: BaseException | None, when: str, skipped: bool, status: Status
+) -> None:
     assert classify_status(exc, when, skipped) is status
 
 
@@ -109,20 +155,21 @@ def _png_size_and_pixels(data: bytes) -> tuple[int, int, bytes]:
     assert data.startswith(b"\x89PNG\r\n\x1a\n")
     width, height = struct.unpack(">II", data[16:24])
     idat = data.index(b"IDAT")
-    (length,) = struct.unpack(">I", data[idat - 4:idat])
-    return width, height, zlib.decompress(data[idat + 4:idat + 4 + length])
+    (length,) = struct.unpack(">I", data[idat - 4 : idat])
+    return width, height, zlib.decompress(data[idat + 4 : idat + 4 + length])
 
 
 def test_png_map_draws_one_tile_per_block_one_column_per_step() -> None:
     pages = 32768  # a 128 MiB block of 4 KiB pages: a 256 x 128 tile
     views = [BlockView(40, "online", "Movable"), BlockView(None, "absent", None)]
-    online = Snapshot.of("online", 0x40000, pages, views,
-                         [mask(KPF.BUDDY)] * pages + [mask(KPF.RESERVED)] * pages)
+    online = Snapshot.of(
+        "online", 0x40000, pages, views, [mask(KPF.BUDDY)] * pages + [mask(KPF.RESERVED)] * pages
+    )
     removed = Snapshot.of("removed", 0x40000, pages, views, [])  # past max_pfn: no memmap
 
     width, height, raw = _png_size_and_pixels(render_png([online, removed]))
 
     assert (width, height) == (2 * (256 + 4) + 4, 2 * (128 + 4) + 4)
     assert removed.histogram(1) == {"NOPAGE": pages}
-    row = raw[(4 + 1) * (1 + 3 * width):][:1 + 3 * width]  # a scanline inside block 0's tile
-    assert row[1 + 3 * 4:1 + 3 * 5] == bytes((60, 170, 80))  # free: green
+    row = raw[(4 + 1) * (1 + 3 * width) :][: 1 + 3 * width]  # a scanline inside block 0's tile
+    assert row[1 + 3 * 4 : 1 + 3 * 5] == bytes((60, 170, 80))  # free: green

@@ -32,19 +32,26 @@ def repo(git_repo: Path) -> Path:
 
 
 def mbox(repo: Path, out: Path, *extra: str) -> Path:
-    git(repo, "format-patch", "-q", "--cover-letter", "--base=base", "-o", str(out), *extra,
-        "base..main")
+    git(
+        repo,
+        "format-patch",
+        "-q",
+        "--cover-letter",
+        "--base=base",
+        "-o",
+        str(out),
+        *extra,
+        "base..main",
+    )
     box = out.with_suffix(".mbox")
     box.write_bytes(b"".join(p.read_bytes() for p in sorted(out.glob("*.patch"))))
     return box
 
 
-def test_parse_mbox_orders_patches_and_finds_cover_and_base(repo: Path, tmp_path: Path
-                                                            ) -> None:
+def test_parse_mbox_orders_patches_and_finds_cover_and_base(repo: Path, tmp_path: Path) -> None:
     series = parse_mbox(mbox(repo, tmp_path / "s"))
 
-    assert [p.title for p in series.patches] == ["mm: widen a (patch 1)",
-                                                 "mm: widen b (patch 2)"]
+    assert [p.title for p in series.patches] == ["mm: widen a (patch 1)", "mm: widen b (patch 2)"]
     assert series.cover is not None and "0/2" in series.cover.subject
     assert series.base_commit == git(repo, "rev-parse", "base")
     files = sorted((tmp_path / "s").glob("000[1-9]-*.patch"))
@@ -60,8 +67,9 @@ def test_mbox_without_patches_is_a_usage_error(tmp_path: Path) -> None:
         parse_mbox(box)
 
 
-def test_series_that_does_not_apply_is_reported_by_name_and_undone(repo: Path, tmp_path: Path
-                                                                   ) -> None:
+def test_series_that_does_not_apply_is_reported_by_name_and_undone(
+    repo: Path, tmp_path: Path
+) -> None:
     box = mbox(repo, tmp_path / "s")
     # Upstream moved on from base in a way that conflicts with patch 2 only.
     git(repo, "checkout", "-q", "-b", "upstream", "base")
@@ -84,7 +92,10 @@ def test_series_that_does_not_apply_is_reported_by_name_and_undone(repo: Path, t
 
 def test_base_commit_missing_from_the_tree_says_what_to_do(repo: Path, tmp_path: Path) -> None:
     box = mbox(repo, tmp_path / "s")
-    box.write_bytes(box.read_bytes().replace(git(repo, "rev-parse", "base").encode(),
-                                             b"0123456789abcdef0123456789abcdef01234567"))
+    box.write_bytes(
+        box.read_bytes().replace(
+            git(repo, "rev-parse", "base").encode(), b"0123456789abcdef0123456789abcdef01234567"
+        )
+    )
     with pytest.raises(UsageError, match=r"base-commit 0123456789ab.*fetch it, or give --base"):
         verify(repo, box, arches=["x86_64"], out=tmp_path / "out")

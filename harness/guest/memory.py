@@ -51,8 +51,7 @@ class MemoryLayout:
         return [b for i, b in sorted(self.blocks.items()) if first <= i <= last]
 
     def pfns(self, block: MemoryBlock, page_size: int) -> range:
-        return kpageflags.pfn_range(block.phys_index * self.block_size, self.block_size,
-                                    page_size)
+        return kpageflags.pfn_range(block.phys_index * self.block_size, self.block_size, page_size)
 
 
 def parse_memory(block_size_text: str, grep_output: str) -> MemoryLayout:
@@ -63,9 +62,12 @@ def parse_memory(block_size_text: str, grep_output: str) -> MemoryLayout:
         if m:
             fields.setdefault(int(m.group(1)), {})[m.group(2)] = m.group(3).strip()
     blocks = {
-        n: MemoryBlock(index=n, state=f.get("state", "?"),
-                       phys_index=int(f.get("phys_index", f"{n:x}"), 16),
-                       valid_zones=tuple(f.get("valid_zones", "").split()))
+        n: MemoryBlock(
+            index=n,
+            state=f.get("state", "?"),
+            phys_index=int(f.get("phys_index", f"{n:x}"), 16),
+            valid_zones=tuple(f.get("valid_zones", "").split()),
+        )
         for n, f in fields.items()
     }
     return MemoryLayout(block_size=int(block_size_text.strip(), 16), blocks=blocks)

@@ -34,8 +34,10 @@ class GuestCommandError(KernelFailure):
 
     def __init__(self, result: CommandResult) -> None:
         err = result.stderr.strip().splitlines()
-        super().__init__(f"guest command failed (exit {result.status}): {result.command}"
-                         + (f": {err[-1]}" if err else ""))
+        super().__init__(
+            f"guest command failed (exit {result.status}): {result.command}"
+            + (f": {err[-1]}" if err else "")
+        )
         self.result = result
 
 
@@ -44,8 +46,10 @@ class GuestCommandTimeout(KernelFailure):
     retries forever): the kernel did not complete the operation."""
 
     def __init__(self, command: str, timeout: float) -> None:
-        super().__init__(f"guest command did not finish within {timeout:g} s (the guest "
-                         f"answers otherwise): {command}")
+        super().__init__(
+            f"guest command did not finish within {timeout:g} s (the guest "
+            f"answers otherwise): {command}"
+        )
 
 
 class GuestHost(Protocol):
@@ -66,8 +70,9 @@ HEARTBEAT = 5.0
 class GuestShell:
     """SSH access to a booted guest, with its host key pinned."""
 
-    def __init__(self, port: int, host_key: str, client_key: str,
-                 host: GuestHost | None = None) -> None:
+    def __init__(
+        self, port: int, host_key: str, client_key: str, host: GuestHost | None = None
+    ) -> None:
         self.port = port
         self._host_key = host_key
         self._client_key = client_key
@@ -91,15 +96,27 @@ class GuestShell:
             client.get_host_keys().add(f"[127.0.0.1]:{self.port}", kind, key)
             client.set_missing_host_key_policy(paramiko.RejectPolicy())
             try:
-                client.connect("127.0.0.1", port=self.port, username="root",
-                               key_filename=self._client_key, look_for_keys=False,
-                               allow_agent=False, timeout=5, banner_timeout=10, auth_timeout=10)
+                client.connect(
+                    "127.0.0.1",
+                    port=self.port,
+                    username="root",
+                    key_filename=self._client_key,
+                    look_for_keys=False,
+                    allow_agent=False,
+                    timeout=5,
+                    banner_timeout=10,
+                    auth_timeout=10,
+                )
             except paramiko.AuthenticationException as exc:
-                raise SSHError(f"SSH authentication to the guest failed ({exc}); the image's "
-                               "keys do not match: rebuild it with memhp image build") from exc
+                raise SSHError(
+                    f"SSH authentication to the guest failed ({exc}); the image's "
+                    "keys do not match: rebuild it with memhp image build"
+                ) from exc
             except paramiko.BadHostKeyException as exc:
-                raise SSHError("the guest's SSH host key is not the one pinned at image "
-                               "build: is another VM on this port?") from exc
+                raise SSHError(
+                    "the guest's SSH host key is not the one pinned at image "
+                    "build: is another VM on this port?"
+                ) from exc
             except (OSError, paramiko.SSHException, EOFError) as exc:
                 last = exc
                 client.close()
@@ -112,8 +129,7 @@ class GuestShell:
                 transport.set_keepalive(5)
             self._client = client
             return
-        raise self._lose(f"no SSH connection to the guest within {timeout:g} s: {last!r}",
-                         SSHError)
+        raise self._lose(f"no SSH connection to the guest within {timeout:g} s: {last!r}", SSHError)
 
     def close(self) -> None:
         if self._client is not None:
@@ -135,14 +151,17 @@ class GuestShell:
 
     def run(self, command: str, *, check: bool = True, timeout: float = 120.0) -> CommandResult:
         stdout, stderr, status = self._exec(command, timeout)
-        result = CommandResult(command, status, stdout.decode(errors="replace"),
-                               stderr.decode(errors="replace"))
+        result = CommandResult(
+            command, status, stdout.decode(errors="replace"), stderr.decode(errors="replace")
+        )
         return result.check() if check else result
 
     def read_bytes(self, path: str, offset: int, length: int, *, timeout: float = 120.0) -> bytes:
         """Raw bytes of a file, e.g. a /proc/kpageflags range (dd seeks, no text mangling)."""
-        cmd = (f"dd if={shlex.quote(path)} bs=65536 iflag=skip_bytes,count_bytes "
-               f"skip={offset} count={length} 2>/dev/null")
+        cmd = (
+            f"dd if={shlex.quote(path)} bs=65536 iflag=skip_bytes,count_bytes "
+            f"skip={offset} count={length} 2>/dev/null"
+        )
         stdout, stderr, status = self._exec(cmd, timeout)
         if status != 0:
             raise GuestCommandError(CommandResult(cmd, status, "", stderr.decode()))
@@ -171,8 +190,9 @@ class GuestShell:
                 raise self._lost from exc
             raise self._lose(f"lost the guest during '{command}': {exc!r}") from exc
 
-    def _collect(self, chan: paramiko.Channel, command: str, timeout: float
-                 ) -> tuple[bytes, bytes, int]:
+    def _collect(
+        self, chan: paramiko.Channel, command: str, timeout: float
+    ) -> tuple[bytes, bytes, int]:
         """Output and exit status of a running command. Every HEARTBEAT without output the
         machine is asked whether the VM lives, so a dead or frozen guest ends the wait in
         seconds; a live guest gets the command's own ``timeout``."""
@@ -207,9 +227,11 @@ class GuestShell:
         if self._host is not None:
             self._host.check_alive(f"'{command}'", quiet)
         if quiet >= 2 * HEARTBEAT and not self.answers():
-            raise self._lose(f"the guest stopped answering: '{command}' quiet for "
-                             f"{quiet:.0f} s and a second SSH session got no answer in "
-                             f"{2 * HEARTBEAT:g} s (QEMU itself answers)")
+            raise self._lose(
+                f"the guest stopped answering: '{command}' quiet for "
+                f"{quiet:.0f} s and a second SSH session got no answer in "
+                f"{2 * HEARTBEAT:g} s (QEMU itself answers)"
+            )
         if time.monotonic() - start >= timeout:
             raise GuestCommandTimeout(command, timeout)
 
@@ -227,8 +249,10 @@ class GuestShell:
     # -- memory --------------------------------------------------------------------------
 
     def memory(self) -> MemoryLayout:
-        out = self.run(f"cd {MEMORY} && cat block_size_bytes && "
-                       "grep -H . memory*/state memory*/phys_index memory*/valid_zones").stdout
+        out = self.run(
+            f"cd {MEMORY} && cat block_size_bytes && "
+            "grep -H . memory*/state memory*/phys_index memory*/valid_zones"
+        ).stdout
         size, _, rest = out.partition("\n")
         return parse_memory(size, rest)
 
@@ -244,9 +268,11 @@ class GuestShell:
         pseries DLPAR onlining or an NFIT region appearing. The loop runs in the guest and
         re-checks every 20 ms.
         """
-        script = (f"end=$(( $(cut -d. -f1 /proc/uptime) + {int(timeout) + 1} )); "
-                  f"until {condition}; do "
-                  "[ $(cut -d. -f1 /proc/uptime) -ge $end ] && exit 1; usleep 20000; done")
+        script = (
+            f"end=$(( $(cut -d. -f1 /proc/uptime) + {int(timeout) + 1} )); "
+            f"until {condition}; do "
+            "[ $(cut -d. -f1 /proc/uptime) -ge $end ] && exit 1; usleep 20000; done"
+        )
         if self.run(script, check=False, timeout=timeout + 30).status != 0:
             raise AssertionError(f"no {what} in the guest within {timeout:g} s")
 
@@ -254,11 +280,12 @@ class GuestShell:
         """Wait until every memory block of [addr, addr + size) exists and is online."""
         bs = self.block_size()
         first, last = addr // bs, (addr + size - 1) // bs
-        condition = (f"! for i in $(seq {first} {last}); do "
-                     f"[ \"$(cat {MEMORY}/memory$i/state 2>/dev/null)\" = online ] || echo no; "
-                     "done | grep -q no")
-        self.wait_until(condition, timeout=timeout,
-                        what=f"online memory blocks {first}-{last}")
+        condition = (
+            f"! for i in $(seq {first} {last}); do "
+            f'[ "$(cat {MEMORY}/memory$i/state 2>/dev/null)" = online ] || echo no; '
+            "done | grep -q no"
+        )
+        self.wait_until(condition, timeout=timeout, what=f"online memory blocks {first}-{last}")
 
     def block_size(self) -> int:
         return int(self.run(f"cat {MEMORY}/block_size_bytes").stdout.strip(), 16)

@@ -50,8 +50,9 @@ def at_least(flag: KPF, fraction: float) -> FlagRule:
     return FlagRule(f">= {fraction:.0%} {flag.name}", problem)
 
 
-def flags_report(seen: dict[int, tuple[range, Histogram]], rules: Sequence[FlagRule],
-                 why: str) -> str | None:
+def flags_report(
+    seen: dict[int, tuple[range, Histogram]], rules: Sequence[FlagRule], why: str
+) -> str | None:
     """None if every block satisfies every rule, else the per-block failure text."""
     lines = []
     failed = False
@@ -59,17 +60,23 @@ def flags_report(seen: dict[int, tuple[range, Histogram]], rules: Sequence[FlagR
         problems = [p for rule in rules if (p := rule.problem(hist))]
         failed |= bool(problems)
         mark = "FAIL" if problems else "ok  "
-        lines.append(f"  {mark} memory{index} pfn {pfns.start:#x}-{pfns.stop - 1:#x}: "
-                     f"{hist.summary()}" + (f"  <- {'; '.join(problems)}" if problems else ""))
+        lines.append(
+            f"  {mark} memory{index} pfn {pfns.start:#x}-{pfns.stop - 1:#x}: "
+            f"{hist.summary()}" + (f"  <- {'; '.join(problems)}" if problems else "")
+        )
     if not failed:
         return None
-    head = [f"page flags: expected {', '.join(map(str, rules))}",
-            f"  expectation: {why}" if why else "", "  seen per block:"]
+    head = [
+        f"page flags: expected {', '.join(map(str, rules))}",
+        f"  expectation: {why}" if why else "",
+        "  seen per block:",
+    ]
     return "\n".join([h for h in head if h] + lines)
 
 
-def memmap_report(seen: dict[int, tuple[range, list[int]]], pages: int, flags: int,
-                  why: str) -> str | None:
+def memmap_report(
+    seen: dict[int, tuple[range, list[int]]], pages: int, flags: int, why: str
+) -> str | None:
     """Each block must start with exactly ``pages`` pfns of value ``flags`` (its memmap)."""
     lines, failed = [], False
     for index, (pfns, values) in sorted(seen.items()):
@@ -83,12 +90,24 @@ def memmap_report(seen: dict[int, tuple[range, list[int]]], pages: int, flags: i
     if not failed:
         return None
     want = f"{pages} pfns {format_flags(flags)}" if pages else "no self-hosted memmap"
-    return "\n".join([f"memmap_on_memory: expected each block to start with {want}",
-                      f"  expectation: {why}", "  seen per block:", *lines])
+    return "\n".join(
+        [
+            f"memmap_on_memory: expected each block to start with {want}",
+            f"  expectation: {why}",
+            "  seen per block:",
+            *lines,
+        ]
+    )
 
 
-def virtio_mem_report(seen: dict[int, tuple[range, Histogram]], *, unplugged: int,
-                      plugged_bytes: int, page_size: int, why: str) -> str | None:
+def virtio_mem_report(
+    seen: dict[int, tuple[range, Histogram]],
+    *,
+    unplugged: int,
+    plugged_bytes: int,
+    page_size: int,
+    why: str,
+) -> str | None:
     """virtio-mem blocks: unplugged sub-blocks read exactly ``unplugged`` (never BUDDY),
     plugged pages read like online memory, and together they add up to the device size."""
     offline_bit = 1 << KPF.OFFLINE
@@ -104,22 +123,33 @@ def virtio_mem_report(seen: dict[int, tuple[range, Histogram]], *, unplugged: in
         if real.total:
             problems += [p for rule in online_rules if (p := rule.problem(real))]
         failed |= bool(problems)
-        lines.append(f"  {'FAIL' if problems else 'ok  '} memory{index}: plugged "
-                     f"{real.summary()}, unplugged {fake.summary()}"
-                     + (f"  <- {'; '.join(problems)}" if problems else ""))
+        lines.append(
+            f"  {'FAIL' if problems else 'ok  '} memory{index}: plugged "
+            f"{real.summary()}, unplugged {fake.summary()}"
+            + (f"  <- {'; '.join(problems)}" if problems else "")
+        )
     if plugged != plugged_bytes:
         failed = True
-        lines.append(f"  FAIL plugged pages add up to {plugged >> 20} MiB, device says "
-                     f"{plugged_bytes >> 20} MiB")
+        lines.append(
+            f"  FAIL plugged pages add up to {plugged >> 20} MiB, device says "
+            f"{plugged_bytes >> 20} MiB"
+        )
     if not failed:
         return None
-    return "\n".join([f"virtio-mem: expected unplugged sub-blocks {format_flags(unplugged)}, "
-                      "plugged ones like online memory", f"  expectation: {why}",
-                      "  seen per block:", *lines])
+    return "\n".join(
+        [
+            f"virtio-mem: expected unplugged sub-blocks {format_flags(unplugged)}, "
+            "plugged ones like online memory",
+            f"  expectation: {why}",
+            "  seen per block:",
+            *lines,
+        ]
+    )
 
 
-def blocks_report(blocks: Sequence[MemoryBlock], state: str, zone: str | None,
-                  why: str) -> str | None:
+def blocks_report(
+    blocks: Sequence[MemoryBlock], state: str, zone: str | None, why: str
+) -> str | None:
     """None if every block is in ``state`` (and ``zone``), else a per-block table."""
     bad = [b for b in blocks if b.state != state or (zone is not None and b.zone != zone)]
     if not bad and blocks:

@@ -17,9 +17,12 @@ class VirtioMemSpec:
     requested: int = 0
 
     def qemu_args(self, workdir: Path, arch: Arch) -> list[str]:
-        return ["-object", f"memory-backend-ram,id={self.id}-mem,size={self.max_size}",
-                "-device", f"virtio-mem-pci,id={self.id},memdev={self.id}-mem,"
-                           f"requested-size={self.requested}"]
+        return [
+            "-object",
+            f"memory-backend-ram,id={self.id}-mem,size={self.max_size}",
+            "-device",
+            f"virtio-mem-pci,id={self.id},memdev={self.id}-mem,requested-size={self.requested}",
+        ]
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,9 @@ class NvdimmSpec:
         with path.open("wb") as f:
             f.truncate(total)  # sparse backing file, private to this machine
         extra = f",label-size={label},uuid={uuid.uuid4()}" if label is not None else ""
-        return ["-object", f"memory-backend-file,id={self.id}-mem,mem-path={path},"
-                           f"size={total},share=on",
-                "-device", f"{arch.nvdimm_driver},id={self.id},memdev={self.id}-mem{extra}"]
+        return [
+            "-object",
+            f"memory-backend-file,id={self.id}-mem,mem-path={path},size={total},share=on",
+            "-device",
+            f"{arch.nvdimm_driver},id={self.id},memdev={self.id}-mem{extra}",
+        ]

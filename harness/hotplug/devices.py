@@ -41,21 +41,26 @@ def plug_dimm(machine: QemuMachine, size: int, *, ack_timeout: float = 30.0) -> 
     """Hot-add a pc-dimm of ``size`` bytes and wait for the guest to acknowledge it."""
     arch = machine.arch
     if size <= 0 or size % arch.dimm_align:
-        raise UsageError(f"DIMM size {size >> 20} MiB is not a multiple of "
-                         f"{arch.dimm_align >> 20} MiB ({arch.name})")
+        raise UsageError(
+            f"DIMM size {size >> 20} MiB is not a multiple of "
+            f"{arch.dimm_align >> 20} MiB ({arch.name})"
+        )
     n = next(_ids)
     dimm = Dimm(id=f"dimm{n}", memdev=f"dimm{n}-mem", size=size)
     mark = machine.events.mark()
-    machine.qmp("object-add", {"qom-type": "memory-backend-ram", "id": dimm.memdev,
-                               "size": size})
+    machine.qmp("object-add", {"qom-type": "memory-backend-ram", "id": dimm.memdev, "size": size})
     try:
         machine.qmp("device_add", {"driver": "pc-dimm", "id": dimm.id, "memdev": dimm.memdev})
     except BaseException:
         machine.qmp("object-del", {"id": dimm.memdev})
         raise
     if arch.acpi_memory_hotplug:
-        ost = machine.events.wait(_ost(dimm.id, ACPI_SOURCE_INSERT), after=mark,
-                                  timeout=ack_timeout, what=f"ACPI_DEVICE_OST for {dimm.id}")
+        ost = machine.events.wait(
+            _ost(dimm.id, ACPI_SOURCE_INSERT),
+            after=mark,
+            timeout=ack_timeout,
+            what=f"ACPI_DEVICE_OST for {dimm.id}",
+        )
         status = ost["data"]["info"]["status"]
         if status != 0:
             raise AssertionError(f"guest refused {dimm.id}: _OST status {status:#x}")
@@ -68,8 +73,9 @@ def plug_dimm(machine: QemuMachine, size: int, *, ack_timeout: float = 30.0) -> 
     return dimm
 
 
-def unplug(machine: QemuMachine, device: str, memdev: str, *, timeout: float = 30.0
-           ) -> UnplugResult:
+def unplug(
+    machine: QemuMachine, device: str, memdev: str, *, timeout: float = 30.0
+) -> UnplugResult:
     """Ask for removal; wait for QEMU's verdict. The backend is deleted only on success."""
     mark = machine.events.mark()
     try:
@@ -77,8 +83,12 @@ def unplug(machine: QemuMachine, device: str, memdev: str, *, timeout: float = 3
     except QMPCommandError as exc:
         return UnplugResult(Unplug.REJECTED, None, [], exc.desc)
     try:
-        event = machine.events.wait(_unplug_verdict(device), after=mark, timeout=timeout,
-                                    what=f"unplug verdict for {device}")
+        event = machine.events.wait(
+            _unplug_verdict(device),
+            after=mark,
+            timeout=timeout,
+            what=f"unplug verdict for {device}",
+        )
     except EventTimeout as exc:
         return UnplugResult(Unplug.NO_EVENT, None, exc.seen)
     seen = machine.events.since(mark)
@@ -111,8 +121,11 @@ def _fill_from_qemu(machine: QemuMachine, dimm: Dimm) -> None:
 def _ost(device: str, source: int) -> Any:
     def match(event: Event) -> bool:
         info = event.get("data", {}).get("info", {})
-        return bool(event["event"] == "ACPI_DEVICE_OST" and info.get("device") == device
-                    and info.get("source") == source)
+        return bool(
+            event["event"] == "ACPI_DEVICE_OST"
+            and info.get("device") == device
+            and info.get("source") == source
+        )
 
     return match
 
@@ -138,17 +151,24 @@ def _unplug_verdict(device: str) -> Any:
 # -- virtio-mem ------------------------------------------------------------------------------
 
 
-def plug_virtio_mem(machine: QemuMachine, max_size: int, *, requested: int = 0,
-                    block_size: int | None = None) -> VirtioMem:
+def plug_virtio_mem(
+    machine: QemuMachine, max_size: int, *, requested: int = 0, block_size: int | None = None
+) -> VirtioMem:
     """Hot-plug a virtio-mem-pci on a free PCIe root port."""
     if not machine.arch.supports("virtio-mem-pci"):
         raise UsageError(f"virtio-mem is not available on {machine.arch.name} (QEMU 7.2)")
     n = next(_ids)
     dev = VirtioMem(id=f"vmem{n}", memdev=f"vmem{n}-mem", max_size=max_size)
-    machine.qmp("object-add", {"qom-type": "memory-backend-ram", "id": dev.memdev,
-                               "size": max_size})
-    args: dict[str, object] = {"driver": "virtio-mem-pci", "id": dev.id, "memdev": dev.memdev,
-                               "requested-size": 0, "bus": machine.take_port(dev.id)}
+    machine.qmp(
+        "object-add", {"qom-type": "memory-backend-ram", "id": dev.memdev, "size": max_size}
+    )
+    args: dict[str, object] = {
+        "driver": "virtio-mem-pci",
+        "id": dev.id,
+        "memdev": dev.memdev,
+        "requested-size": 0,
+        "bus": machine.take_port(dev.id),
+    }
     if block_size:
         args["block-size"] = block_size
     try:
@@ -166,13 +186,17 @@ def plug_virtio_mem(machine: QemuMachine, max_size: int, *, requested: int = 0,
 def refresh_virtio_mem(machine: QemuMachine, dev: VirtioMem) -> VirtioMem:
     info = memory_devices(machine)[dev.id]
     dev.addr, dev.max_size = info["memaddr"], info["max-size"]
-    dev.block_size, dev.requested, dev.size = (info["block-size"], info["requested-size"],
-                                               info["size"])
+    dev.block_size, dev.requested, dev.size = (
+        info["block-size"],
+        info["requested-size"],
+        info["size"],
+    )
     return dev
 
 
-def resize_virtio_mem(machine: QemuMachine, dev: VirtioMem, requested: int, *,
-                      timeout: float = 60.0) -> Resize:
+def resize_virtio_mem(
+    machine: QemuMachine, dev: VirtioMem, requested: int, *, timeout: float = 60.0
+) -> Resize:
     """Set requested-size; wait for the size-change event that reports exactly it.
 
     A guest that cannot satisfy the request (unmovable pages in the way) keeps retrying
@@ -183,30 +207,42 @@ def resize_virtio_mem(machine: QemuMachine, dev: VirtioMem, requested: int, *,
     refresh_virtio_mem(machine, dev)
     if dev.size != requested:
         with contextlib.suppress(EventTimeout):  # the result below says it was not reached
-            machine.events.wait(event_is("MEMORY_DEVICE_SIZE_CHANGE", id=dev.id, size=requested),
-                                after=mark, timeout=timeout,
-                                what=f"{dev.id} size {requested >> 20} MiB")
+            machine.events.wait(
+                event_is("MEMORY_DEVICE_SIZE_CHANGE", id=dev.id, size=requested),
+                after=mark,
+                timeout=timeout,
+                what=f"{dev.id} size {requested >> 20} MiB",
+            )
         refresh_virtio_mem(machine, dev)
     return Resize(requested, dev.size, dev.size == requested)
 
 
-def unplug_virtio_mem(machine: QemuMachine, dev: VirtioMem, *, timeout: float = 30.0
-                      ) -> UnplugResult:
+def unplug_virtio_mem(
+    machine: QemuMachine, dev: VirtioMem, *, timeout: float = 30.0
+) -> UnplugResult:
     return unplug(machine, dev.id, dev.memdev, timeout=timeout)
 
 
 # -- NVDIMM ----------------------------------------------------------------------------------
 
 
-def plug_nvdimm(machine: QemuMachine, size: int, *, label_size: int | None = None,
-                addr: int | None = None, timeout: float = 30.0) -> Nvdimm:
+def plug_nvdimm(
+    machine: QemuMachine,
+    size: int,
+    *,
+    label_size: int | None = None,
+    addr: int | None = None,
+    timeout: float = 30.0,
+) -> Nvdimm:
     """Hot-plug an NVDIMM; wait until the guest shows its region."""
     if not machine.arch.supports("nvdimm"):
         raise UsageError(f"NVDIMM is not available on {machine.arch.name}")
     arch = machine.arch
     if size % arch.nvdimm_align:
-        raise UsageError(f"NVDIMM size {size >> 20} MiB is not a multiple of "
-                         f"{arch.nvdimm_align >> 20} MiB ({arch.name})")
+        raise UsageError(
+            f"NVDIMM size {size >> 20} MiB is not a multiple of "
+            f"{arch.nvdimm_align >> 20} MiB ({arch.name})"
+        )
     n = next(_ids)
     label_size = label_size if label_size is not None else arch.nvdimm_label_size
     dev = Nvdimm(id=f"nvdimm{n}", memdev=f"nvdimm{n}-mem", size=size, label_size=label_size)
@@ -214,10 +250,17 @@ def plug_nvdimm(machine: QemuMachine, size: int, *, label_size: int | None = Non
     path = machine.workdir / f"{dev.id}.img"
     with path.open("wb") as f:
         f.truncate(total)  # sparse: costs no disk until written
-    machine.qmp("object-add", {"qom-type": "memory-backend-file", "id": dev.memdev,
-                               "mem-path": str(path), "size": total, "share": True})
-    args: dict[str, object] = {"driver": arch.nvdimm_driver, "id": dev.id,
-                               "memdev": dev.memdev}
+    machine.qmp(
+        "object-add",
+        {
+            "qom-type": "memory-backend-file",
+            "id": dev.memdev,
+            "mem-path": str(path),
+            "size": total,
+            "share": True,
+        },
+    )
+    args: dict[str, object] = {"driver": arch.nvdimm_driver, "id": dev.id, "memdev": dev.memdev}
     if label_size is not None:
         args["label-size"] = label_size
         args["uuid"] = str(uuid.uuid4())  # spapr wants one; x86 accepts it
@@ -231,7 +274,9 @@ def plug_nvdimm(machine: QemuMachine, size: int, *, label_size: int | None = Non
     dev.addr = memory_devices(machine)[dev.id]["addr"]
     # NFIT hotplug: QEMU notifies the guest, which re-reads _FIT; there is no QMP event for
     # its completion, so wait (bounded) in the guest for the new region.
-    machine.ready_guest().wait_until(f"grep -qx {dev.addr:#x} /sys/bus/nd/devices/region*/resource",
-                             timeout=timeout, what=f"an nd region at {dev.addr:#x}")
+    machine.ready_guest().wait_until(
+        f"grep -qx {dev.addr:#x} /sys/bus/nd/devices/region*/resource",
+        timeout=timeout,
+        what=f"an nd region at {dev.addr:#x}",
+    )
     return dev
-

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 # What a kernel developer treats as "the kernel complained", with the name shown in reports.
 BAD_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (name, re.compile(rx)) for name, rx in (
+    (name, re.compile(rx))
+    for name, rx in (
         # Specific kinds first: "BUG: Bad page state" is reported as "bad page", not "bug".
         ("bad page", r"Bad page (?:state|map)"),
         ("soft lockup", r"soft lockup"),
@@ -57,4 +58,3 @@ def format_splats(splats: list[Splat], context: list[str], limit: int = 40) -> s
     if len(context) > limit:
         context = [*context[:limit], f"... {len(context) - limit} more lines"]
     return "\n".join(head + ["dmesg during the test:"] + [f"  {c}" for c in context])
-

@@ -40,11 +40,12 @@ def parse_overrides(options: list[str]) -> dict[str, str]:
     for option in options:
         name, sep, value = option.partition("=")
         if not sep or name not in OVERRIDES:
-            raise UsageError(f"--expect {option}: give NAME=VALUE with NAME one of "
-                             f"{', '.join(sorted(OVERRIDES))}")
+            raise UsageError(
+                f"--expect {option}: give NAME=VALUE with NAME one of "
+                f"{', '.join(sorted(OVERRIDES))}"
+            )
         if value not in OVERRIDES[name]:
-            raise UsageError(f"--expect {option}: {name} is one of "
-                             f"{', '.join(OVERRIDES[name])}")
+            raise UsageError(f"--expect {option}: {name} is one of {', '.join(OVERRIDES[name])}")
         out[name] = value
     return out
 
@@ -125,15 +126,24 @@ def default_online_policy(facts: KernelFacts) -> Expected[str]:
         return Expected(name, param, f"memhp_default_state={param} on the command line")
     for option, policy in _ONLINE_TYPE_CHOICE.items():
         if facts.config.get(option) == "y":
-            return Expected(name, policy, f"{facts.config.line(option)} (choice added by "
-                            "44d46b76c3a4, v6.14; Debian 6.12.110+)")
+            return Expected(
+                name,
+                policy,
+                f"{facts.config.line(option)} (choice added by "
+                "44d46b76c3a4, v6.14; Debian 6.12.110+)",
+            )
     option = "MEMORY_HOTPLUG_DEFAULT_ONLINE"
     if facts.config.get(option) is None and not facts.config.options:
-        raise LookupError(f"no kernel config for {facts.release}: cannot tell its default "
-                          "online policy (give --memhp-expect online_policy=...)")
+        raise LookupError(
+            f"no kernel config for {facts.release}: cannot tell its default "
+            "online policy (give --memhp-expect online_policy=...)"
+        )
     policy = "online" if facts.config.get(option) == "y" else "offline"
-    return Expected(name, policy, f"{facts.config.line(option)} (no MHP_DEFAULT_ONLINE_TYPE "
-                    "choice in this kernel)")
+    return Expected(
+        name,
+        policy,
+        f"{facts.config.line(option)} (no MHP_DEFAULT_ONLINE_TYPE choice in this kernel)",
+    )
 
 
 @dataclass(frozen=True)
@@ -150,9 +160,12 @@ def hot_added_block_state(facts: KernelFacts) -> Expected[BlockState]:
         # pseries: dlpar_add_lmb() -> dlpar_online_lmb() -> device_online(), which onlines
         # with MMOP_ONLINE (default zone) whatever auto_online_blocks says. Only a policy
         # that onlines at add time, before DLPAR does, picks another zone.
-        return Expected(name, BlockState("online", "Normal"),
-                        f"pseries DLPAR onlines new LMBs itself (dlpar_online_lmb), "
-                        f"online policy {policy.value}")
+        return Expected(
+            name,
+            BlockState("online", "Normal"),
+            f"pseries DLPAR onlines new LMBs itself (dlpar_online_lmb), "
+            f"online policy {policy.value}",
+        )
     zone = {
         "offline": None,
         # MMOP_ONLINE takes the default zone: Normal for the contig-zones online_policy,
@@ -177,10 +190,17 @@ def no_memmap_flags(facts: KernelFacts) -> Expected[int]:
     if facts.version >= (6, 16, 0):
         # kpage_read() writes 0 when pfn_to_online_page() is NULL and never passes NULL to
         # stable_page_flags(): NOPAGE is gone, such pfns look like pages with no flags.
-        return Expected(name, 0, "pfn_to_online_page() is NULL and kpage_read() reports 0 "
-                        "(\"fs/proc/page: refactor to reduce code duplication\", v6.16)")
-    return Expected(name, 1 << KPF.NOPAGE, "pfn_to_online_page() is NULL, so "
-                    "stable_page_flags() reports KPF_NOPAGE (fs/proc/page.c)")
+        return Expected(
+            name,
+            0,
+            "pfn_to_online_page() is NULL and kpage_read() reports 0 "
+            '("fs/proc/page: refactor to reduce code duplication", v6.16)',
+        )
+    return Expected(
+        name,
+        1 << KPF.NOPAGE,
+        "pfn_to_online_page() is NULL, so stable_page_flags() reports KPF_NOPAGE (fs/proc/page.c)",
+    )
 
 
 def page_flags(facts: KernelFacts, state: str) -> Expected[tuple[FlagRule, ...]]:
@@ -188,15 +208,18 @@ def page_flags(facts: KernelFacts, state: str) -> Expected[tuple[FlagRule, ...]]
     name = "page_flags"
     if state == "offline":
         none = no_memmap_flags(facts)
-        return Expected(name, (every_page_is(none.value),),
-                        f"offline sections are not online: {none.why}")
+        return Expected(
+            name, (every_page_is(none.value),), f"offline sections are not online: {none.why}"
+        )
     # Onlining hands every page to the buddy: generic_online_page() -> __free_pages_core()
     # clears PG_reserved (6.1) or PageOffline (6.12, "mm/memory_hotplug: initialize memmap
     # of !ZONE_DEVICE with PageOffline() instead of PageReserved()", v6.12). A few dozen
     # pages are allocated at once, so BUDDY is a majority, not all.
-    return Expected(name, (no_page(KPF.NOPAGE, KPF.RESERVED, KPF.OFFLINE),
-                           at_least(KPF.BUDDY, 0.8)),
-                    "onlined pages are freed to the buddy allocator (generic_online_page)")
+    return Expected(
+        name,
+        (no_page(KPF.NOPAGE, KPF.RESERVED, KPF.OFFLINE), at_least(KPF.BUDDY, 0.8)),
+        "onlined pages are freed to the buddy allocator (generic_online_page)",
+    )
 
 
 # -- removal -------------------------------------------------------------------------------
@@ -206,9 +229,12 @@ def memmap_on_memory(facts: KernelFacts) -> Expected[bool]:
     """Whether this kernel can put a hot-added block's memmap on the block itself."""
     name = "memmap_on_memory_supported"
     option = "MHP_MEMMAP_ON_MEMORY"
-    return Expected(name, facts.config.get(option) == "y",
-                    f"{facts.config.line(option)} (\"mm,memory_hotplug: allocate memmap on "
-                    "the hot-added range\", v5.13)")
+    return Expected(
+        name,
+        facts.config.get(option) == "y",
+        f'{facts.config.line(option)} ("mm,memory_hotplug: allocate memmap on '
+        'the hot-added range", v5.13)',
+    )
 
 
 def dimm_unplug(facts: KernelFacts) -> Expected[frozenset[Unplug]]:
@@ -227,9 +253,12 @@ def dimm_unplug(facts: KernelFacts) -> Expected[frozenset[Unplug]]:
         # already online (Normal) LMBs of the same DIMM; DLPAR removal then meets an
         # unmovable page and rolls back (MEM_UNPLUG_ERROR + DEVICE_UNPLUG_GUEST_ERROR), or
         # fails on the first LMB and tells QEMU nothing. Seen at times, not always.
-        return Expected(name, frozenset({Unplug.DELETED, Unplug.REFUSED, Unplug.NO_EVENT}),
-                        "pseries 6.12 with the memmap of later LMBs in earlier ones: "
-                        "removal may be refused, with or without an event")
+        return Expected(
+            name,
+            frozenset({Unplug.DELETED, Unplug.REFUSED, Unplug.NO_EVENT}),
+            "pseries 6.12 with the memmap of later LMBs in earlier ones: "
+            "removal may be refused, with or without an event",
+        )
     return Expected(name, ok, "pseries DLPAR removal of Normal LMBs holding no memmap")
 
 
@@ -247,10 +276,18 @@ def memmap_init(facts: KernelFacts) -> Expected[str]:
     if (o := _override(facts, name)) is not None:
         return o
     if facts.version >= (6, 11, 0):
-        return Expected(name, "offline", "\"mm/memory_hotplug: initialize memmap of "
-                        "!ZONE_DEVICE with PageOffline() instead of PageReserved()\" (v6.11)")
-    return Expected(name, "reserved", "before v6.11 hot-added memmap is initialised "
-                    "PG_reserved (memmap_init_range, MEMINIT_HOTPLUG)")
+        return Expected(
+            name,
+            "offline",
+            '"mm/memory_hotplug: initialize memmap of '
+            '!ZONE_DEVICE with PageOffline() instead of PageReserved()" (v6.11)',
+        )
+    return Expected(
+        name,
+        "reserved",
+        "before v6.11 hot-added memmap is initialised "
+        "PG_reserved (memmap_init_range, MEMINIT_HOTPLUG)",
+    )
 
 
 @dataclass(frozen=True)
@@ -259,8 +296,9 @@ class SelfHostedMemmap:
     flags: int  # their /proc/kpageflags value
 
 
-def self_hosted_memmap(facts: KernelFacts, *, device_blocks: int, block_size: int,
-                       page_size: int, pageblock: int) -> Expected[SelfHostedMemmap]:
+def self_hosted_memmap(
+    facts: KernelFacts, *, device_blocks: int, block_size: int, page_size: int, pageblock: int
+) -> Expected[SelfHostedMemmap]:
     """The vmemmap pages memmap_on_memory puts at the start of each hot-added block."""
     name = "self_hosted_memmap"
     none = SelfHostedMemmap(0, 0)
@@ -271,28 +309,43 @@ def self_hosted_memmap(facts: KernelFacts, *, device_blocks: int, block_size: in
     if not supported.value:
         return Expected(name, none, supported.why)
     if facts.version < (6, 6, 0) and device_blocks != 1:
-        return Expected(name, none, "before v6.6 only a device of exactly one memory block "
-                        "gets its memmap on itself (mhp_supports_memmap_on_memory(size))")
+        return Expected(
+            name,
+            none,
+            "before v6.6 only a device of exactly one memory block "
+            "gets its memmap on itself (mhp_supports_memmap_on_memory(size))",
+        )
     pages = block_size // page_size * STRUCT_PAGE // page_size
     if pages * page_size % pageblock:
         # The vmemmap must fill whole pageblocks; "force" pads it ("mm/memory_hotplug:
         # support memmap_on_memory when memmap is not aligned to pageblocks", v6.6).
         if mode != "force":
-            return Expected(name, none, f"a block's memmap ({pages} pages) does not fill whole "
-                            f"{pageblock >> 10} KiB pageblocks; only memmap_on_memory=force "
-                            "pads it (v6.6)")
+            return Expected(
+                name,
+                none,
+                f"a block's memmap ({pages} pages) does not fill whole "
+                f"{pageblock >> 10} KiB pageblocks; only memmap_on_memory=force "
+                "pads it (v6.6)",
+            )
         per_block = pageblock // page_size
         pages = -(-pages // per_block) * per_block
     init = memmap_init(facts)
     value = 1 << KPF.OWNER_PRIVATE
     if init.value == "reserved":
         value |= 1 << KPF.RESERVED
-    since = ("per memory block since \"mm/memory_hotplug: split memmap_on_memory requests "
-             "across memblocks\" (v6.6)" if device_blocks != 1 else "one-block device")
-    return Expected(name, SelfHostedMemmap(pages, value),
-                    f"{pages} pfns of memmap per block ({since}), marked "
-                    f"PG_vmemmap_self_hosted (OWNER_PRIVATE) and memmap_init={init.value}: "
-                    f"{init.why}")
+    since = (
+        'per memory block since "mm/memory_hotplug: split memmap_on_memory requests '
+        'across memblocks" (v6.6)'
+        if device_blocks != 1
+        else "one-block device"
+    )
+    return Expected(
+        name,
+        SelfHostedMemmap(pages, value),
+        f"{pages} pfns of memmap per block ({since}), marked "
+        f"PG_vmemmap_self_hosted (OWNER_PRIVATE) and memmap_init={init.value}: "
+        f"{init.why}",
+    )
 
 
 # -- virtio-mem ----------------------------------------------------------------------------
@@ -308,12 +361,17 @@ def virtio_mem_unplugged_flags(*, was_online: bool) -> Expected[int]:
     value = 1 << KPF.OFFLINE
     if not was_online:
         value |= 1 << KPF.DIRTY
-        return Expected("virtio_mem_unplugged", value,
-                        "never-onlined unplugged sub-blocks: PageOffline + PG_dirty "
-                        "(virtio_mem_set_fake_offline(onlined=false))")
-    return Expected("virtio_mem_unplugged", value,
-                    "sub-blocks unplugged after onlining: PageOffline only "
-                    "(virtio_mem_fake_offline())")
+        return Expected(
+            "virtio_mem_unplugged",
+            value,
+            "never-onlined unplugged sub-blocks: PageOffline + PG_dirty "
+            "(virtio_mem_set_fake_offline(onlined=false))",
+        )
+    return Expected(
+        "virtio_mem_unplugged",
+        value,
+        "sub-blocks unplugged after onlining: PageOffline only (virtio_mem_fake_offline())",
+    )
 
 
 def virtio_mem_unplug(facts: KernelFacts) -> Expected[frozenset[Unplug]]:
@@ -322,12 +380,18 @@ def virtio_mem_unplug(facts: KernelFacts) -> Expected[frozenset[Unplug]]:
     if (o := _override(facts, name)) is not None:
         return Expected(name, frozenset({Unplug(o.value)}), o.why)
     if facts.qemu_version >= (8, 1, 0):
-        return Expected(name, frozenset({Unplug.DELETED}),
-                        f"QEMU {'.'.join(map(str, facts.qemu_version))}: virtio-mem unplug "
-                        "is allowed once size is 0 (QEMU 8.1)")
-    return Expected(name, frozenset({Unplug.REJECTED}),
-                    f"QEMU {'.'.join(map(str, facts.qemu_version))}: \"virtio based memory "
-                    "devices cannot be unplugged\" before QEMU 8.1")
+        return Expected(
+            name,
+            frozenset({Unplug.DELETED}),
+            f"QEMU {'.'.join(map(str, facts.qemu_version))}: virtio-mem unplug "
+            "is allowed once size is 0 (QEMU 8.1)",
+        )
+    return Expected(
+        name,
+        frozenset({Unplug.REJECTED}),
+        f'QEMU {".".join(map(str, facts.qemu_version))}: "virtio based memory '
+        'devices cannot be unplugged" before QEMU 8.1',
+    )
 
 
 # -- what the kernel can do at all -------------------------------------------------------------
@@ -338,13 +402,16 @@ def virtio_mem_unplug(facts: KernelFacts) -> Expected[frozenset[Unplug]]:
 # booting a kernel whose config lacks one.
 KERNEL_FEATURES: dict[str, tuple[tuple[str, ...], str]] = {
     "memory-hotremove": (("MEMORY_HOTREMOVE",), "offlining and removing memory blocks"),
-    "memmap-on-memory": (("MHP_MEMMAP_ON_MEMORY",),
-                         "a hot-added block's memmap on the block itself"),
+    "memmap-on-memory": (
+        ("MHP_MEMMAP_ON_MEMORY",),
+        "a hot-added block's memmap on the block itself",
+    ),
     "virtio-mem": (("VIRTIO_MEM",), "the virtio-mem driver"),
-    "nvdimm": ((), "NVDIMM regions and pmem namespaces (the arch's LIBNVDIMM parts, "
-                   "BLK_DEV_PMEM)"),
-    "devdax": (("ZONE_DEVICE", "DEV_DAX", "DEV_DAX_PMEM"),
-               "devdax namespaces: ZONE_DEVICE memory behind /dev/daxX.Y"),
+    "nvdimm": ((), "NVDIMM regions and pmem namespaces (the arch's LIBNVDIMM parts, BLK_DEV_PMEM)"),
+    "devdax": (
+        ("ZONE_DEVICE", "DEV_DAX", "DEV_DAX_PMEM"),
+        "devdax namespaces: ZONE_DEVICE memory behind /dev/daxX.Y",
+    ),
     "kmem": (("DEV_DAX_KMEM",), "dax kmem: devdax memory onlined as System RAM"),
 }
 
@@ -352,8 +419,7 @@ KERNEL_FEATURES: dict[str, tuple[tuple[str, ...], str]] = {
 def kernel_options(feature: str, arch: Arch) -> tuple[tuple[str, ...], str]:
     """The options ``feature`` needs on ``arch``, and what for."""
     if feature not in KERNEL_FEATURES:
-        raise UsageError(f"unknown kernel feature {feature!r}: one of "
-                         f"{', '.join(KERNEL_FEATURES)}")
+        raise UsageError(f"unknown kernel feature {feature!r}: one of {', '.join(KERNEL_FEATURES)}")
     options, purpose = KERNEL_FEATURES[feature]
     if feature == "nvdimm":
         options = (*arch.nvdimm_kconfig, "BLK_DEV_PMEM")
@@ -367,6 +433,10 @@ def kernel_supports(feature: str, config: KernelConfig, arch: Arch) -> Expected[
         return Expected(feature, True, "no config to check: assume yes")
     missing = [o for o in options if not config.enabled(o)]
     if missing:
-        return Expected(feature, False, f"{'; '.join(config.line(o) for o in missing)} "
-                        f"({purpose} needs {' '.join(f'CONFIG_{o}' for o in options)})")
+        return Expected(
+            feature,
+            False,
+            f"{'; '.join(config.line(o) for o in missing)} "
+            f"({purpose} needs {' '.join(f'CONFIG_{o}' for o in options)})",
+        )
     return Expected(feature, True, " ".join(f"CONFIG_{o}" for o in options) + " enabled")

@@ -26,17 +26,24 @@ class Namespace:
     @classmethod
     def of(cls, info: dict[str, Any], start: int) -> Namespace:
         dax = info.get("daxregion", {}).get("devices", [{}])[0]
-        return cls(dev=info["dev"], mode=info.get("mode", "raw"), start=start,
-                   size=int(info.get("size", 0)), blockdev=info.get("blockdev"),
-                   chardev=dax.get("chardev") or info.get("chardev"))
+        return cls(
+            dev=info["dev"],
+            mode=info.get("mode", "raw"),
+            start=start,
+            size=int(info.get("size", 0)),
+            blockdev=info.get("blockdev"),
+            chardev=dax.get("chardev") or info.get("chardev"),
+        )
 
 
 def region_at(guest: GuestShell, addr: int) -> str:
     """The nd region whose resource starts at ``addr`` (an NVDIMM's guest address)."""
     out = guest.run(f"grep -lx {addr:#x} {ND}/region*/resource", check=False).stdout.split()
     if not out:
-        raise AssertionError(f"no nd region at {addr:#x}: "
-                             + guest.run(f"ls {ND}", check=False).stdout.replace("\n", " "))
+        raise AssertionError(
+            f"no nd region at {addr:#x}: "
+            + guest.run(f"ls {ND}", check=False).stdout.replace("\n", " ")
+        )
     return out[0].split("/")[-2]
 
 
@@ -76,8 +83,10 @@ def to_system_ram(guest: GuestShell, chardev: str) -> PhysRange:
     can be smaller than the device.
     """
     dev = shlex.quote(chardev)
-    guest.run(f"echo {dev} > /sys/bus/dax/drivers/device_dax/unbind && "
-              f"echo {dev} > /sys/bus/dax/drivers/kmem/new_id")
+    guest.run(
+        f"echo {dev} > /sys/bus/dax/drivers/device_dax/unbind && "
+        f"echo {dev} > /sys/bus/dax/drivers/kmem/new_id"
+    )
     iomem = guest.run("cat /proc/iomem").stdout
     m = re.search(r"^\s*([0-9a-f]+)-([0-9a-f]+) : System RAM \(kmem\)", iomem, re.M)
     if not m:

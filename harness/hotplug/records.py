@@ -94,8 +94,7 @@ class VirtioMem:
         return self.max_size
 
     def __str__(self) -> str:
-        return (f"{self.id} ({self.size >> 20}/{self.max_size >> 20} MiB plugged at "
-                f"{self.addr:#x})")
+        return f"{self.id} ({self.size >> 20}/{self.max_size >> 20} MiB plugged at {self.addr:#x})"
 
 
 @dataclass(frozen=True)

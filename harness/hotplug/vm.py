@@ -95,8 +95,13 @@ class HotplugVM:
         """A virtio-mem device QEMU already has (e.g. cold-plugged), as it is now."""
         info = devices.memory_devices(self.machine)[device_id]
         dev = devices.refresh_virtio_mem(
-            self.machine, VirtioMem(id=device_id, memdev=str(info["memdev"]).rsplit("/", 1)[-1],
-                                    max_size=int(info["max-size"])))
+            self.machine,
+            VirtioMem(
+                id=device_id,
+                memdev=str(info["memdev"]).rsplit("/", 1)[-1],
+                max_size=int(info["max-size"]),
+            ),
+        )
         if dev not in self.virtio_mems:
             self.virtio_mems.append(dev)
         return dev
@@ -115,8 +120,9 @@ class HotplugVM:
         return result
 
     @logged
-    def plug_nvdimm(self, size: int, *, label_size: int | None = None,
-                    addr: int | None = None) -> Nvdimm:
+    def plug_nvdimm(
+        self, size: int, *, label_size: int | None = None, addr: int | None = None
+    ) -> Nvdimm:
         dev = devices.plug_nvdimm(self.machine, size, label_size=label_size, addr=addr)
         self.nvdimms.append(dev)  # QEMU cannot unplug NVDIMMs: the guest is not reused
         return dev
@@ -124,8 +130,12 @@ class HotplugVM:
     def nvdimm(self, device_id: str) -> Nvdimm:
         """An NVDIMM QEMU already has (e.g. cold-plugged)."""
         info = devices.memory_devices(self.machine)[device_id]
-        dev = Nvdimm(id=device_id, memdev=str(info["memdev"]).rsplit("/", 1)[-1],
-                     size=int(info["size"]), addr=int(info["addr"]))
+        dev = Nvdimm(
+            id=device_id,
+            memdev=str(info["memdev"]).rsplit("/", 1)[-1],
+            size=int(info["size"]),
+            addr=int(info["addr"]),
+        )
         self.nvdimms.append(dev)
         return dev
 
@@ -176,11 +186,15 @@ class HotplugVM:
         views = []
         for phys in range(addr // layout.block_size, (addr + size) // layout.block_size):
             b = by_phys.get(phys)
-            views.append(BlockView(b.index, b.state, b.zone) if b else
-                         BlockView(None, "absent", None))
+            views.append(
+                BlockView(b.index, b.state, b.zone) if b else BlockView(None, "absent", None)
+            )
         pfns = kpageflags.pfn_range(addr, size, page)
-        self.snapshots.append(Snapshot.of(step, pfns.start, layout.block_size // page, views,
-                                          self.guest.kpageflags(pfns)))
+        self.snapshots.append(
+            Snapshot.of(
+                step, pfns.start, layout.block_size // page, views, self.guest.kpageflags(pfns)
+            )
+        )
 
     # -- page flags ----------------------------------------------------------------------
 
@@ -194,7 +208,7 @@ class HotplugVM:
         ranges = {b.index: layout.pfns(b, page) for b in blocks}
         start = min(r.start for r in ranges.values())
         values = self.guest.kpageflags(range(start, max(r.stop for r in ranges.values())))
-        return {i: (r, values[r.start - start:r.stop - start]) for i, r in ranges.items()}
+        return {i: (r, values[r.start - start : r.stop - start]) for i, r in ranges.items()}
 
     def histograms(self, blocks: Sequence[MemoryBlock]) -> dict[int, tuple[range, Histogram]]:
         return {i: (pfns, Histogram.of(v)) for i, (pfns, v) in self.page_flags(blocks).items()}
@@ -202,30 +216,37 @@ class HotplugVM:
     def flags(self, block: MemoryBlock) -> Histogram:
         return self.histograms([block])[block.index][1]
 
-    def expect_flags(self, blocks: Sequence[MemoryBlock], *rules: FlagRule,
-                     why: str = "") -> None:
+    def expect_flags(self, blocks: Sequence[MemoryBlock], *rules: FlagRule, why: str = "") -> None:
         report = checks.flags_report(self.histograms(blocks), rules, why)
         if report:
             raise AssertionError(report)
 
-    def self_hosted_memmap(self, device_blocks: int, facts: KernelFacts | None = None
-                           ) -> Expected[SelfHostedMemmap]:
+    def self_hosted_memmap(
+        self, device_blocks: int, facts: KernelFacts | None = None
+    ) -> Expected[SelfHostedMemmap]:
         """What memmap_on_memory should put at the start of each block of a device."""
-        return self_hosted_memmap(facts or self.facts, device_blocks=device_blocks,
-                                  block_size=self.memory().block_size,
-                                  page_size=self.guest.page_size(),
-                                  pageblock=self.guest.pageblock_size())
+        return self_hosted_memmap(
+            facts or self.facts,
+            device_blocks=device_blocks,
+            block_size=self.memory().block_size,
+            page_size=self.guest.page_size(),
+            pageblock=self.guest.pageblock_size(),
+        )
 
-    def expect_memmap(self, blocks: Sequence[MemoryBlock],
-                      expected: Expected[SelfHostedMemmap]) -> None:
+    def expect_memmap(
+        self, blocks: Sequence[MemoryBlock], expected: Expected[SelfHostedMemmap]
+    ) -> None:
         """memmap_on_memory: each block starts with its own memmap pages, then the rest
         behaves like any online block."""
         seen = self.page_flags(blocks)
         skip = expected.value.pages
-        rest = {i: (range(pfns.start + skip, pfns.stop), Histogram.of(values[skip:]))
-                for i, (pfns, values) in seen.items()}
-        report = checks.memmap_report(seen, expected.value.pages, expected.value.flags,
-                                      expected.why)
+        rest = {
+            i: (range(pfns.start + skip, pfns.stop), Histogram.of(values[skip:]))
+            for i, (pfns, values) in seen.items()
+        }
+        report = checks.memmap_report(
+            seen, expected.value.pages, expected.value.flags, expected.why
+        )
         online = page_flags(self.facts, "online")
         report = report or checks.flags_report(rest, online.value, online.why)
         if report:
@@ -235,10 +256,13 @@ class HotplugVM:
         """Per block of the device: plugged vs unplugged pages and their flags."""
         seen = self.histograms(self.blocks(dev))
         expected = virtio_mem_unplugged_flags(was_online=was_online)
-        report = checks.virtio_mem_report(seen, unplugged=expected.value,
-                                          plugged_bytes=dev.size,
-                                          page_size=self.guest.page_size(),
-                                          why=expected.why)
+        report = checks.virtio_mem_report(
+            seen,
+            unplugged=expected.value,
+            plugged_bytes=dev.size,
+            page_size=self.guest.page_size(),
+            why=expected.why,
+        )
         if report:
             raise AssertionError(report)
 
@@ -253,19 +277,23 @@ class HotplugVM:
             raise AssertionError(
                 f"pfns {pfns.start:#x}-{pfns.stop - 1:#x}: expected every readable pfn "
                 f"{kpageflags.format_flags(expected.value)} ({expected.why}; {why}); "
-                f"seen {hist.summary()} over {len(values)} readable pfns")
+                f"seen {hist.summary()} over {len(values)} readable pfns"
+            )
         return len(values)
 
-    def expect_blocks(self, blocks: Sequence[MemoryBlock], state: str, zone: str | None = None,
-                      why: str = "") -> None:
+    def expect_blocks(
+        self, blocks: Sequence[MemoryBlock], state: str, zone: str | None = None, why: str = ""
+    ) -> None:
         report = checks.blocks_report(blocks, state, zone, why)
         if report:
             raise AssertionError(report)
 
     def expect(self, expected: Expected[object], seen: object) -> None:
         if expected.value != seen:
-            raise AssertionError(f"{expected.name}: expected {expected.value}, seen {seen}\n"
-                                 f"  expectation: {expected.why}")
+            raise AssertionError(
+                f"{expected.name}: expected {expected.value}, seen {seen}\n"
+                f"  expectation: {expected.why}"
+            )
 
     def mem_total(self) -> int:
         return self.guest.meminfo()["MemTotal"]

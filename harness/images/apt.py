@@ -116,14 +116,24 @@ class AptCache:
 
     def _write_config(self) -> None:
         if not self.keyring.is_file():
-            raise UsageError(f"{self.keyring} is missing: install debian-archive-keyring "
-                             f"(./setup.sh does) or set {KEYRING_ENV}")
-        for sub in ("etc/sources.list.d", "etc/preferences.d", "etc/trusted.gpg.d",
-                    "state/lists/partial", "cache/archives/partial", "debs"):
+            raise UsageError(
+                f"{self.keyring} is missing: install debian-archive-keyring "
+                f"(./setup.sh does) or set {KEYRING_ENV}"
+            )
+        for sub in (
+            "etc/sources.list.d",
+            "etc/preferences.d",
+            "etc/trusted.gpg.d",
+            "state/lists/partial",
+            "cache/archives/partial",
+            "debs",
+        ):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         (self.root / "state/status").touch()
-        lines = [f"deb [arch={self.arch} signed-by={self.keyring}] {self.base_url(suite)} "
-                 f"{suite} main" for suite in SUITES]
+        lines = [
+            f"deb [arch={self.arch} signed-by={self.keyring}] {self.base_url(suite)} {suite} main"
+            for suite in SUITES
+        ]
         (self.root / "etc/sources.list").write_text("\n".join(lines) + "\n")
 
     # -- index ---------------------------------------------------------------------------
@@ -136,12 +146,16 @@ class AptCache:
             return
         self._write_config()
         with progress(f"apt: refreshing Debian {self.arch} indexes ({', '.join(SUITES)})"):
-            proc = subprocess.run(["apt-get", *self._options(), "-q", "update"],
-                                  capture_output=True, text=True)
+            proc = subprocess.run(
+                ["apt-get", *self._options(), "-q", "update"], capture_output=True, text=True
+            )
         # apt exits non-zero when any one index fails (mirror sync, stale size); keep
         # going with the suites that did load and say which did not.
-        failed = [line[3:].strip() for line in proc.stdout.splitlines() + proc.stderr.splitlines()
-                  if line.startswith("E:") or (line.startswith("W:") and "fetch" in line)]
+        failed = [
+            line[3:].strip()
+            for line in proc.stdout.splitlines() + proc.stderr.splitlines()
+            if line.startswith("E:") or (line.startswith("W:") and "fetch" in line)
+        ]
         for line in failed:
             progress.note(f"apt ({self.arch}): {line}")
         self._index = None
@@ -149,11 +163,14 @@ class AptCache:
             raise ArchiveError(
                 f"no Debian {self.arch} index could be downloaded from {self.mirror}"
                 + (f" ({failed[0]})" if failed else "")
-                + f": check the network or set {MIRROR_ENV}")
+                + f": check the network or set {MIRROR_ENV}"
+            )
         if proc.returncode != 0 and len(failed) >= len(SUITES):
             age = time.time() - max(p.stat().st_mtime for _, p in self._list_files())
-            progress.note(f"apt ({self.arch}): no index could be refreshed; using the ones "
-                          f"from {age / 3600:.1f} h ago")
+            progress.note(
+                f"apt ({self.arch}): no index could be refreshed; using the ones "
+                f"from {age / 3600:.1f} h ago"
+            )
             return  # not stamped: the next run tries again
         stamp.touch()
 
@@ -171,8 +188,12 @@ class AptCache:
         if self._index is None:
             self._index = {}
             for suite, path in self._list_files():
-                text = subprocess.run(["/usr/lib/apt/apt-helper", "cat-file", str(path)],
-                                      capture_output=True, text=True, check=True).stdout
+                text = subprocess.run(
+                    ["/usr/lib/apt/apt-helper", "cat-file", str(path)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
                 table: dict[str, list[Package]] = {}
                 for pkg in parse_packages(text, suite):
                     table.setdefault(pkg.name, []).append(pkg)
@@ -203,13 +224,18 @@ class AptCache:
 
     def copies(self, pkg: Package) -> list[Package]:
         """``pkg`` and the same file (name, version, checksum) as listed by other suites."""
-        others = [p for suite in SUITES if suite != pkg.suite
-                  for p in self.index().get(suite, {}).get(pkg.name, [])
-                  if p.version == pkg.version and p.sha256 == pkg.sha256]
+        others = [
+            p
+            for suite in SUITES
+            if suite != pkg.suite
+            for p in self.index().get(suite, {}).get(pkg.name, [])
+            if p.version == pkg.version and p.sha256 == pkg.sha256
+        ]
         return [pkg, *others]
 
-    def closure(self, names: Iterable[str], suite: str,
-                follow: Callable[[str], bool] = lambda name: True) -> list[Package]:
+    def closure(
+        self, names: Iterable[str], suite: str, follow: Callable[[str], bool] = lambda name: True
+    ) -> list[Package]:
         """The packages plus the dependencies ``follow`` accepts (first alternative), in one
         suite, transitively."""
         todo, seen, out = list(names), set(), []
@@ -245,8 +271,9 @@ class AptCache:
             except ArchiveError as exc:
                 problems.append(str(exc))
                 continue
-            progress.note(f"apt: took {copy.name} {copy.version} from {copy.suite} instead "
-                          f"({problems[0]})")
+            progress.note(
+                f"apt: took {copy.name} {copy.version} from {copy.suite} instead ({problems[0]})"
+            )
             return path
         raise ArchiveError("; ".join(problems))
 
@@ -399,4 +426,3 @@ class VersionKey:
 
     # Equal keys may be spelled differently ("1.0" == "1.0-0"): no consistent hash.
     __hash__ = None  # type: ignore[assignment]
-

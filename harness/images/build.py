@@ -71,14 +71,17 @@ def build(spec: str, arch: Arch, *, pinned: Pinned | None = None) -> Image:
             problems += [p for p in str(exc).split("; ") if p not in problems]
             continue
         if problems:
-            progress.note(f"{spec} ({arch.name}): using {image.kernel_package}; newer builds "
-                          f"could not be had: {'; '.join(problems)}")
+            progress.note(
+                f"{spec} ({arch.name}): using {image.kernel_package}; newer builds "
+                f"could not be had: {'; '.join(problems)}"
+            )
         return image
     return _cached_instead(spec, arch, "; ".join(problems))
 
 
-def _cached_or_built(spec: str, arch: Arch, source: specs.KernelSource,
-                     userspace: list[Package], apt: AptCache) -> Image:
+def _cached_or_built(
+    spec: str, arch: Arch, source: specs.KernelSource, userspace: list[Package], apt: AptCache
+) -> Image:
     key = image_key(arch, source, userspace)
     dest = cache.path("images", f"{arch.name}-{_slug(spec)}-{key[:16]}")
     image = _intact(dest)
@@ -88,8 +91,9 @@ def _cached_or_built(spec: str, arch: Arch, source: specs.KernelSource,
         image = _intact(dest)  # another worker built it meanwhile
         if image is not None:
             return image
-        kernel_debs = (apt.download(source.packages)
-                       if isinstance(source, specs.DebianKernel) else [])
+        kernel_debs = (
+            apt.download(source.packages) if isinstance(source, specs.DebianKernel) else []
+        )
         with progress(f"image: building {arch.name} {spec}"):
             return _build(spec, arch, source, kernel_debs, userspace, apt, dest)
 
@@ -123,8 +127,10 @@ def _cached_instead(spec: str, arch: Arch, problem: str) -> Image:
     if image is None:
         raise ArchiveError(f"{spec} ({arch.name}): {problem}; no cached image to fall back on")
     age = (time.time() - image.built) / 86400
-    progress.note(f"{spec} ({arch.name}): the archive gave nothing ({problem}); using the "
-                  f"cached image of {image.kernel_package}, built {age:.1f} days ago")
+    progress.note(
+        f"{spec} ({arch.name}): the archive gave nothing ({problem}); using the "
+        f"cached image of {image.kernel_package}, built {age:.1f} days ago"
+    )
     return image
 
 
@@ -133,12 +139,22 @@ def apt_userspace(apt: AptCache) -> list[Package]:
         apt.update()
     # Only shared libraries are followed: maintainer-script dependencies (dpkg, perl,
     # init-system-helpers) have no place in an initramfs.
-    return apt.closure(recipe_list("packages.txt"), USERSPACE_SUITE,
-                       follow=lambda name: name.startswith(("lib", "zlib")))
+    return apt.closure(
+        recipe_list("packages.txt"),
+        USERSPACE_SUITE,
+        follow=lambda name: name.startswith(("lib", "zlib")),
+    )
 
 
-def _build(spec: str, arch: Arch, source: specs.KernelSource, kernel_debs: list[Path],
-           userspace: list[Package], apt: AptCache, dest: Path) -> Image:
+def _build(
+    spec: str,
+    arch: Arch,
+    source: specs.KernelSource,
+    kernel_debs: list[Path],
+    userspace: list[Package],
+    apt: AptCache,
+    dest: Path,
+) -> Image:
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".build-") as tmp_s:
         tmp = Path(tmp_s)
@@ -170,19 +186,28 @@ def _build(spec: str, arch: Arch, source: specs.KernelSource, kernel_debs: list[
             modules_dir = None  # everything built in (a CONFIG_MODULES=n kernel has no .ko)
         if modules_dir and not (modules_dir / "modules.dep").exists():
             if not isinstance(source, specs.DebianKernel):  # never write into the user's tree
-                raise UsageError(f"{modules_dir} has no modules.dep: install the modules with "
-                                 "make modules_install INSTALL_MOD_PATH=DIR (runs depmod)")
+                raise UsageError(
+                    f"{modules_dir} has no modules.dep: install the modules with "
+                    "make modules_install INSTALL_MOD_PATH=DIR (runs depmod)"
+                )
             depmod(modules_dir)
         loaded = install_modules(modules_dir, root) if modules_dir else []
         install_recipe(root)
         make_keys(root, out)
         write_cpio(root, out / "initramfs.cpio")
-        meta = {"arch": arch.name, "spec": spec, "release": release,
-                "kernel_package": described, "modules": loaded, "built": time.time(),
-                "files": {name: file_sha256(out / name) for name in IMAGE_FILES
-                          if (out / name).is_file()},
-                "kernel_debs": [dataclasses.asdict(p) for p in pinned],
-                "userspace_debs": [dataclasses.asdict(p) for p in userspace]}
+        meta = {
+            "arch": arch.name,
+            "spec": spec,
+            "release": release,
+            "kernel_package": described,
+            "modules": loaded,
+            "built": time.time(),
+            "files": {
+                name: file_sha256(out / name) for name in IMAGE_FILES if (out / name).is_file()
+            },
+            "kernel_debs": [dataclasses.asdict(p) for p in pinned],
+            "userspace_debs": [dataclasses.asdict(p) for p in userspace],
+        }
         (out / "image.json").write_text(json.dumps(meta, indent=2) + "\n")
         if dest.exists():
             shutil.rmtree(dest)
@@ -210,8 +235,9 @@ def image_key(arch: Arch, source: specs.KernelSource, userspace: list[Package]) 
             for mod in sorted(source.modules.rglob("*")):
                 if mod.is_file():
                     st = mod.stat()
-                    h.update(f"{mod.relative_to(source.modules)}:{st.st_size}:{st.st_mtime_ns}"
-                             .encode())
+                    h.update(
+                        f"{mod.relative_to(source.modules)}:{st.st_size}:{st.st_mtime_ns}".encode()
+                    )
     for pkg in sorted(userspace, key=lambda p: p.name):
         h.update(pkg.sha256.encode())
     return h.hexdigest()
@@ -236,5 +262,3 @@ def _locked(lock: Path) -> Iterator[None]:
 
 
 # -- cpio ------------------------------------------------------------------------------------
-
-

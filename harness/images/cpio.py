@@ -39,8 +39,9 @@ def _walk(root: Path) -> Iterator[Path]:
             yield base / name
 
 
-def _cpio_entry(name: str, mode: int, data: bytes, ino: int,
-                rdev: tuple[int, int] = (0, 0)) -> bytes:
+def _cpio_entry(
+    name: str, mode: int, data: bytes, ino: int, rdev: tuple[int, int] = (0, 0)
+) -> bytes:
     namez = name.encode() + b"\0"
     fields = (ino, mode, 0, 0, 1, 0, len(data), 0, 0, rdev[0], rdev[1], len(namez), 0)
     header = b"070701" + b"".join(b"%08x" % f for f in fields)

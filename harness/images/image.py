@@ -66,8 +66,15 @@ class Image:
     @classmethod
     def load(cls, path: Path) -> Image:
         meta = json.loads((path / "image.json").read_text())
-        return cls(path=path, arch=meta["arch"], spec=meta["spec"], release=meta["release"],
-                   kernel_package=meta["kernel_package"], modules=tuple(meta["modules"]),
-                   files=dict(meta.get("files", {})), built=float(meta.get("built", 0)),
-                   kernel_debs=tuple(Package(**p) for p in meta.get("kernel_debs", [])),
-                   userspace_debs=tuple(Package(**p) for p in meta.get("userspace_debs", [])))
+        return cls(
+            path=path,
+            arch=meta["arch"],
+            spec=meta["spec"],
+            release=meta["release"],
+            kernel_package=meta["kernel_package"],
+            modules=tuple(meta["modules"]),
+            files=dict(meta.get("files", {})),
+            built=float(meta.get("built", 0)),
+            kernel_debs=tuple(Package(**p) for p in meta.get("kernel_debs", [])),
+            userspace_debs=tuple(Package(**p) for p in meta.get("userspace_debs", [])),
+        )

@@ -11,8 +11,9 @@ from harness.errors import ArchiveError
 from harness.images import specs, vmlinux
 
 
-def debian_kernel_parts(tree: Path, arch: Arch, source: specs.DebianKernel
-                         ) -> tuple[Path, str, Path | None, Path | None]:
+def debian_kernel_parts(
+    tree: Path, arch: Arch, source: specs.DebianKernel
+) -> tuple[Path, str, Path | None, Path | None]:
     """Kernel image, release, modules dir and config of an unpacked Debian kernel.
 
     Up to 6.x: boot/vmlinuz-REL and boot/config-REL. The 7.x split packages put them in
@@ -25,14 +26,21 @@ def debian_kernel_parts(tree: Path, arch: Arch, source: specs.DebianKernel
         break
     else:
         found = sorted(tree.glob(f"usr/lib/modules/*/{name}")) + sorted(
-            tree.glob(f"lib/modules/*/{name}"))
+            tree.glob(f"lib/modules/*/{name}")
+        )
         if not found:  # e.g. a metapackage the resolution should not have taken
             raise ArchiveError(f"{source.package}: no {name} in the package")
         image = found[0]
         release = image.parent.name
         config = image.parent / "config"
-    modules = next((p for p in (tree / "lib/modules" / release, tree / "usr/lib/modules" / release)
-                    if p.is_dir()), None)
+    modules = next(
+        (
+            p
+            for p in (tree / "lib/modules" / release, tree / "usr/lib/modules" / release)
+            if p.is_dir()
+        ),
+        None,
+    )
     return image, release, modules, config if config.exists() else None
 
 

@@ -44,14 +44,25 @@ class Lock:
             return None
         entry = self.entries.get(self.key(arch, spec))
         if entry is None:
-            raise UsageError(f"{spec} ({arch}) is not in {self.path}: run memhp image lock "
-                             f"--arch {arch} --kernel {spec} (or run without --locked)")
+            raise UsageError(
+                f"{spec} ({arch}) is not in {self.path}: run memhp image lock "
+                f"--arch {arch} --kernel {spec} (or run without --locked)"
+            )
         kernel = [Package(**p) for p in entry["kernel"]]
-        return Pinned(DebianKernel(spec, kernel[0], tuple(kernel[1:])),
-                      tuple(Package(**p) for p in entry["userspace"]))
+        return Pinned(
+            DebianKernel(spec, kernel[0], tuple(kernel[1:])),
+            tuple(Package(**p) for p in entry["userspace"]),
+        )
 
-    def pin(self, arch: str, spec: str, *, release: str, kernel: tuple[Package, ...],
-            userspace: tuple[Package, ...]) -> None:
+    def pin(
+        self,
+        arch: str,
+        spec: str,
+        *,
+        release: str,
+        kernel: tuple[Package, ...],
+        userspace: tuple[Package, ...],
+    ) -> None:
         self.entries[self.key(arch, spec)] = {
             "release": release,
             "kernel": [asdict(p) for p in kernel],
@@ -80,6 +91,7 @@ def load(path: Path, *, missing_ok: bool = False) -> Lock:
             arch, _, spec = arch_spec.partition(" ")
             lock.pinned(arch, spec)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise UsageError(f"{path} is not a memhp lock file ({exc}): write it again with "
-                         "memhp image lock") from None
+        raise UsageError(
+            f"{path} is not a memhp lock file ({exc}): write it again with memhp image lock"
+        ) from None
     return lock

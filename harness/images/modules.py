@@ -53,8 +53,7 @@ def _read_module(path: Path) -> bytes:
     if path.name.endswith(".xz"):
         return lzma.decompress(data)
     if path.name.endswith(".zst"):
-        return subprocess.run(["zstd", "-dc"], input=data, capture_output=True,
-                              check=True).stdout
+        return subprocess.run(["zstd", "-dc"], input=data, capture_output=True, check=True).stdout
     return data
 
 
@@ -77,11 +76,14 @@ def depmod(modules_dir: Path) -> None:
         (base / "lib").mkdir(exist_ok=True)
         if not (base / "lib/modules").exists():
             (base / "lib/modules").symlink_to(parent)
-    proc = subprocess.run([host_tool("depmod"), "-b", str(base), modules_dir.name],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [host_tool("depmod"), "-b", str(base), modules_dir.name], capture_output=True, text=True
+    )
     if proc.returncode != 0 or not (modules_dir / "modules.dep").exists():
-        raise UsageError(f"depmod -b {base} {modules_dir.name} failed: "
-                         f"{proc.stderr.strip() or 'no modules.dep'} (is kmod installed?)")
+        raise UsageError(
+            f"depmod -b {base} {modules_dir.name} failed: "
+            f"{proc.stderr.strip() or 'no modules.dep'} (is kmod installed?)"
+        )
 
 
 def _mod_name(path: str) -> str:

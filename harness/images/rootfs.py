@@ -25,8 +25,9 @@ def recipe_list(name: str) -> list[str]:
 
 def extract(deb: Path, dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run([host_tool("dpkg-deb"), "-x", str(deb), str(dest)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [host_tool("dpkg-deb"), "-x", str(deb), str(dest)], capture_output=True, text=True
+    )
     if proc.returncode != 0:
         raise ImageError(f"dpkg-deb -x {deb.name} failed: {proc.stderr.strip()}")
 
@@ -90,5 +91,5 @@ def busybox_applets(binary: bytes) -> list[str]:
     if start < 0:
         return []
     end = binary.find(b"\0\0", start + 1)
-    names = binary[start + 1:end].decode("ascii", "replace").split("\0")
+    names = binary[start + 1 : end].decode("ascii", "replace").split("\0")
     return [n for n in names if n and "/" not in n and n != "busybox"]

@@ -94,11 +94,16 @@ def debian_candidates(spec: str, arch: Arch, apt: AptCache) -> list[Package]:
     flavour = arch.flavour(suffix)
     # linux-image-<abi>-<flavour>[-unsigned]; the signed and unsigned builds carry the same
     # kernel and modules, either will do.
-    name_re = re.compile(rf"linux-image-{re.escape(line)}\.\d+[-+][\w.~+]*?-"
-                         rf"{re.escape(flavour)}(?:-unsigned)?")
-    found = [p for p in apt.find(lambda name: name_re.fullmatch(name) is not None)
-             if (p.upstream == line or p.upstream.startswith(line + "."))
-             and not any(n.startswith("linux-image-") for n in depends_names(p.depends))]
+    name_re = re.compile(
+        rf"linux-image-{re.escape(line)}\.\d+[-+][\w.~+]*?-"
+        rf"{re.escape(flavour)}(?:-unsigned)?"
+    )
+    found = [
+        p
+        for p in apt.find(lambda name: name_re.fullmatch(name) is not None)
+        if (p.upstream == line or p.upstream.startswith(line + "."))
+        and not any(n.startswith("linux-image-") for n in depends_names(p.depends))
+    ]
     if not found:
         raise UsageError(
             f"no Debian {arch.debian_arch} kernel package matches '{spec}' "
@@ -107,8 +112,15 @@ def debian_candidates(spec: str, arch: Arch, apt: AptCache) -> list[Package]:
         )
     # Newest first; of equal versions the unsigned build, then the main archive's pool
     # before the security archive's (the one seen lagging behind its index).
-    return sorted(found, key=lambda p: (VersionKey(p.version), p.name.endswith("-unsigned"),
-                                        not p.suite.endswith("-security")), reverse=True)
+    return sorted(
+        found,
+        key=lambda p: (
+            VersionKey(p.version),
+            p.name.endswith("-unsigned"),
+            not p.suite.endswith("-security"),
+        ),
+        reverse=True,
+    )
 
 
 # Debian's 7.x packaging splits linux-image-<abi> into a metapackage depending on these.
@@ -126,8 +138,9 @@ def resolve_build(spec: str, arch: Arch) -> LocalKernel:
     """build:DIR, a directory made by memhp kernel build (or any O= build dir with mod/)."""
     out = Path(spec.removeprefix("build:")).expanduser()
     if not out.is_dir():
-        raise UsageError(f"kernel spec '{spec}': {out} is not a directory "
-                         "(make one with memhp kernel build)")
+        raise UsageError(
+            f"kernel spec '{spec}': {out} is not a directory (make one with memhp kernel build)"
+        )
     image, modules = image_of(out, arch)
     arch.check_kernel(image)
     return LocalKernel(spec, image.resolve(), modules.resolve() if modules else None)
@@ -137,9 +150,7 @@ def resolve_local(spec: str, arch: Arch) -> LocalKernel:
     image_s, _, modules_s = spec.partition(",")
     image = Path(image_s).expanduser()
     if not image.is_file():
-        raise UsageError(
-            f"kernel spec '{spec}' is neither debian:X.Y nor an existing kernel file"
-        )
+        raise UsageError(f"kernel spec '{spec}' is neither debian:X.Y nor an existing kernel file")
     arch.check_kernel(image)
     modules = Path(modules_s).expanduser() if modules_s else None
     if modules is not None and not modules.is_dir():

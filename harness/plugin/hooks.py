@@ -49,42 +49,74 @@ DEFAULT_ARCHES = preflight.DEFAULT_ARCHES
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("memhp", "memory hotplug on QEMU guests")
-    g.addoption("--memhp-kernel", action="append", metavar="SPEC",
-                help="kernel to test: debian:X.Y[/flavour] or PATH[,MODULES_DIR]; repeatable "
-                     f"(default: each arch's Debian matrix: {preflight.matrix_help()})")
-    g.addoption("--memhp-arch", action="append", metavar="ARCH",
-                help="guest arch: x86_64 or ppc64le; repeatable "
-                     f"(default: {' '.join(DEFAULT_ARCHES)})")
-    g.addoption("--memhp-accel", metavar="|".join(ACCELS),
-                help="accelerator (default: $MEMHP_ACCEL or auto: KVM only where it works)")
-    g.addoption("--memhp-expect", action="append", default=[], metavar="NAME=VALUE",
-                help="override an expectation, e.g. online_policy=online_movable")
-    g.addoption("--memhp-lock", type=Path, metavar="FILE",
-                help="build the images from the packages FILE pins (memhp image lock)")
-    g.addoption("--memhp-results", type=Path, metavar="DIR",
-                help="write one result record per scenario, page-flag maps (PNG), "
-                     "DIR/kcidb.json (KCIDB v5.3) and DIR/report.html")
+    g.addoption(
+        "--memhp-kernel",
+        action="append",
+        metavar="SPEC",
+        help="kernel to test: debian:X.Y[/flavour] or PATH[,MODULES_DIR]; repeatable "
+        f"(default: each arch's Debian matrix: {preflight.matrix_help()})",
+    )
+    g.addoption(
+        "--memhp-arch",
+        action="append",
+        metavar="ARCH",
+        help=f"guest arch: x86_64 or ppc64le; repeatable (default: {' '.join(DEFAULT_ARCHES)})",
+    )
+    g.addoption(
+        "--memhp-accel",
+        metavar="|".join(ACCELS),
+        help="accelerator (default: $MEMHP_ACCEL or auto: KVM only where it works)",
+    )
+    g.addoption(
+        "--memhp-expect",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override an expectation, e.g. online_policy=online_movable",
+    )
+    g.addoption(
+        "--memhp-lock",
+        type=Path,
+        metavar="FILE",
+        help="build the images from the packages FILE pins (memhp image lock)",
+    )
+    g.addoption(
+        "--memhp-results",
+        type=Path,
+        metavar="DIR",
+        help="write one result record per scenario, page-flag maps (PNG), "
+        "DIR/kcidb.json (KCIDB v5.3) and DIR/report.html",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "memhp(cmdline=(...), extra_cmdline=(...), fresh=False, memory=None, "
+        "markers",
+        "memhp(cmdline=(...), extra_cmdline=(...), fresh=False, memory=None, "
         "coldplug=()): guest boot configuration; cmdline replaces the arch's scenario "
         "command line (None: the kernel's defaults), extra_cmdline adds to it, fresh=True "
-        "gives the test its own guest, coldplug lists harness.coldplug device specs")
+        "gives the test its own guest, coldplug lists harness.coldplug device specs",
+    )
     config.addinivalue_line(
-        "markers", "kbuild: builds a kernel from source (slow; nightly: pytest -m kbuild)")
+        "markers", "kbuild: builds a kernel from source (slow; nightly: pytest -m kbuild)"
+    )
     config.addinivalue_line(
-        "markers", "flavours: every Debian flavour on both arches (slow; nightly)")
+        "markers", "flavours: every Debian flavour on both arches (slow; nightly)"
+    )
     config.addinivalue_line(
-        "markers", "dmesg_allow(*regex): kernel log lines the test provokes on purpose")
+        "markers", "dmesg_allow(*regex): kernel log lines the test provokes on purpose"
+    )
     config.addinivalue_line(
-        "markers", "needs_kernel(*features): kernel features the test needs (see "
+        "markers",
+        "needs_kernel(*features): kernel features the test needs (see "
         "harness.expectations.KERNEL_FEATURES); checked against the image's config before "
-        "booting, a kernel without one skips naming the option")
+        "booting, a kernel without one skips naming the option",
+    )
     config.addinivalue_line(
-        "markers", "needs(*props): guest properties the test needs; skipped before booting "
-        "where the arch profile lacks one (Arch.lacks and tcg_lacks say why)")
+        "markers",
+        "needs(*props): guest properties the test needs; skipped before booting "
+        "where the arch profile lacks one (Arch.lacks and tcg_lacks say why)",
+    )
     interrupt_on_termination()
     # memhp's own log at DEBUG (QMP traffic) goes into the captured log; the libraries'
     # chatter does not.
@@ -104,10 +136,14 @@ def _plan(config: pytest.Config) -> Plan:
     lock_path = config.getoption("memhp_lock")
     try:
         if hasattr(config, "workerinput") or not _runs_scenarios(config):
-            return Plan(preflight.targets(arches, kernels), parse_overrides(expects),
-                        load_lock(lock_path) if lock_path else None)
-        return preflight.check(arches, kernels, accel=config.getoption("memhp_accel"),
-                               expects=expects, lock=lock_path)
+            return Plan(
+                preflight.targets(arches, kernels),
+                parse_overrides(expects),
+                load_lock(lock_path) if lock_path else None,
+            )
+        return preflight.check(
+            arches, kernels, accel=config.getoption("memhp_accel"), expects=expects, lock=lock_path
+        )
     except UsageError as exc:
         pytest.exit(f"memhp: {exc}", returncode=2)
 
@@ -158,16 +194,16 @@ def memhp_pool(pytestconfig: pytest.Config) -> Iterator[Pool]:
 
 
 @pytest.fixture
-def vm(request: pytest.FixtureRequest, memhp_target: Target,
-       memhp_pool: Pool) -> Iterator[HotplugVM]:
+def vm(
+    request: pytest.FixtureRequest, memhp_target: Target, memhp_pool: Pool
+) -> Iterator[HotplugVM]:
     """A booted guest for this test's target, shared with compatible tests."""
     arch = memhp_target.arch
     accel = choose_accel(arch, request.config.getoption("memhp_accel")).name
     # The broadest missing piece is the one to report: what the machine lacks for the whole
     # module, then a kernel without the feature, then what the test itself needs.
     own = [m for m in request.node.own_markers if m.name == "needs"]
-    _skip_if_lacking(arch, accel, [m for m in request.node.iter_markers("needs")
-                                   if m not in own])
+    _skip_if_lacking(arch, accel, [m for m in request.node.iter_markers("needs") if m not in own])
     config = load_config(memhp_pool.image(memhp_target).config)
     for feature in (f for m in request.node.iter_markers("needs_kernel") for f in m.args):
         supported = kernel_supports(feature, config, arch)
@@ -197,8 +233,6 @@ def _skip_if_lacking(arch: Arch, accel: str, markers: list[pytest.Mark]) -> None
             pytest.skip(f"{arch.name} ({accel}): {why}")
 
 
-
-
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     """After the test body: fail it if the guest kernel complained meanwhile. A failed
@@ -218,7 +252,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         _attach_dmesg(item, "guest dmesg during the test")
         raise
     if v is not None and v.machine.alive():
-        lines = v.guest.dmesg()[item.stash[stash.DMESG_START]:]
+        lines = v.guest.dmesg()[item.stash[stash.DMESG_START] :]
         allow = [a for m in item.iter_markers("dmesg_allow") for a in m.args]
         splats = find_splats(lines, allow)
         if splats:
@@ -240,21 +274,23 @@ def _attach_dmesg(item: pytest.Item, title: str) -> None:
     if v is None or not v.machine.alive():
         return
     with contextlib.suppress(MemhpError):
-        lines = v.guest.dmesg()[item.stash[stash.DMESG_START]:]
+        lines = v.guest.dmesg()[item.stash[stash.DMESG_START] :]
         item.add_report_section("call", title, "\n".join(lines[-80:]))
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
-                              ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Infrastructure failures say so, with the console tail, and are counted apart. memhp's
     own errors are reported by their message, not a traceback: it says what happened."""
     report: pytest.TestReport = yield
     exc = call.excinfo.value if call.excinfo else None
     if isinstance(exc, InfrastructureError):
         report.user_properties.append(("memhp_outcome", "infrastructure"))
-        report.sections.append(("memhp: infrastructure failure (not a kernel verdict)",
-                                exc.details() or str(exc)))
+        report.sections.append(
+            ("memhp: infrastructure failure (not a kernel verdict)", exc.details() or str(exc))
+        )
     elif isinstance(exc, KernelFailure) and exc.console_tail:
         report.sections.append(("memhp: guest console", exc.console_tail))
     if isinstance(exc, MemhpError) and report.failed:
@@ -287,8 +323,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         tr.write_line(f"memhp: {len(results)} results; KCIDB {kc}, report {page}")
 
 
-def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config
-                             ) -> tuple[str, str, str] | None:
+def pytest_report_teststatus(
+    report: pytest.TestReport, config: pytest.Config
+) -> tuple[str, str, str] | None:
     props = getattr(report, "user_properties", ())  # collection reports have none
     if report.failed and ("memhp_outcome", "infrastructure") in props:
         return "infra", "I", "INFRA"
@@ -311,8 +348,7 @@ def _infra_section(tr: Any) -> None:
                 tr.write_line("  " + text.replace("\n", "\n  "))
 
 
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config
-                            ) -> None:
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     """Infrastructure failures in full, then a table: target x scenario -> outcome."""
     _infra_section(terminalreporter)
     rows: dict[str, dict[str, str]] = {}

@@ -32,7 +32,8 @@ class Boot:
         marker = item.get_closest_marker("memhp")
         kw = marker.kwargs if marker else {}
         cmdline = tuple(kw.get("cmdline", arch.scenario_cmdline) or ()) + tuple(
-            kw.get("extra_cmdline", ()))
+            kw.get("extra_cmdline", ())
+        )
         boot = cls(cmdline, kw.get("memory"), tuple(kw.get("coldplug", ())))
         return boot, bool(kw.get("fresh", False))
 
@@ -85,14 +86,20 @@ class Pool:
             artifact = tcg_artifact(first)
             if artifact is None:
                 raise
-            progress.note(f"{target.id}: boot failed with a TCG artifact ({artifact}); "
-                          "booting once more")
+            progress.note(
+                f"{target.id}: boot failed with a TCG artifact ({artifact}); booting once more"
+            )
             return self._boot(target, boot)
 
     def _boot(self, target: Target, boot: Boot) -> QemuMachine:
         accel = choose_accel(target.arch, self.accel)
-        cfg = MachineConfig(arch=target.arch, image=self.image(target), cmdline=boot.cmdline,
-                            accel=accel, coldplug=boot.coldplug)
+        cfg = MachineConfig(
+            arch=target.arch,
+            image=self.image(target),
+            cmdline=boot.cmdline,
+            accel=accel,
+            coldplug=boot.coldplug,
+        )
         if boot.memory:
             cfg = dataclasses.replace(cfg, memory=boot.memory)
         machine = QemuMachine(cfg)

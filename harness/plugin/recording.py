@@ -17,30 +17,38 @@ from harness.report.results import Result, Status, StepMap, classify, save
 NO_CALLSPEC = type("NoCallspec", (), {"params": {}})()
 
 
-
-
-def record(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport,
-            results_dir: Path) -> None:
+def record(
+    item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport, results_dir: Path
+) -> None:
     """Write (or update) this scenario's result record; pictures when the call ends."""
     exc = call.excinfo.value if call.excinfo else None
     status = classify(exc, call.when, report.skipped)
     previous = item.stash.get(stash.RESULT, None)
     if call.when == "setup" and status is Status.PASS:
         return  # the call phase decides
-    if call.when == "teardown" and (status is Status.PASS or
-                                    (previous and previous.status is not Status.PASS)):
+    if call.when == "teardown" and (
+        status is Status.PASS or (previous and previous.status is not Status.PASS)
+    ):
         return  # a teardown problem matters only when the scenario itself passed
     target: Target = item.callspec.params["memhp_target"]  # type: ignore[attr-defined]
     scenario, _ = scenario_name(item.nodeid, [target.id])
     v = item.stash.get(stash.VM, None)
     result = Result(
-        nodeid=item.nodeid, scenario=scenario, arch=target.arch.name, kernel=target.kernel,
-        status=status, phase=call.when,
+        nodeid=item.nodeid,
+        scenario=scenario,
+        arch=target.arch.name,
+        kernel=target.kernel,
+        status=status,
+        phase=call.when,
         start_time=previous.start_time if previous else call.start,
         duration=previous.duration if previous and call.when == "teardown" else call.duration,
-        release=v.facts.release if v else "", qemu=v.machine.qemu_version if v else "",
-        accel=v.machine.accel.name if v else "", message=message(exc, report),
-        log_excerpt=log_excerpt(exc, report), maps=previous.maps if previous else [])
+        release=v.facts.release if v else "",
+        qemu=v.machine.qemu_version if v else "",
+        accel=v.machine.accel.name if v else "",
+        message=message(exc, report),
+        log_excerpt=log_excerpt(exc, report),
+        maps=previous.maps if previous else [],
+    )
     if call.when == "call" and v is not None and v.snapshots:
         result.maps = [draw(v.snapshots, results_dir, result.slug)]
     item.stash[stash.RESULT] = result
@@ -52,10 +60,19 @@ def draw(snapshots: list[Snapshot], results_dir: Path, slug: str) -> StepMap:
     png = Path("maps") / f"{slug}.png"
     (results_dir / "maps").mkdir(parents=True, exist_ok=True)
     (results_dir / png).write_bytes(render_png(snapshots))
-    return StepMap(str(png), [
-        {"step": s.step, "blocks": [{"index": b.index, "state": b.state, "zone": b.zone,
-                                     "pages": s.histogram(i)} for i, b in enumerate(s.blocks)]}
-        for s in snapshots])
+    return StepMap(
+        str(png),
+        [
+            {
+                "step": s.step,
+                "blocks": [
+                    {"index": b.index, "state": b.state, "zone": b.zone, "pages": s.histogram(i)}
+                    for i, b in enumerate(s.blocks)
+                ],
+            }
+            for s in snapshots
+        ],
+    )
 
 
 def message(exc: BaseException | None, report: pytest.TestReport) -> str:
@@ -72,9 +89,11 @@ def log_excerpt(exc: BaseException | None, report: pytest.TestReport) -> str:
     if exc is None or report.skipped:
         return ""
     parts = [str(exc)]
-    parts += [f"--- {title} ---\n{text}" for title, text in report.sections
-              if title.startswith(("memhp:", "Captured stdout call"))
-              or "guest dmesg" in title]
+    parts += [
+        f"--- {title} ---\n{text}"
+        for title, text in report.sections
+        if title.startswith(("memhp:", "Captured stdout call")) or "guest dmesg" in title
+    ]
     return "\n".join(parts)
 
 
@@ -83,7 +102,7 @@ def scenario_name(nodeid: str, target_ids: list[str]) -> tuple[str, str]:
     name, _, params = nodeid.rpartition("::")[2].partition("[")
     ids = sorted(target_ids, key=len, reverse=True)
     target = next((i for i in ids if params.startswith(i)), params.rstrip("]"))
-    extra = params[len(target):].strip("-]")  # other parameters stay with the name
+    extra = params[len(target) :].strip("-]")  # other parameters stay with the name
     return (f"{name}[{extra}]" if extra else name), target
 
 

@@ -56,8 +56,9 @@ def choose_accel(arch: Arch, requested: str | None = None) -> Accel:
     problem = kvm_problem(arch)
     if want == "kvm":
         if problem:
-            raise UsageError(f"KVM was requested but cannot be used: {problem}; "
-                             "use --memhp-accel tcg")
+            raise UsageError(
+                f"KVM was requested but cannot be used: {problem}; use --memhp-accel tcg"
+            )
         return Accel("kvm", "requested")
     if problem:
         return Accel("tcg", problem)

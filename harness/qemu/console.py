@@ -16,8 +16,10 @@ from harness.errors import BootTimeout, GuestPanic, KernelFailure, VMLost
 PANIC_RE = re.compile(r"Kernel panic - not syncing|kernel BUG at|Oops: |BUG: unable to handle")
 # What a hung guest kernel prints while it still can: a guest that stops answering and
 # shows one of these is the kernel's failure, not a lost VM.
-LOCKUP_RE = re.compile(r"soft lockup|hard LOCKUP|rcu: INFO: \S+ (?:self-)?detected stall|"
-                       r"blocked for more than \d+ seconds")
+LOCKUP_RE = re.compile(
+    r"soft lockup|hard LOCKUP|rcu: INFO: \S+ (?:self-)?detected stall|"
+    r"blocked for more than \d+ seconds"
+)
 HEARTBEAT = 5.0  # how often a boot wait asks whether QEMU still answers
 
 
@@ -80,8 +82,14 @@ class ConsoleLog:
             start = self._text.rfind("\n", 0, m.start()) + 1
             return "\n".join(self._text[start:].splitlines()[:40])
 
-    def wait_for(self, marker: str, timeout: float, *, refuse: str | None = None,
-                 probe: Callable[[], None] | None = None) -> None:
+    def wait_for(
+        self,
+        marker: str,
+        timeout: float,
+        *,
+        refuse: str | None = None,
+        probe: Callable[[], None] | None = None,
+    ) -> None:
         """Block until ``marker`` is printed. A panic, the ``refuse`` marker or a closed
         console ends it at once; ``probe`` runs every HEARTBEAT and raises if the VM is
         gone (a stopped QEMU prints nothing and never closes the console)."""
@@ -93,20 +101,24 @@ class ConsoleLog:
                     return
                 if PANIC_RE.search(self._text):
                     panic = self._report_locked()
-                    raise GuestPanic(f"guest kernel panicked: {panic.splitlines()[0]}",
-                                     console_tail=panic)
+                    raise GuestPanic(
+                        f"guest kernel panicked: {panic.splitlines()[0]}", console_tail=panic
+                    )
                 if refuse is not None and refuse in self._text:
                     line = next(ln for ln in self._text.splitlines() if refuse in ln)
-                    raise KernelFailure(f"guest init: {line.strip()}",
-                                        console_tail=self._tail_locked())
+                    raise KernelFailure(
+                        f"guest init: {line.strip()}", console_tail=self._tail_locked()
+                    )
                 if self._closed:
-                    raise VMLost("QEMU exited before the guest was ready",
-                                 console_tail=self._tail_locked())
+                    raise VMLost(
+                        "QEMU exited before the guest was ready", console_tail=self._tail_locked()
+                    )
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise BootTimeout(f"guest not ready after {timeout:g} s "
-                                      f"(no '{marker}' on the console)",
-                                      console_tail=self._tail_locked())
+                    raise BootTimeout(
+                        f"guest not ready after {timeout:g} s (no '{marker}' on the console)",
+                        console_tail=self._tail_locked(),
+                    )
                 self._cond.wait(min(remaining, HEARTBEAT))
             if probe is not None and time.monotonic() >= next_probe:
                 probe()

@@ -57,6 +57,8 @@ class ColdPlug(Protocol):
     """A device on QEMU's command line; see harness.coldplug."""
 
     def qemu_args(self, workdir: Path, arch: Arch) -> list[str]: ...
+
+
 _counter = itertools.count()
 NAME_PREFIX = "memhp-"  # QEMU's -name and the private dir: memhp-<harness pid>-<n>
 QMP_TIMEOUT = 10.0  # QEMU answers QMP in milliseconds; silence this long means trouble
@@ -79,8 +81,7 @@ class MachineConfig:
 
     def kernel_cmdline(self) -> str:
         # panic=-1 + -no-reboot: a panicking guest makes QEMU exit at once.
-        base = [f"console={self.arch.console}", "panic=-1", "log_buf_len=8M",
-                "printk.time=1"]
+        base = [f"console={self.arch.console}", "panic=-1", "log_buf_len=8M", "printk.time=1"]
         return " ".join(base + list(self.cmdline))
 
 
@@ -121,8 +122,12 @@ class QemuMachine:
             self.shutdown()
             raise
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.shutdown()
 
     # -- launch --------------------------------------------------------------------------
@@ -132,12 +137,16 @@ class QemuMachine:
             raise HarnessError(f"{self.name} was launched already")
         binary = shutil.which(self.arch.qemu_binary)
         if binary is None:
-            raise UsageError(f"{self.arch.qemu_binary} not found: install the "
-                             f"{self.arch.qemu_package} package (./setup.sh does)")
+            raise UsageError(
+                f"{self.arch.qemu_binary} not found: install the "
+                f"{self.arch.qemu_package} package (./setup.sh does)"
+            )
         setpriv = shutil.which("setpriv")
         if setpriv is None:
-            raise UsageError("setpriv not found: install util-linux (QEMU runs under "
-                             "setpriv --pdeathsig so it dies with the harness)")
+            raise UsageError(
+                "setpriv not found: install util-linux (QEMU runs under "
+                "setpriv --pdeathsig so it dies with the harness)"
+            )
         self._dir = Path(tempfile.mkdtemp(prefix=f"{self.name}-"))  # mkdtemp: mode 0700
         for attempt in range(PORT_ATTEMPTS):
             try:
@@ -146,11 +155,14 @@ class QemuMachine:
             except _PortClash:
                 self._reap()
                 if attempt == PORT_ATTEMPTS - 1:
-                    raise LaunchError("no free TCP port for the SSH forward after "
-                                      f"{PORT_ATTEMPTS} tries", cmdline=self._cmdline_str()
-                                      ) from None
-                progress.note(f"{self.name}: SSH port {self.port} was taken before QEMU "
-                              "bound it; trying another")
+                    raise LaunchError(
+                        f"no free TCP port for the SSH forward after {PORT_ATTEMPTS} tries",
+                        cmdline=self._cmdline_str(),
+                    ) from None
+                progress.note(
+                    f"{self.name}: SSH port {self.port} was taken before QEMU "
+                    "bound it; trying another"
+                )
 
     def _launch_once(self, setpriv: str, binary: str) -> None:
         if self._dir is None:
@@ -165,9 +177,13 @@ class QemuMachine:
             # other threads run), and the child's pid is QEMU's.
             self._proc = subprocess.Popen(
                 [setpriv, "--pdeathsig", "KILL", "--", *self.cmdline],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                pass_fds=(qmp_theirs.fileno(), con_theirs.fileno()), cwd=self._dir,
-                start_new_session=True)  # the harness, not the terminal's ^C, ends QEMU
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                pass_fds=(qmp_theirs.fileno(), con_theirs.fileno()),
+                cwd=self._dir,
+                start_new_session=True,
+            )  # the harness, not the terminal's ^C, ends QEMU
         finally:
             log.close()
             qmp_theirs.close()
@@ -175,8 +191,12 @@ class QemuMachine:
         self.console = ConsoleLog(con_ours, self._dir / "console.log")
         self._qmp = QMP(self.name)
         self._qmp.events.probe = self._probe_during_wait
-        threading.Thread(target=self._watch, args=(self._proc, self._qmp.events),
-                         name=f"{self.name}-watch", daemon=True).start()
+        threading.Thread(
+            target=self._watch,
+            args=(self._proc, self._qmp.events),
+            name=f"{self.name}-watch",
+            daemon=True,
+        ).start()
         try:
             self._qmp.connect(qmp_ours)
         except InfrastructureError:
@@ -185,29 +205,55 @@ class QemuMachine:
             log_text = self.qemu_log()
             if "Could not set up host forwarding rule" in log_text:
                 raise _PortClash() from None
-            status = ("still running" if self._proc.poll() is None
-                      else f"exit status {self._proc.returncode}")
-            raise LaunchError(f"QEMU did not start ({status}): {_last_line(log_text)}",
-                              cmdline=self._cmdline_str(), console_tail=log_text) from None
+            status = (
+                "still running"
+                if self._proc.poll() is None
+                else f"exit status {self._proc.returncode}"
+            )
+            raise LaunchError(
+                f"QEMU did not start ({status}): {_last_line(log_text)}",
+                cmdline=self._cmdline_str(),
+                console_tail=log_text,
+            ) from None
         self.qemu_version = _qemu_version(self._qmp.execute("query-version", timeout=QMP_TIMEOUT))
 
     def _args(self, qmp_fd: int, con_fd: int) -> list[str]:
         c = self.config
         img = c.image
         return [
-            "-name", self.name,
-            "-machine", self.arch.machine,
+            "-name",
+            self.name,
+            "-machine",
+            self.arch.machine,
             *self.accel.qemu_args(self.arch),
             *self.arch.firmware_args(),
-            "-smp", str(c.smp),
-            "-m", f"{c.memory // (1 << 20)}M,slots={c.slots},maxmem={c.maxmem // (1 << 20)}M",
-            "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-            "-kernel", str(img.kernel), "-initrd", str(img.initramfs),
-            "-append", c.kernel_cmdline(),
-            "-chardev", f"socket,id=mon,fd={qmp_fd}", "-mon", "chardev=mon,mode=control",
-            "-chardev", f"socket,id=con,fd={con_fd}", "-serial", "chardev:con",
-            "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{self.port}-:22",
-            "-device", "virtio-net-pci,netdev=net0",
+            "-smp",
+            str(c.smp),
+            "-m",
+            f"{c.memory // (1 << 20)}M,slots={c.slots},maxmem={c.maxmem // (1 << 20)}M",
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-kernel",
+            str(img.kernel),
+            "-initrd",
+            str(img.initramfs),
+            "-append",
+            c.kernel_cmdline(),
+            "-chardev",
+            f"socket,id=mon,fd={qmp_fd}",
+            "-mon",
+            "chardev=mon,mode=control",
+            "-chardev",
+            f"socket,id=con,fd={con_fd}",
+            "-serial",
+            "chardev:con",
+            "-netdev",
+            f"user,id=net0,hostfwd=tcp:127.0.0.1:{self.port}-:22",
+            "-device",
+            "virtio-net-pci,netdev=net0",
             *(a for port in self.arch.hotplug_ports for a in ("-device", port)),
             *(a for dev in c.coldplug for a in dev.qemu_args(self.workdir, self.arch)),
             *c.qemu_args,
@@ -229,7 +275,8 @@ class QemuMachine:
         if self.console is None:
             raise HarnessError(f"{self.name} is not launched")
         timeout = self.config.boot_timeout or (
-            self.arch.boot_timeout_tcg / (3 if self.accel.name == "kvm" else 1))
+            self.arch.boot_timeout_tcg / (3 if self.accel.name == "kvm" else 1)
+        )
         start = time.monotonic()
 
         def left() -> float:
@@ -240,17 +287,22 @@ class QemuMachine:
 
         with progress(f"boot: {self.arch.name} {self.config.image.spec} ({self.accel.name})"):
             try:
-                self.console.wait_for(SSHD_MARKER, timeout, refuse=SSHD_FAILED_MARKER,
-                                      probe=probe)
-                self.guest = GuestShell(self.port, self.config.image.host_key,
-                                   str(self.config.image.client_key), host=self)
+                self.console.wait_for(SSHD_MARKER, timeout, refuse=SSHD_FAILED_MARKER, probe=probe)
+                self.guest = GuestShell(
+                    self.port,
+                    self.config.image.host_key,
+                    str(self.config.image.client_key),
+                    host=self,
+                )
                 self.guest.connect(left())
                 self.console.wait_for(READY_MARKER, left(), probe=probe)
             except KernelFailure as exc:
                 damage = self.config.image.damage()
                 if damage is not None:
-                    raise ImageError(f"the guest image is damaged: {damage} (boot: {exc})",
-                                     console_tail=exc.console_tail) from exc
+                    raise ImageError(
+                        f"the guest image is damaged: {damage} (boot: {exc})",
+                        console_tail=exc.console_tail,
+                    ) from exc
                 raise
         self.boot_seconds = time.monotonic() - start
 
@@ -262,8 +314,9 @@ class QemuMachine:
             raise HarnessError(f"{self.name} is not launched")
         return self._qmp.events
 
-    def qmp(self, command: str, args: dict[str, object] | None = None,
-            timeout: float = QMP_TIMEOUT) -> Any:
+    def qmp(
+        self, command: str, args: dict[str, object] | None = None, timeout: float = QMP_TIMEOUT
+    ) -> Any:
         """A QMP command; no answer in ``timeout`` marks the machine lost."""
         if self._qmp is None:
             raise HarnessError(f"{self.name} is not launched")
@@ -298,8 +351,10 @@ class QemuMachine:
             if port not in self._ports:
                 self._ports[port] = device
                 return port
-        raise UsageError(f"no free PCIe root port for {device} on {self.arch.name} "
-                         f"({len(self._ports)} in use): unplug a device first")
+        raise UsageError(
+            f"no free PCIe root port for {device} on {self.arch.name} "
+            f"({len(self._ports)} in use): unplug a device first"
+        )
 
     def release_port(self, device: str) -> None:
         self._ports = {p: d for p, d in self._ports.items() if d != device}
@@ -350,11 +405,14 @@ class QemuMachine:
             state = Path(f"/proc/{self._proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         except (OSError, IndexError):
             return "state unknown"
-        return {"T": "stopped (SIGSTOP?)", "t": "stopped by a tracer", "Z": "a zombie",
-                "D": "in uninterruptible sleep"}.get(state, f"running (state {state})")
+        return {
+            "T": "stopped (SIGSTOP?)",
+            "t": "stopped by a tracer",
+            "Z": "a zombie",
+            "D": "in uninterruptible sleep",
+        }.get(state, f"running (state {state})")
 
-    def lost_error(self, message: str,
-                   kind: type[InfrastructureError] = VMLost) -> MemhpError:
+    def lost_error(self, message: str, kind: type[InfrastructureError] = VMLost) -> MemhpError:
         """Mark the VM lost and say why: a kernel panic or lockup on the console is the
         kernel's failure; anything else is infrastructure, with QEMU's state and the
         console tail. The console is read again after QEMU had a moment to finish, since a
@@ -374,14 +432,19 @@ class QemuMachine:
         if self.console is not None:
             self.console.drained(2.0 if first else 0.0)
             if panic := self.console.panic():
-                error = GuestPanic(f"guest kernel panicked: {panic.splitlines()[0]}",
-                                   console_tail=panic)
+                error = GuestPanic(
+                    f"guest kernel panicked: {panic.splitlines()[0]}", console_tail=panic
+                )
             elif lockup := self.console.lockup():
-                error = KernelFailure(f"guest kernel locked up: {lockup.splitlines()[0]}",
-                                      console_tail=lockup)
+                error = KernelFailure(
+                    f"guest kernel locked up: {lockup.splitlines()[0]}", console_tail=lockup
+                )
             else:
-                error = kind(f"{message} (QEMU {self._process_state()})",
-                             console_tail=self.console.tail(), cmdline=self._cmdline_str())
+                error = kind(
+                    f"{message} (QEMU {self._process_state()})",
+                    console_tail=self.console.tail(),
+                    cmdline=self._cmdline_str(),
+                )
         else:
             error = kind(message, cmdline=self._cmdline_str())
         if self.guest is not None:
@@ -418,8 +481,11 @@ class QemuMachine:
                 self._proc.kill()  # our own child, by PID
                 self._proc.wait()
                 self.killed = True
-                why = f"the VM was lost: {self.lost}" if self.lost else (
-                    f"it did not quit within {timeout:g} s")
+                why = (
+                    f"the VM was lost: {self.lost}"
+                    if self.lost
+                    else (f"it did not quit within {timeout:g} s")
+                )
                 progress.note(f"{self.name}: killed QEMU (pid {self._proc.pid}; {why})")
         if self._qmp is not None:
             self._qmp.close()

@@ -38,8 +38,9 @@ class EventTimeout(KernelFailure):
 
     def __init__(self, what: str, timeout: float, seen: list[Event]) -> None:
         names = ", ".join(e["event"] for e in seen[-8:]) or "none"
-        super().__init__(f"no {what} within {timeout:g} s although the guest is alive "
-                         f"(events since: {names})")
+        super().__init__(
+            f"no {what} within {timeout:g} s although the guest is alive (events since: {names})"
+        )
         self.seen = seen
 
 
@@ -136,8 +137,9 @@ class QMP:
         self.events = EventLog()
         self._client = QMPClient(name)
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name=f"qmp-{name}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name=f"qmp-{name}", daemon=True
+        )
         self._thread.start()
         self._pump: asyncio.Future[None] | None = None
 
@@ -165,8 +167,9 @@ class QMP:
         async for event in listener:
             self.events.append(dict(event))
 
-    def execute(self, command: str, args: dict[str, object] | None = None,
-                timeout: float = 30.0) -> Any:
+    def execute(
+        self, command: str, args: dict[str, object] | None = None, timeout: float = 30.0
+    ) -> Any:
         """Run a QMP command; QEMU's refusal becomes QMPCommandError with its message, any
         other failure (no answer, connection gone) VMLost."""
         log.debug("> %s %s", command, args or {})

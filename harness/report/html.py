@@ -12,13 +12,22 @@ from harness.report.kcidb import BuildOutcome
 from harness.report.pagemap import COLOURS, LABELS
 from harness.report.results import Checkout, Result, Status
 
-STATUS_COLOUR = {Status.PASS: "#3a3", Status.FAIL: "#c22", Status.ERROR: "#d80",
-                 Status.MISS: "#d80", Status.SKIP: "#888"}
+STATUS_COLOUR = {
+    Status.PASS: "#3a3",
+    Status.FAIL: "#c22",
+    Status.ERROR: "#d80",
+    Status.MISS: "#d80",
+    Status.SKIP: "#888",
+}
 
 
-STATUS_MEANING = {Status.FAIL: "kernel failure", Status.ERROR: "infrastructure/harness error",
-                  Status.MISS: "did not run (infrastructure)", Status.SKIP: "not applicable",
-                  Status.PASS: "passed"}
+STATUS_MEANING = {
+    Status.FAIL: "kernel failure",
+    Status.ERROR: "infrastructure/harness error",
+    Status.MISS: "did not run (infrastructure)",
+    Status.SKIP: "not applicable",
+    Status.PASS: "passed",
+}
 
 
 CSS = """body{font-family:sans-serif;margin:2em;max-width:80em}
@@ -33,25 +42,35 @@ def _badge(s: Status) -> str:
     return f'<span class="s" style="background:{STATUS_COLOUR[s]}">{s.value}</span>'
 
 
-def html_report(results: Sequence[Result], checkout: Checkout | None = None,
-                builds: Sequence[BuildOutcome] = ()) -> str:
+def html_report(
+    results: Sequence[Result], checkout: Checkout | None = None, builds: Sequence[BuildOutcome] = ()
+) -> str:
     e = html.escape
     counts = Counter(r.status for r in results)
-    out = ["<!doctype html><meta charset=utf-8><title>memhp report</title>",
-           f"<style>{CSS}</style><h1>memhp report</h1>"]
+    out = [
+        "<!doctype html><meta charset=utf-8><title>memhp report</title>",
+        f"<style>{CSS}</style><h1>memhp report</h1>",
+    ]
     if checkout is not None:
-        out.append(f"<p>Tree <b>{e(checkout.tree)}</b> at <code>{e(checkout.commit[:12])}"
-                   f"</code> {e(checkout.describe)}")
+        out.append(
+            f"<p>Tree <b>{e(checkout.tree)}</b> at <code>{e(checkout.commit[:12])}"
+            f"</code> {e(checkout.describe)}"
+        )
         if checkout.message_id:
             out.append(f"<br>Series {e(checkout.message_id)}")
         if checkout.patches:
             out.append("<ol>" + "".join(f"<li>{e(p)}" for p in checkout.patches) + "</ol>")
-    out.append("<p>" + " ".join(f"{_badge(s)} {counts[s]} {STATUS_MEANING[s]}"
-                                for s in Status if counts[s]) + "</p>")
+    out.append(
+        "<p>"
+        + " ".join(f"{_badge(s)} {counts[s]} {STATUS_MEANING[s]}" for s in Status if counts[s])
+        + "</p>"
+    )
     for b in builds:
         if b.status is not Status.PASS:
-            out.append(f"<h2>Build {e(b.arch)} {e(b.kernel)} {_badge(b.status)}</h2>"
-                       f"<pre>{e(b.log_excerpt)}</pre>")
+            out.append(
+                f"<h2>Build {e(b.arch)} {e(b.kernel)} {_badge(b.status)}</h2>"
+                f"<pre>{e(b.log_excerpt)}</pre>"
+            )
     out.append(_matrix(results))
     bad = [r for r in results if r.status not in (Status.PASS, Status.SKIP)]
     if bad:
@@ -75,41 +94,61 @@ def _matrix(results: Sequence[Result]) -> str:
     for name in sorted(rows):
         cells = "".join(
             f'<td><a href="#{rows[name][t].slug}">{_badge(rows[name][t].status)}</a></td>'
-            if t in rows[name] else "<td>-</td>" for t in targets)
+            if t in rows[name]
+            else "<td>-</td>"
+            for t in targets
+        )
         body.append(f"<tr><td>{e(name)}</td>{cells}</tr>")
     return f"<table><tr><th>scenario</th>{head}</tr>{''.join(body)}</table>"
 
 
 def _legend() -> str:
-    return "<p>" + "".join(
-        f'<span class="sw" style="background:rgb{COLOURS[c]}"></span>{html.escape(LABELS[c])}'
-        for c in COLOURS) + "</p>"
+    return (
+        "<p>"
+        + "".join(
+            f'<span class="sw" style="background:rgb{COLOURS[c]}"></span>{html.escape(LABELS[c])}'
+            for c in COLOURS
+        )
+        + "</p>"
+    )
 
 
 def _detail(r: Result, open_maps: bool) -> str:
     e = html.escape
-    parts = [f'<h3 id="{r.slug}">{e(r.scenario)} on {e(r.arch)} {e(r.kernel)} '
-             f"{_badge(r.status)}</h3>",
-             f"<p>{e(STATUS_MEANING[r.status])}; kernel {e(r.release or '?')}, "
-             f"QEMU {e(r.qemu or '?')} ({e(r.accel or '?')}), {r.duration:.1f} s, "
-             f"<code>{e(r.nodeid)}</code></p>"]
+    parts = [
+        f'<h3 id="{r.slug}">{e(r.scenario)} on {e(r.arch)} {e(r.kernel)} {_badge(r.status)}</h3>',
+        f"<p>{e(STATUS_MEANING[r.status])}; kernel {e(r.release or '?')}, "
+        f"QEMU {e(r.qemu or '?')} ({e(r.accel or '?')}), {r.duration:.1f} s, "
+        f"<code>{e(r.nodeid)}</code></p>",
+    ]
     if r.message:
         parts.append(f"<p><b>{e(r.message)}</b></p>")
     if r.log_excerpt:
-        title = ("console tail (infrastructure)" if r.status.infrastructure
-                 else "failure details and guest dmesg")
-        parts.append(f"<details open><summary>{title}</summary>"
-                     f"<pre>{e(r.log_excerpt)}</pre></details>")
+        title = (
+            "console tail (infrastructure)"
+            if r.status.infrastructure
+            else "failure details and guest dmesg"
+        )
+        parts.append(
+            f"<details open><summary>{title}</summary><pre>{e(r.log_excerpt)}</pre></details>"
+        )
     for m in r.maps:
         steps = "".join(
-            f"<tr><td>{e(s['step'])}</td><td>" + "<br>".join(
+            f"<tr><td>{e(s['step'])}</td><td>"
+            + "<br>".join(
                 f"block {b['index'] if b['index'] is not None else '-'}: {e(b['state'])}"
                 f"{' ' + e(b['zone']) if b['zone'] else ''} {e(_pages(b['pages']))}"
-                for b in s["blocks"]) + "</td></tr>" for s in m.steps)
-        parts.append(f"<details{' open' if open_maps else ''}><summary>page-flag map: one "
-                     "column per step (left to right), one tile per memory block</summary>"
-                     f'<img src="{e(m.png)}" alt="page-flag map">{_legend()}'
-                     f"<table>{steps}</table></details>")
+                for b in s["blocks"]
+            )
+            + "</td></tr>"
+            for s in m.steps
+        )
+        parts.append(
+            f"<details{' open' if open_maps else ''}><summary>page-flag map: one "
+            "column per step (left to right), one tile per memory block</summary>"
+            f'<img src="{e(m.png)}" alt="page-flag map">{_legend()}'
+            f"<table>{steps}</table></details>"
+        )
     return "\n".join(parts)
 
 

@@ -37,7 +37,7 @@ def _id(*parts: str) -> str:
 
 
 def _excerpt(text: str) -> str:
-    return text if len(text) <= LOG_EXCERPT_MAX else "...\n" + text[-(LOG_EXCERPT_MAX - 4):]
+    return text if len(text) <= LOG_EXCERPT_MAX else "...\n" + text[-(LOG_EXCERPT_MAX - 4) :]
 
 
 def _rfc3339(t: float) -> str:
@@ -48,12 +48,17 @@ def kcidb_path(result: Result) -> str:
     """KCIDB's dot-separated test path: memhp.<file>.<scenario>."""
     module = result.nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
     parts = [module.removeprefix("test_"), result.scenario.removeprefix("test_")]
-    return ".".join([ORIGIN, *("".join(c if c.isalnum() or c in "_-" else "-" for c in p)
-                               for p in parts)])
+    return ".".join(
+        [ORIGIN, *("".join(c if c.isalnum() or c in "_-" else "-" for c in p) for p in parts)]
+    )
 
 
-def kcidb(results: Sequence[Result], checkout: Checkout | None = None,
-          builds: Sequence[BuildOutcome] = (), run_id: str | None = None) -> dict[str, Any]:
+def kcidb(
+    results: Sequence[Result],
+    checkout: Checkout | None = None,
+    builds: Sequence[BuildOutcome] = (),
+    run_id: str | None = None,
+) -> dict[str, Any]:
     """The KCIDB v5.3 document: checkouts, builds, one test per scenario run."""
     run = run_id or uuid.uuid4().hex[:12]
     checkouts: dict[str, dict[str, Any]] = {}
@@ -65,21 +70,31 @@ def kcidb(results: Sequence[Result], checkout: Checkout | None = None,
             checkouts.setdefault(cid, _checkout_doc(cid, checkout, run))
             return cid
         cid = _id(run, "checkout", kernel)
-        checkouts.setdefault(cid, {"id": cid, "origin": ORIGIN, "valid": True,
-                                   "tree_name": kernel.split(":", 1)[0],
-                                   "comment": f"kernel {kernel}" + (
-                                       f" ({release})" if release else "")})
+        checkouts.setdefault(
+            cid,
+            {
+                "id": cid,
+                "origin": ORIGIN,
+                "valid": True,
+                "tree_name": kernel.split(":", 1)[0],
+                "comment": f"kernel {kernel}" + (f" ({release})" if release else ""),
+            },
+        )
         return cid
 
     def build_id(arch: str, kernel: str, release: str) -> str:
         key = (arch, kernel)
         if key not in build_docs:
             bid = _id(run, "build", arch, kernel)
-            build_docs[key] = {"id": bid, "origin": ORIGIN,
-                               "checkout_id": checkout_id(kernel, release),
-                               "architecture": arch, "config_name": _config_name(kernel),
-                               "status": Status.PASS.value,
-                               "comment": f"{kernel}" + (f" ({release})" if release else "")}
+            build_docs[key] = {
+                "id": bid,
+                "origin": ORIGIN,
+                "checkout_id": checkout_id(kernel, release),
+                "architecture": arch,
+                "config_name": _config_name(kernel),
+                "status": Status.PASS.value,
+                "comment": f"{kernel}" + (f" ({release})" if release else ""),
+            }
         return str(build_docs[key]["id"])
 
     for b in builds:
@@ -90,13 +105,21 @@ def kcidb(results: Sequence[Result], checkout: Checkout | None = None,
         if b.log_excerpt:
             doc["log_excerpt"] = _excerpt(b.log_excerpt)
     tests = [_test_doc(r, build_id(r.arch, r.kernel, r.release), run) for r in results]
-    return {"version": KCIDB_VERSION, "checkouts": list(checkouts.values()),
-            "builds": list(build_docs.values()), "tests": tests}
+    return {
+        "version": KCIDB_VERSION,
+        "checkouts": list(checkouts.values()),
+        "builds": list(build_docs.values()),
+        "tests": tests,
+    }
 
 
 def _checkout_doc(cid: str, c: Checkout, run: str) -> dict[str, Any]:
-    doc: dict[str, Any] = {"id": cid, "origin": ORIGIN, "valid": True,
-                           "patchset_hash": c.patchset_hash}
+    doc: dict[str, Any] = {
+        "id": cid,
+        "origin": ORIGIN,
+        "valid": True,
+        "patchset_hash": c.patchset_hash,
+    }
     if c.tree:
         doc["tree_name"] = c.tree
     if c.commit:
@@ -117,14 +140,24 @@ def _config_name(kernel: str) -> str:
 
 def _test_doc(r: Result, build_id: str, run: str) -> dict[str, Any]:
     doc: dict[str, Any] = {
-        "id": _id(run, "test", r.nodeid), "origin": ORIGIN, "build_id": build_id,
-        "path": kcidb_path(r), "status": r.status.value, "start_time": _rfc3339(r.start_time),
+        "id": _id(run, "test", r.nodeid),
+        "origin": ORIGIN,
+        "build_id": build_id,
+        "path": kcidb_path(r),
+        "status": r.status.value,
+        "start_time": _rfc3339(r.start_time),
         "duration": round(r.duration, 3),
-        "environment": {"comment": f"QEMU {r.qemu or '?'} ({r.accel or '?'})",
-                        "misc": {"kernel_release": r.release}},
-        "misc": {"nodeid": r.nodeid, "phase": r.phase, "message": r.message,
-                 "page_flag_maps": [m.png for m in r.maps],
-                 "infrastructure": r.status.infrastructure},
+        "environment": {
+            "comment": f"QEMU {r.qemu or '?'} ({r.accel or '?'})",
+            "misc": {"kernel_release": r.release},
+        },
+        "misc": {
+            "nodeid": r.nodeid,
+            "phase": r.phase,
+            "message": r.message,
+            "page_flag_maps": [m.png for m in r.maps],
+            "infrastructure": r.status.infrastructure,
+        },
     }
     if r.log_excerpt:
         doc["log_excerpt"] = _excerpt(r.log_excerpt)
@@ -134,5 +167,3 @@ def _test_doc(r: Result, build_id: str, run: str) -> dict[str, Any]:
 
 
 # -- HTML ----------------------------------------------------------------------------------
-
-

@@ -79,20 +79,29 @@ class Snapshot:
     classes: bytes  # one PageClass per page of the range
 
     @classmethod
-    def of(cls, step: str, start_pfn: int, pages_per_block: int,
-           blocks: Sequence[BlockView], flags: Sequence[int]) -> Snapshot:
+    def of(
+        cls,
+        step: str,
+        start_pfn: int,
+        pages_per_block: int,
+        blocks: Sequence[BlockView],
+        flags: Sequence[int],
+    ) -> Snapshot:
         classes = bytes(classify(v) for v in flags)
         # /proc/kpageflags ends at max_pfn: pages past it have no memmap at all.
         missing = len(blocks) * pages_per_block - len(classes)
-        return cls(step, start_pfn, pages_per_block, tuple(blocks),
-                   classes + bytes([PageClass.NOPAGE]) * max(0, missing))
+        return cls(
+            step,
+            start_pfn,
+            pages_per_block,
+            tuple(blocks),
+            classes + bytes([PageClass.NOPAGE]) * max(0, missing),
+        )
 
     def block_classes(self, i: int) -> bytes:
-        return self.classes[i * self.pages_per_block:(i + 1) * self.pages_per_block]
+        return self.classes[i * self.pages_per_block : (i + 1) * self.pages_per_block]
 
     def histogram(self, i: int) -> dict[str, int]:
         """Block i's page classes by name, most common first."""
         counts = Counter(self.block_classes(i))
         return {PageClass(c).name: n for c, n in counts.most_common()}
-
-

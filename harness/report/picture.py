@@ -31,10 +31,10 @@ def _tile_geometry(pages: int) -> tuple[int, int, int]:
 def _tile(classes: bytes, per_pixel: int, width: int, height: int) -> list[bytearray]:
     rows = [bytearray(bytes(BACKGROUND) * width) for _ in range(height)]
     for px in range(-(-len(classes) // per_pixel)):
-        group = classes[px * per_pixel:(px + 1) * per_pixel]
+        group = classes[px * per_pixel : (px + 1) * per_pixel]
         colour = COLOURS[PageClass(max(group))]
         y, x = divmod(px, width)
-        rows[y][3 * x:3 * x + 3] = bytes(colour)
+        rows[y][3 * x : 3 * x + 3] = bytes(colour)
     return rows
 
 
@@ -52,5 +52,5 @@ def render_png(snapshots: Sequence[Snapshot]) -> bytes:
         for i in range(len(snap.blocks)):
             y0 = GAP + i * (th + GAP)
             for dy, row in enumerate(_tile(snap.block_classes(i), per_pixel, tw, th)):
-                canvas[y0 + dy][3 * x0:3 * (x0 + tw)] = row
+                canvas[y0 + dy][3 * x0 : 3 * (x0 + tw)] = row
     return encode_png(width, height, canvas)

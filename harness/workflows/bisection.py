@@ -76,21 +76,30 @@ def step(cfg: StepConfig, commit: str | None) -> StepResult:
     except UsageError as exc:
         return _log(StepResult(sha, Verdict.SKIP, f"{short}: build failed: {exc}"))
     for i in range(1, cfg.repeat + 1):
-        run = run_scenarios(f"build:{build_dir}", cfg.arch,
-                            Path(cfg.out) / f"{sha[:12]}-{i}", select=cfg.select,
-                            accel=cfg.accel)
+        run = run_scenarios(
+            f"build:{build_dir}",
+            cfg.arch,
+            Path(cfg.out) / f"{sha[:12]}-{i}",
+            select=cfg.select,
+            accel=cfg.accel,
+        )
         failed = [r for r in run.results if r.status is Status.FAIL]
         if failed:
             names = ", ".join(f"{r.scenario} ({r.message[:120]})" for r in failed)
-            return _log(StepResult(sha, Verdict.BAD, f"{short}: run {i}/{cfg.repeat} "
-                                                     f"failed: {names}"))
+            return _log(
+                StepResult(sha, Verdict.BAD, f"{short}: run {i}/{cfg.repeat} failed: {names}")
+            )
         if run.status is not Status.PASS:
-            why = "; ".join(f"{r.scenario}: {r.status.value} {r.message[:120]}"
-                            for r in run.failures()) or "every scenario skipped"
-            return _log(StepResult(sha, Verdict.SKIP, f"{short}: run {i}/{cfg.repeat} "
-                                                      f"inconclusive: {why}"))
-    return _log(StepResult(sha, Verdict.GOOD, f"{short}: {cfg.repeat}/{cfg.repeat} runs "
-                                              "passed"))
+            why = (
+                "; ".join(
+                    f"{r.scenario}: {r.status.value} {r.message[:120]}" for r in run.failures()
+                )
+                or "every scenario skipped"
+            )
+            return _log(
+                StepResult(sha, Verdict.SKIP, f"{short}: run {i}/{cfg.repeat} inconclusive: {why}")
+            )
+    return _log(StepResult(sha, Verdict.GOOD, f"{short}: {cfg.repeat}/{cfg.repeat} runs passed"))
 
 
 def _log(result: StepResult) -> StepResult:
@@ -124,13 +133,16 @@ def _git_bisect_run(wt: Worktree, cfg: StepConfig, good: str, bad: str) -> tuple
     try:
         wt.git("bisect", "start", bad, good)
         cmd = [sys.executable, "-m", "harness.cli", "_bisect-step", cfg.to_json()]
-        proc = subprocess.run(["git", "-C", str(wt.path), "bisect", "run", *cmd],
-                              stdout=sys.stderr, stderr=sys.stderr)
+        proc = subprocess.run(
+            ["git", "-C", str(wt.path), "bisect", "run", *cmd], stdout=sys.stderr, stderr=sys.stderr
+        )
         log = wt.git("bisect", "log", check=False).stdout
         first = re.search(r"^# first bad commit: \[([0-9a-f]{40})\]", log, re.M)
         if proc.returncode != 0 or first is None:
-            raise MemhpError(f"git bisect run stopped without a culprit (exit "
-                             f"{proc.returncode}); bisect log:\n{log}")
+            raise MemhpError(
+                f"git bisect run stopped without a culprit (exit "
+                f"{proc.returncode}); bisect log:\n{log}"
+            )
         return first.group(1), log
     finally:
         wt.git("bisect", "reset", check=False)
@@ -141,14 +153,17 @@ def _confirm(cfg: StepConfig, culprit: str, wt: Worktree) -> str:
     results = [step(cfg, culprit), step(cfg, wt.resolve(f"{culprit}^"))]
     if [r.verdict for r in results] == [Verdict.BAD, Verdict.GOOD]:
         return "confirmed: the culprit fails and its parent passes"
-    return ("NOT confirmed (a flaky scenario? try a larger --repeat): "
-            + "; ".join(f"{r.commit[:12]} {r.verdict.name.lower()}" for r in results))
+    return "NOT confirmed (a flaky scenario? try a larger --repeat): " + "; ".join(
+        f"{r.commit[:12]} {r.verdict.name.lower()}" for r in results
+    )
 
 
 def _expect(result: StepResult, want: Verdict, what: str) -> None:
     if result.verdict is not want:
-        raise UsageError(f"{what} should be {want.name.lower()} but is "
-                         f"{result.verdict.name.lower()}: {result.why}")
+        raise UsageError(
+            f"{what} should be {want.name.lower()} but is "
+            f"{result.verdict.name.lower()}: {result.why}"
+        )
 
 
 def step_main(config_json: str) -> int:
@@ -159,4 +174,3 @@ def step_main(config_json: str) -> int:
     except MemhpError as exc:  # the harness itself cannot go on: stop the bisection
         print(f"memhp bisect step: {exc}", file=sys.stderr)
         return 128
-

@@ -27,8 +27,7 @@ class GitError(UsageError):
 
 
 def git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(["git", "-C", str(cwd), *IDENTITY, *args], capture_output=True,
-                          text=True)
+    proc = subprocess.run(["git", "-C", str(cwd), *IDENTITY, *args], capture_output=True, text=True)
     if check and proc.returncode != 0:
         msg = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
         raise GitError(f"git {' '.join(args[:2])} in {cwd}: {msg[-1] if msg else 'failed'}")
@@ -43,8 +42,9 @@ def output(cwd: Path, *args: str) -> str:
 def toplevel(tree: Path) -> Path:
     proc = git(tree, "rev-parse", "--show-toplevel", check=False)
     if proc.returncode != 0:
-        raise UsageError(f"{tree} is not a git repository: series and bisect need the kernel "
-                         "as a git tree")
+        raise UsageError(
+            f"{tree} is not a git repository: series and bisect need the kernel as a git tree"
+        )
     return Path(proc.stdout.strip())
 
 
@@ -64,8 +64,10 @@ class Worktree:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise UsageError(f"another memhp series/bisect is using {self.path} (the "
-                                 f"worktree of {self.repo}): wait for it to finish") from None
+                raise UsageError(
+                    f"another memhp series/bisect is using {self.path} (the "
+                    f"worktree of {self.repo}): wait for it to finish"
+                ) from None
             yield
 
     def resolve(self, rev: str) -> str:
@@ -86,8 +88,9 @@ class Worktree:
     def checkout(self, rev: str) -> str:
         """Detach the worktree at ``rev`` (creating it the first time); its commit hash."""
         sha = self.resolve(rev)
-        if (self.path / ".git").exists() and self.git("rev-parse", "--git-dir",
-                                                      check=False).returncode != 0:
+        if (self.path / ".git").exists() and self.git(
+            "rev-parse", "--git-dir", check=False
+        ).returncode != 0:
             shutil.rmtree(self.path)  # orphaned (its repository was moved or re-created)
         if not (self.path / ".git").exists():
             git(self.repo, "worktree", "prune")
@@ -102,8 +105,10 @@ class Worktree:
         if not (self.path / ".git").exists():
             return
         self.git("am", "--abort", check=False)
-        if self.git("rev-parse", "-q", "--verify", "refs/bisect/bad", check=False).returncode == 0 \
-                or (self.gitdir() / "BISECT_START").exists():
+        if (
+            self.git("rev-parse", "-q", "--verify", "refs/bisect/bad", check=False).returncode == 0
+            or (self.gitdir() / "BISECT_START").exists()
+        ):
             self.git("bisect", "reset", check=False)
 
     def gitdir(self) -> Path:

@@ -42,28 +42,40 @@ class Run:
         return [r for r in self.results if r.status not in (Status.PASS, Status.SKIP)]
 
 
-def run_scenarios(kernel: str, arch: str, results_dir: Path, *, select: str | None = None,
-                  accel: str | None = None) -> Run:
+def run_scenarios(
+    kernel: str,
+    arch: str,
+    results_dir: Path,
+    *,
+    select: str | None = None,
+    accel: str | None = None,
+) -> Run:
     """Run testcases/ on ``kernel`` (a spec) for ``arch``; results land in results_dir."""
     shutil.rmtree(results_dir / RECORDS, ignore_errors=True)  # a rerun into the same dir
     results_dir.mkdir(parents=True, exist_ok=True)
-    selection = Selection(kernels=(kernel,), arches=(arch,), accel=accel,
-                          results=results_dir, select=select)
+    selection = Selection(
+        kernels=(kernel,), arches=(arch,), accel=accel, results=results_dir, select=select
+    )
     cmd = [sys.executable, "-m", "pytest", "-q", *selection.pytest_args()]
     log = results_dir / "pytest.log"
-    with progress(f"scenarios: {arch} {kernel}" + (f" -k '{select}'" if select else "")), \
-            log.open("w") as out:
-        proc = subprocess.run(cmd, cwd=CHECKOUT or TESTCASES, stdout=out,
-                              stderr=subprocess.STDOUT)
+    with (
+        progress(f"scenarios: {arch} {kernel}" + (f" -k '{select}'" if select else "")),
+        log.open("w") as out,
+    ):
+        proc = subprocess.run(cmd, cwd=CHECKOUT or TESTCASES, stdout=out, stderr=subprocess.STDOUT)
     if proc.returncode == 2:
         raise UsageError(f"the scenarios refused their input: {_last_line(log)} (log: {log})")
     if proc.returncode in (4, 5) or (proc.returncode > 5 and proc.returncode != EXIT_INFRA):
-        raise HarnessError(f"pytest could not run the scenarios (exit {proc.returncode}): "
-                           f"{_last_line(log)} (log: {log})")
+        raise HarnessError(
+            f"pytest could not run the scenarios (exit {proc.returncode}): "
+            f"{_last_line(log)} (log: {log})"
+        )
     results = load(results_dir)
     if not results:
-        raise UsageError(f"no scenario ran{f' for -k {select!r}' if select else ''} "
-                         f"(log: {log}): check the selection")
+        raise UsageError(
+            f"no scenario ran{f' for -k {select!r}' if select else ''} "
+            f"(log: {log}): check the selection"
+        )
     return Run(results, log, results_dir)
 
 

@@ -73,10 +73,15 @@ def parse_mbox(path: Path) -> Series:
         msg = box.get_message(key)
         subject = str(make_header(decode_header(msg.get("Subject", "")))).replace("\n", " ")
         m = NUMBER.search(subject)
-        mails.append(Mail(re.sub(r"\s+", " ", subject), str(msg.get("Message-ID", "")).strip(),
-                          # mailbox drops the blank line that ends each mbox message
-                          box.get_bytes(key, from_=True) + b"\n",
-                          int(m.group(1)) if m else None))
+        mails.append(
+            Mail(
+                re.sub(r"\s+", " ", subject),
+                str(msg.get("Message-ID", "")).strip(),
+                # mailbox drops the blank line that ends each mbox message
+                box.get_bytes(key, from_=True) + b"\n",
+                int(m.group(1)) if m else None,
+            )
+        )
     patches = [m for m in mails if m.is_patch and m.number != 0]
     if not patches:
         raise UsageError(f"{path}: no patches found (expected git format-patch or b4 output)")
@@ -114,18 +119,24 @@ class PatchRow:
             return f"{arch}: BUILD FAILED"
         run = self.runs[arch]
         status = run.status.value if run.status else "?"
-        return (f"{arch}: built / {'booted' if run.booted else 'NO BOOT'} / {status} "
-                f"({run.summary()})")
+        return (
+            f"{arch}: built / {'booted' if run.booted else 'NO BOOT'} / {status} ({run.summary()})"
+        )
 
     def lines(self, total: int, arches: Sequence[str]) -> list[str]:
         applied = {None: "-", True: "applied", False: "DID NOT APPLY"}[self.applied]
-        out = [f"  [{self.number}/{total}] {self.title[:60]:<60} {applied:<13} "
-               + "; ".join(self.cell(a) for a in arches)]
+        out = [
+            f"  [{self.number}/{total}] {self.title[:60]:<60} {applied:<13} "
+            + "; ".join(self.cell(a) for a in arches)
+        ]
         if self.apply_error:
             out.append("      " + self.apply_error.replace("\n", "\n      "))
         out += [f"      {a}: {err}" for a, err in self.build_error.items()]
-        out += [f"      {a} {f.scenario}: {f.status.value} {f.message}"
-                for a, run in self.runs.items() for f in run.failures()]
+        out += [
+            f"      {a} {f.scenario}: {f.status.value} {f.message}"
+            for a, run in self.runs.items()
+            for f in run.failures()
+        ]
         return out
 
 
@@ -139,8 +150,12 @@ class Verification:
     @property
     def ok(self) -> bool:
         """Everything applied, built, and no tested patch had a non-passing scenario."""
-        return all(r.applied and all(r.built.values()) and all(
-            r.status(a) in (Status.PASS, Status.SKIP) for a in r.runs) for r in self.rows)
+        return all(
+            r.applied
+            and all(r.built.values())
+            and all(r.status(a) in (Status.PASS, Status.SKIP) for a in r.runs)
+            for r in self.rows
+        )
 
     def table(self) -> str:
         arches = sorted({a for r in self.rows for a in r.built})
@@ -149,15 +164,26 @@ class Verification:
             lines += r.lines(len(self.rows), arches)
         first = next((r for r in self.rows if r.failed()), None)
         if first is not None:
-            lines.append(f"first tested patch with a kernel failure: [{first.number}/"
-                         f"{len(self.rows)}] {first.title}")
+            lines.append(
+                f"first tested patch with a kernel failure: [{first.number}/"
+                f"{len(self.rows)}] {first.title}"
+            )
         return "\n".join(lines)
 
 
-def verify(tree: Path, mbox: Path, *, base: str | None = None, arches: Sequence[str],
-           each_commit: bool = False, select: str | None = None, kbuild_base: str | None = None,
-           fragments: list[Path] | None = None, accel: str | None = None,
-           out: Path) -> Verification:
+def verify(
+    tree: Path,
+    mbox: Path,
+    *,
+    base: str | None = None,
+    arches: Sequence[str],
+    each_commit: bool = False,
+    select: str | None = None,
+    kbuild_base: str | None = None,
+    fragments: list[Path] | None = None,
+    accel: str | None = None,
+    out: Path,
+) -> Verification:
     series = parse_mbox(mbox)
     wt = Worktree(tree)
     base_rev = base or series.base_commit or "HEAD"
@@ -165,8 +191,10 @@ def verify(tree: Path, mbox: Path, *, base: str | None = None, arches: Sequence[
         try:
             wt.resolve(series.base_commit)
         except UsageError:
-            raise UsageError(f"base-commit {series.base_commit} (from {mbox.name}) is not in "
-                             f"{wt.repo}: fetch it, or give --base REV") from None
+            raise UsageError(
+                f"base-commit {series.base_commit} (from {mbox.name}) is not in "
+                f"{wt.repo}: fetch it, or give --base REV"
+            ) from None
     with wt.locked():
         wt.reset_state()
         base_sha = wt.checkout(base_rev)
@@ -177,12 +205,21 @@ def verify(tree: Path, mbox: Path, *, base: str | None = None, arches: Sequence[
         tested = rows if each_commit else rows[-1:]
         for arch_name in arches:
             for row in tested:
-                _build_and_test(wt, row, arch_name, select=select, kbuild_base=kbuild_base,
-                                fragments=fragments, accel=accel, out=out)
+                _build_and_test(
+                    wt,
+                    row,
+                    arch_name,
+                    select=select,
+                    kbuild_base=kbuild_base,
+                    fragments=fragments,
+                    accel=accel,
+                    out=out,
+                )
     _write_reports(result, wt)
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.txt").write_text(result.table() + "\n")
     return result
+
 
 def _apply(wt: Worktree, series: Series, rows: list[PatchRow], base_sha: str) -> bool:
     """git am -3 one patch at a time; on a failure undo everything and say which and why."""
@@ -205,15 +242,25 @@ def _apply(wt: Worktree, series: Series, rows: list[PatchRow], base_sha: str) ->
 def _git_am_message(text: str, number: int) -> str:
     """git's own words on why, without its advice on continuing an am we abort anyway.
     git numbers the patch 0001 as it gets one at a time: use the series' number."""
-    keep = [ln.replace("Patch failed at 0001", f"Patch failed at {number:04d}")
-            for ln in text.splitlines()
-            if ln.startswith(("CONFLICT", "error:", "fatal:", "Patch failed", "Applying:"))]
+    keep = [
+        ln.replace("Patch failed at 0001", f"Patch failed at {number:04d}")
+        for ln in text.splitlines()
+        if ln.startswith(("CONFLICT", "error:", "fatal:", "Patch failed", "Applying:"))
+    ]
     return "\n".join(keep[:12]) or text.strip()[-500:]
 
 
-def _build_and_test(wt: Worktree, row: PatchRow, arch_name: str, *, select: str | None,
-                    kbuild_base: str | None, fragments: list[Path] | None, accel: str | None,
-                    out: Path) -> None:
+def _build_and_test(
+    wt: Worktree,
+    row: PatchRow,
+    arch_name: str,
+    *,
+    select: str | None,
+    kbuild_base: str | None,
+    fragments: list[Path] | None,
+    accel: str | None,
+    out: Path,
+) -> None:
     arch = get_arch(arch_name)
     wt.checkout(row.commit)
     try:
@@ -224,17 +271,26 @@ def _build_and_test(wt: Worktree, row: PatchRow, arch_name: str, *, select: str 
         row.build_error[arch_name] = str(exc)
         return
     row.built[arch_name] = True
-    run = run_scenarios(f"build:{build_dir}", arch_name,
-                        out / f"patch-{row.number:02d}-{arch_name}", select=select, accel=accel)
+    run = run_scenarios(
+        f"build:{build_dir}",
+        arch_name,
+        out / f"patch-{row.number:02d}-{arch_name}",
+        select=select,
+        accel=accel,
+    )
     row.runs[arch_name] = run
 
 
 def _write_reports(v: Verification, wt: Worktree) -> None:
     """Each run directory gets the series as its checkout, then KCIDB + HTML."""
-    checkout = Checkout(tree=wt.repo.name, commit=v.rows[-1].commit,
-                        describe=f"{len(v.rows)} patches on {v.base[:12]}",
-                        patchset_hash=v.series.patchset_hash, message_id=v.series.message_id,
-                        patches=tuple(r.title for r in v.rows))
+    checkout = Checkout(
+        tree=wt.repo.name,
+        commit=v.rows[-1].commit,
+        describe=f"{len(v.rows)} patches on {v.base[:12]}",
+        patchset_hash=v.series.patchset_hash,
+        message_id=v.series.message_id,
+        patches=tuple(r.title for r in v.rows),
+    )
     for row in v.rows:
         for run in row.runs.values():
             save_checkout(checkout, run.results_dir)
@@ -243,5 +299,4 @@ def _write_reports(v: Verification, wt: Worktree) -> None:
             d = v.out / f"patch-{row.number:02d}-{arch}"
             d.mkdir(parents=True, exist_ok=True)
             save_checkout(checkout, d)
-            report.write(d, builds=[BuildOutcome(arch, f"build:{wt.path}",
-                                                        Status.FAIL, err)])
+            report.write(d, builds=[BuildOutcome(arch, f"build:{wt.path}", Status.FAIL, err)])
