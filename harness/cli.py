@@ -26,6 +26,9 @@ from harness.errors import (
 from harness.images import lockfile
 from harness.qemu.accel import ACCELS, choose_accel
 from harness.qemu.machine import MachineConfig, QemuMachine
+from harness.report import compare, merge, submit
+from harness.report.results import RECORDS
+from harness.report.results import load as load_results
 from harness.resources import TESTCASES
 from harness.scenarios import Selection
 from harness.signals import interrupt_on_termination
@@ -128,7 +131,7 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="override an expectation (see harness/expectations.py)",
+        help="override an expectation (see harness/hotplug/expectations.py)",
     )
     _lock_options(run)
     run.add_argument(
@@ -138,7 +141,46 @@ def _parser() -> argparse.ArgumentParser:
         help="write DIR/junit.xml, DIR/kcidb.json (KCIDB v5.3), DIR/report.html "
         "with page-flag maps (DIR/maps/*.png)",
     )
+    run.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="run the K-th of N balanced parts (a CI job matrix; merge with memhp report merge)",
+    )
+    run.add_argument(
+        "--durations-from",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="DIR",
+        help="earlier results directories whose durations balance --shard; repeatable",
+    )
+    _submit_option(run)
     run.set_defaults(func=_run)
+
+    rep = sub.add_parser("report", help="merge and compare result directories").add_subparsers(
+        dest="report_command", required=True, metavar="ACTION"
+    )
+    mg = rep.add_parser(
+        "merge",
+        help="one KCIDB, JUnit and HTML report from several result directories",
+        description="Merge the result directories of shards (or of several nights, arches, "
+        "kernels) into one. A scenario run found twice (same node id) counts once: the later.",
+    )
+    mg.add_argument("dirs", nargs="+", type=Path, metavar="DIR")
+    mg.add_argument("--out", type=Path, required=True, metavar="DIR")
+    _submit_option(mg)
+    mg.set_defaults(func=_report_merge)
+    cp = rep.add_parser(
+        "compare",
+        help="which scenarios flipped between two runs (exit 1 on a regression)",
+        description="Compare two result directories per target and scenario: regressions "
+        "(a FAIL where BASE had none), fixes (FAIL -> PASS), infrastructure errors apart, new "
+        "and vanished scenarios. Exit status 1 when there is a regression.",
+    )
+    cp.add_argument("base", type=Path, metavar="BASE")
+    cp.add_argument("new", type=Path, metavar="NEW")
+    cp.add_argument("--html", type=Path, metavar="FILE", help="also write the comparison page")
+    cp.set_defaults(func=_report_compare)
 
     series = sub.add_parser("series", help="verify a patch series").add_subparsers(
         dest="series_command", required=True, metavar="ACTION"
@@ -243,6 +285,15 @@ def _kbuild_base_option(p: argparse.ArgumentParser, flag: str = "--base") -> Non
         help="base config under the kconfigs/ fragments: the arch's (guest) "
         "defconfig, tinyconfig, or a .config file (default: x86_64 "
         "tinyconfig, ppc64le defconfig)",
+    )
+
+
+def _submit_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--submit",
+        action="store_true",
+        help="submit kcidb.json to KernelCI (KCIDB_REST, or kcidb-submit with KCIDB_PROJECT "
+        "and KCIDB_TOPIC)",
     )
 
 
@@ -374,8 +425,42 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
         expects=tuple(args.expect),
         lock=args.lock,
         results=args.report,
+        shard=args.shard,
+        durations_from=tuple(args.durations_from),
     )
-    return int(pytest.main([*selection.pytest_args(), *rest]))
+    if args.submit:
+        if not args.report:
+            raise UsageError("--submit needs --report DIR (the kcidb.json to submit)")
+        submit.check_configured()  # before any guest boots
+    status = int(pytest.main([*selection.pytest_args(), *rest]))
+    if args.submit and (args.report / "kcidb.json").is_file():
+        print(f"memhp: {submit.submit(args.report / 'kcidb.json')}")
+    return status
+
+
+def _report_merge(args: argparse.Namespace, _: list[str]) -> int:
+    if args.submit:
+        submit.check_configured()
+    results = merge.merge(args.dirs, args.out)
+    print(
+        f"memhp: {len(results)} results from {len(args.dirs)} directories in {args.out}: "
+        f"kcidb.json, junit.xml, report.html"
+    )
+    if args.submit:
+        print(f"memhp: {submit.submit(args.out / 'kcidb.json')}")
+    return 0
+
+
+def _report_compare(args: argparse.Namespace, _: list[str]) -> int:
+    for d in (args.base, args.new):
+        if not (d / RECORDS).is_dir():
+            raise UsageError(f"{d} is not a memhp results directory (no {RECORDS}/)")
+    result = compare.compare(load_results(args.base), load_results(args.new))
+    print(result.text())
+    if args.html:
+        args.html.write_text(result.html(str(args.base), str(args.new)))
+        print(f"memhp: comparison page {args.html}")
+    return EXIT_KERNEL if result.regressions else 0
 
 
 def _series_verify(args: argparse.Namespace, _: list[str]) -> int:

@@ -23,6 +23,8 @@ class Selection:
     lock: Path | None = None
     results: Path | None = None  # --memhp-results, and junit.xml in it
     select: str | None = None  # pytest -k
+    shard: str | None = None  # K/N
+    durations_from: tuple[Path, ...] = ()
 
     def pytest_args(self) -> list[str]:
         args = [
@@ -58,4 +60,7 @@ class Selection:
             ]
         if self.select:
             args += ["-k", self.select]
+        if self.shard:
+            args += ["--memhp-shard", self.shard]
+        args += [a for d in self.durations_from for a in ("--memhp-durations-from", str(d))]
         return args

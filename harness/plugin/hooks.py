@@ -32,7 +32,7 @@ from harness.hotplug.expectations import kernel_supports, parse_overrides
 from harness.hotplug.vm import HotplugVM
 from harness.images.lockfile import load as load_lock
 from harness.kconfig import load as load_config
-from harness.plugin import stash
+from harness.plugin import shards, stash
 from harness.plugin.pool import Boot, Pool
 from harness.plugin.recording import NO_CALLSPEC, junit_properties, record, scenario_name
 from harness.preflight import Plan, Target
@@ -79,6 +79,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=Path,
         metavar="FILE",
         help="build the images from the packages FILE pins (memhp image lock)",
+    )
+    g.addoption(
+        "--memhp-shard",
+        metavar="K/N",
+        help="run only the K-th of N balanced parts of the selection (CI job matrices)",
+    )
+    g.addoption(
+        "--memhp-durations-from",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="DIR",
+        help="results directories of earlier runs whose durations balance --memhp-shard",
     )
     g.addoption(
         "--memhp-results",
@@ -135,6 +148,11 @@ def _plan(config: pytest.Config) -> Plan:
     expects = config.getoption("memhp_expect") or []
     lock_path = config.getoption("memhp_lock")
     try:
+        if config.getoption("memhp_shard"):
+            shards.Shard.parse(config.getoption("memhp_shard"))
+        for d in config.getoption("memhp_durations_from"):
+            if not d.is_dir():
+                raise UsageError(f"--durations-from {d}: no such results directory")
         if hasattr(config, "workerinput") or not _runs_scenarios(config):
             return Plan(
                 preflight.targets(arches, kernels),
@@ -169,6 +187,21 @@ def _route_progress(config: pytest.Config) -> None:
             tr.write_line(line)
 
     progress.sink = sink
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """--memhp-shard: keep this runner's part, deselect the rest."""
+    text = config.getoption("memhp_shard")
+    if not text:
+        return
+    try:
+        shard = shards.Shard.parse(text)
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    mine = shards.split(items, shard, shards.durations(config.getoption("memhp_durations_from")))
+    kept = {i.nodeid for i in mine}
+    config.hook.pytest_deselected(items=[i for i in items if i.nodeid not in kept])
+    items[:] = mine
 
 
 def targets(config: pytest.Config) -> list[Target]:

@@ -1,0 +1,112 @@
+"""Night to night: which scenarios flipped, per target. A FAIL where the base had none (it
+passed, skipped or got no verdict) is a regression and
+FAIL -> PASS a fix; infrastructure errors are listed apart (they say nothing of the kernel),
+as are scenarios that appeared or vanished. This is what a nightly mails."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+
+from harness.report.results import Result, Status
+
+Key = tuple[str, str, str]  # arch, kernel spec, scenario
+
+
+@dataclass(frozen=True)
+class Flip:
+    key: Key
+    base: Result | None
+    new: Result | None
+
+    def line(self) -> str:
+        arch, kernel, scenario = self.key
+        was = self.base.status.value if self.base else "-"
+        now = self.new.status.value if self.new else "-"
+        release = ""
+        if self.base and self.new and self.base.release != self.new.release:
+            release = f"  [{self.base.release} -> {self.new.release}]"
+        why = f"  {self.new.message}" if self.new and self.new.message else ""
+        return f"{arch} {kernel} {scenario}: {was} -> {now}{release}{why}"
+
+
+@dataclass
+class Comparison:
+    regressions: list[Flip] = field(default_factory=list)
+    fixes: list[Flip] = field(default_factory=list)
+    infrastructure: list[Flip] = field(default_factory=list)
+    new: list[Flip] = field(default_factory=list)
+    vanished: list[Flip] = field(default_factory=list)
+    changed: list[Flip] = field(default_factory=list)  # e.g. PASS -> SKIP
+    unchanged: int = 0
+
+    def sections(self) -> list[tuple[str, list[Flip]]]:
+        return [
+            ("regressions (now FAIL)", self.regressions),
+            ("fixes (FAIL -> PASS)", self.fixes),
+            ("infrastructure errors (no kernel verdict)", self.infrastructure),
+            ("new scenarios", self.new),
+            ("vanished scenarios", self.vanished),
+            ("other changes", self.changed),
+        ]
+
+    def text(self) -> str:
+        out = []
+        for title, flips in self.sections():
+            if flips:
+                out.append(f"{title}: {len(flips)}")
+                out += [f"  {f.line()}" for f in flips]
+        out.append(
+            f"{len(self.regressions)} regression(s), {len(self.fixes)} fix(es), "
+            f"{len(self.infrastructure)} infrastructure error(s), {self.unchanged} "
+            "unchanged"
+        )
+        return "\n".join(out)
+
+    def html(self, base: str, new: str) -> str:
+        e = html.escape
+        out = [
+            "<!doctype html><meta charset=utf-8><title>memhp compare</title>",
+            "<style>body{font-family:sans-serif;margin:2em}td{padding:.1em .6em}"
+            "h2.r{color:#c22}h2.f{color:#3a3}</style>",
+            f"<h1>memhp: {e(new)} against {e(base)}</h1><p>{e(self.text().splitlines()[-1])}",
+        ]
+        for (title, flips), cls in zip(self.sections(), ("r", "f", "", "", "", ""), strict=True):
+            if not flips:
+                continue
+            out.append(f"<h2 class={cls or 'x'}>{e(title)}: {len(flips)}</h2><table>")
+            out += [
+                f"<tr><td>{e(f.key[0])}<td>{e(f.key[1])}<td>{e(f.key[2])}<td>"
+                f"{e(f.base.status.value if f.base else '-')} &rarr; "
+                f"{e(f.new.status.value if f.new else '-')}<td>"
+                f"{e(f.new.message if f.new else '')}"
+                for f in flips
+            ]
+            out.append("</table>")
+        return "\n".join(out)
+
+
+def compare(base: list[Result], new: list[Result]) -> Comparison:
+    def keyed(results: list[Result]) -> dict[Key, Result]:
+        return {(r.arch, r.kernel, r.scenario): r for r in results}
+
+    before, after = keyed(base), keyed(new)
+    c = Comparison()
+    for key in sorted(before.keys() | after.keys()):
+        b, n = before.get(key), after.get(key)
+        flip = Flip(key, b, n)
+        if n is None:
+            c.vanished.append(flip)
+        elif n.status.infrastructure:
+            c.infrastructure.append(flip)
+        elif b is None:
+            c.new.append(flip)
+        elif b.status is n.status:
+            c.unchanged += 1
+        elif n.status is Status.FAIL:
+            c.regressions.append(flip)  # a kernel failure where the base had none
+        elif b.status is Status.FAIL and n.status is Status.PASS:
+            c.fixes.append(flip)
+        else:
+            c.changed.append(flip)
+    return c
