@@ -16,6 +16,7 @@ from harness.images.image import Image
 from harness.images.lockfile import Lock
 from harness.preflight import Target
 from harness.progress import progress
+from harness.qemu import snapshots
 from harness.qemu.accel import choose_accel, tcg_artifact
 from harness.qemu.machine import ColdPlug, MachineConfig, QemuMachine
 
@@ -25,6 +26,7 @@ class Boot:
     cmdline: tuple[str, ...]
     memory: int | None
     coldplug: tuple[ColdPlug, ...] = ()
+    cold_boot: bool = False  # the test needs the boot itself, not a saved one
 
     @classmethod
     def of(cls, item: pytest.Item, arch: Arch) -> tuple[Boot, bool]:
@@ -34,7 +36,12 @@ class Boot:
         cmdline = tuple(kw.get("cmdline", arch.scenario_cmdline) or ()) + tuple(
             kw.get("extra_cmdline", ())
         )
-        boot = cls(cmdline, kw.get("memory"), tuple(kw.get("coldplug", ())))
+        boot = cls(
+            cmdline,
+            kw.get("memory"),
+            tuple(kw.get("coldplug", ())),
+            bool(kw.get("cold_boot", False)),
+        )
         return boot, bool(kw.get("fresh", False))
 
 
@@ -102,8 +109,27 @@ class Pool:
         )
         if boot.memory:
             cfg = dataclasses.replace(cfg, memory=boot.memory)
+        saved = (
+            None if boot.cold_boot or not snapshots.enabled() else snapshots.path_for(cfg, accel)
+        )
+        if saved is not None and saved.is_file():
+            machine = QemuMachine(dataclasses.replace(cfg, restore_from=saved))
+            try:
+                machine.start()
+                return machine
+            except InfrastructureError as exc:  # e.g. a QEMU update broke the format
+                progress.note(f"{target.id}: the saved boot did not restore ({exc}); booting")
+                saved.unlink(missing_ok=True)
         machine = QemuMachine(cfg)
         machine.start()
+        if saved is not None and not saved.exists():
+            try:
+                machine.save(saved)
+            except InfrastructureError as exc:  # the guest is not handed out half-saved
+                progress.note(f"{target.id}: could not save the boot ({exc}); booting again")
+                machine.shutdown()
+                machine = QemuMachine(cfg)
+                machine.start()
         return machine
 
     def release(self, machine: QemuMachine, reusable: bool) -> None:

@@ -62,6 +62,8 @@ class ColdPlug(Protocol):
 _counter = itertools.count()
 NAME_PREFIX = "memhp-"  # QEMU's -name and the private dir: memhp-<harness pid>-<n>
 QMP_TIMEOUT = 10.0  # QEMU answers QMP in milliseconds; silence this long means trouble
+# query-status states of a VM that serves its guest (the migration ones: saving, restoring).
+SERVING = frozenset({"running", "inmigrate", "finish-migrate", "postmigrate", "prelaunch"})
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class MachineConfig:
     coldplug: tuple[ColdPlug, ...] = ()  # memory devices present from the start
     boot_timeout: float | None = None  # None: the arch's TCG bound (KVM: a third)
     labels: dict[str, str] = field(default_factory=dict)  # free-form, for reports
+    restore_from: Path | None = None  # a saved boot (harness.qemu.snapshots) to start from
 
     def kernel_cmdline(self) -> str:
         # panic=-1 + -no-reboot: a panicking guest makes QEMU exit at once.
@@ -117,7 +120,10 @@ class QemuMachine:
         """Launch and wait until ready; on any failure (Ctrl-C too) QEMU is ended."""
         try:
             self.launch()
-            self.wait_ready()
+            if self.config.restore_from is not None:
+                self.restore(self.config.restore_from)
+            else:
+                self.wait_ready()
         except BaseException:
             self.shutdown()
             raise
@@ -257,6 +263,7 @@ class QemuMachine:
             *(a for port in self.arch.hotplug_ports for a in ("-device", port)),
             *(a for dev in c.coldplug for a in dev.qemu_args(self.workdir, self.arch)),
             *c.qemu_args,
+            *(("-incoming", "defer") if c.restore_from is not None else ()),
         ]
 
     @staticmethod
@@ -305,6 +312,57 @@ class QemuMachine:
                     ) from exc
                 raise
         self.boot_seconds = time.monotonic() - start
+
+    # -- saved boots -----------------------------------------------------------------------
+
+    def save(self, dest: Path, timeout: float = 120.0) -> None:
+        """Save the running guest to ``dest`` (QEMU migration to a file), then let it run on.
+        The file appears only once complete."""
+        part = dest.with_name(f"{dest.name}.{os.getpid()}.part")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with progress(f"{self.name}: saving the booted guest for later fresh guests"):
+            self._migrate("migrate", {"uri": f"exec:cat > {shlex.quote(str(part))}"}, timeout)
+            self.qmp("cont")
+        part.replace(dest)
+
+    def restore(self, source: Path, timeout: float = 60.0) -> None:
+        """Start the guest from a saved boot (the machine was launched with -incoming defer);
+        ready once SSH answers."""
+        start = time.monotonic()
+        with progress(f"restore: {self.arch.name} {self.config.image.spec} ({self.accel.name})"):
+            self._migrate(
+                "migrate-incoming", {"uri": f"exec:cat {shlex.quote(str(source))}"}, timeout
+            )
+            if self.qmp("query-status").get("status") != "running":
+                self.qmp("cont")
+            self.guest = GuestShell(
+                self.port, self.config.image.host_key, str(self.config.image.client_key), host=self
+            )
+            self.guest.connect(max(5.0, timeout - (time.monotonic() - start)))
+        self.boot_seconds = time.monotonic() - start
+
+    def _migrate(self, command: str, args: dict[str, object], timeout: float) -> None:
+        """A migration command, waited on by its MIGRATION events until it completed."""
+        self.qmp(
+            "migrate-set-capabilities", {"capabilities": [{"capability": "events", "state": True}]}
+        )
+        mark = self.events.mark()
+        self.qmp(command, args)
+        done = self.events.wait(
+            lambda e: (
+                e["event"] == "MIGRATION"
+                and e["data"]["status"] in ("completed", "failed", "cancelled")
+            ),
+            after=mark,
+            timeout=timeout,
+            what=f"{command} to complete",
+        )
+        if done["data"]["status"] != "completed":
+            raise LaunchError(
+                f"{command} {args}: migration {done['data']['status']}",
+                cmdline=self._cmdline_str(),
+                console_tail=self.qemu_log(),
+            )
 
     # -- use -----------------------------------------------------------------------------
 
@@ -391,7 +449,7 @@ class QemuMachine:
             status = self._qmp.execute("query-status", timeout=timeout)
         except (VMLost, InfrastructureError) as exc:
             return f"{exc} (QEMU {self._process_state()})"
-        if status.get("status") != "running":
+        if status.get("status") not in SERVING:
             return f"the VM is {status.get('status')}, not running"
         return None
 

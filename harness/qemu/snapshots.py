@@ -1,0 +1,52 @@
+"""Saved boots: a guest that booted once is saved (QEMU migration to a file) and every later
+fresh guest of the same shape starts from it (``-incoming``), ready for SSH at once.
+
+A saved boot is keyed by everything that shapes the guest's state at the ready marker: the
+image, the QEMU binary, the accelerator, the machine shape (RAM, slots, vCPUs, devices on
+the command line) and the kernel command line. A guest with cold-plugged devices always
+boots (their backing files live in the machine's own directory).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from harness import cache
+
+if TYPE_CHECKING:
+    from harness.qemu.accel import Accel
+    from harness.qemu.machine import MachineConfig
+
+ENV = "MEMHP_RESTORE"  # 0: always boot
+
+
+def enabled() -> bool:
+    return os.environ.get(ENV, "1") not in ("0", "no", "off")
+
+
+def path_for(config: MachineConfig, accel: Accel) -> Path | None:
+    """Where the saved boot of ``config`` lives; None where restoring cannot serve."""
+    if config.coldplug or config.restore_from is not None:
+        return None
+    binary = shutil.which(config.arch.qemu_binary)
+    if binary is None:
+        return None
+    st = os.stat(binary)
+    parts = [
+        str(config.image.path),
+        *sorted(config.image.files.values()),
+        f"{binary}:{st.st_size}:{st.st_mtime_ns}",
+        " ".join(accel.qemu_args(config.arch)),
+        *config.arch.firmware_args(),
+        config.arch.machine,
+        f"{config.memory}:{config.maxmem}:{config.slots}:{config.smp}",
+        config.kernel_cmdline(),
+        *config.qemu_args,
+        *config.arch.hotplug_ports,
+    ]
+    key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:20]
+    return cache.path("snapshots", f"{config.arch.name}-{config.image.path.name}-{key}.mig")
