@@ -25,6 +25,7 @@ class MemoryBlock:
     state: str  # online, offline, going-offline
     phys_index: int
     valid_zones: tuple[str, ...]  # an online block: its zone; offline: zones it may go to
+    node: int | None = None  # the memoryN/nodeK link
 
     @property
     def online(self) -> bool:
@@ -55,7 +56,8 @@ class MemoryLayout:
 
 
 def parse_memory(block_size_text: str, grep_output: str) -> MemoryLayout:
-    """Parse `cat block_size_bytes` and `grep -H . memory*/{state,phys_index,valid_zones}`."""
+    """Parse `cat block_size_bytes`, `grep -H . memory*/{state,phys_index,valid_zones}` and
+    lines `memoryN/node:K` (one per memoryN/nodeK link)."""
     fields: dict[int, dict[str, str]] = {}
     for line in grep_output.splitlines():
         m = re.match(r"memory(\d+)/(\w+):(.*)", line)
@@ -67,6 +69,7 @@ def parse_memory(block_size_text: str, grep_output: str) -> MemoryLayout:
             state=f.get("state", "?"),
             phys_index=int(f.get("phys_index", f"{n:x}"), 16),
             valid_zones=tuple(f.get("valid_zones", "").split()),
+            node=int(f["node"]) if f.get("node", "").isdigit() else None,
         )
         for n, f in fields.items()
     }

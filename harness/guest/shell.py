@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import shlex
 import time
 from collections.abc import Sequence
@@ -65,6 +66,7 @@ class GuestHost(Protocol):
 # A command quiet this long makes the harness ask whether the VM still lives; twice that,
 # and a second SSH session must answer too, else the guest is lost.
 HEARTBEAT = 5.0
+log = logging.getLogger("memhp.ssh")
 
 
 class GuestShell:
@@ -82,6 +84,7 @@ class GuestShell:
         self._client: paramiko.SSHClient | None = None
         self._page_size: int | None = None
         self._lost: MemhpError | None = None
+        self.commands = 0  # commands run so far (profiling: round trips per scenario)
 
     # -- connection ----------------------------------------------------------------------
 
@@ -176,6 +179,19 @@ class GuestShell:
         return transport
 
     def _exec(self, command: str, timeout: float) -> tuple[bytes, bytes, int]:
+        start = time.monotonic()
+        out, err, status = self._exec_once(command, timeout)
+        self.commands += 1
+        log.debug(
+            "ssh %s -> %d (%d bytes, %.3f s)",
+            command[:200],
+            status,
+            len(out),
+            time.monotonic() - start,
+        )
+        return out, err, status
+
+    def _exec_once(self, command: str, timeout: float) -> tuple[bytes, bytes, int]:
         transport = self._transport()
         try:
             chan = transport.open_session(timeout=2 * HEARTBEAT)
@@ -251,7 +267,8 @@ class GuestShell:
     def memory(self) -> MemoryLayout:
         out = self.run(
             f"cd {MEMORY} && cat block_size_bytes && "
-            "grep -H . memory*/state memory*/phys_index memory*/valid_zones"
+            "grep -H . memory*/state memory*/phys_index memory*/valid_zones; "
+            'for d in memory*/node[0-9]*; do echo "${d%/*}/node:${d##*/node}"; done'
         ).stdout
         size, _, rest = out.partition("\n")
         return parse_memory(size, rest)

@@ -37,10 +37,20 @@ ACPI_SOURCE_EJECT = 3
 _ids = itertools.count(1)
 
 
-def plug_dimm(machine: QemuMachine, size: int, *, ack_timeout: float = 30.0) -> Dimm:
-    """Hot-add a pc-dimm of ``size`` bytes and wait for the guest to acknowledge it."""
+def plug_dimm(
+    machine: QemuMachine,
+    size: int,
+    *,
+    node: int | None = None,
+    addr: int | None = None,
+    ack_timeout: float = 30.0,
+    validate: bool = True,
+) -> Dimm:
+    """Hot-add a pc-dimm of ``size`` bytes (into NUMA ``node``, at ``addr``) and wait for
+    the guest to acknowledge it. ``validate=False`` leaves the arguments to QEMU's judgement
+    (scenarios about QEMU's refusals); a refusal is QMPCommandError with QEMU's message."""
     arch = machine.arch
-    if size <= 0 or size % arch.dimm_align:
+    if validate and (size <= 0 or size % arch.dimm_align):
         raise UsageError(
             f"DIMM size {size >> 20} MiB is not a multiple of "
             f"{arch.dimm_align >> 20} MiB ({arch.name})"
@@ -49,8 +59,13 @@ def plug_dimm(machine: QemuMachine, size: int, *, ack_timeout: float = 30.0) -> 
     dimm = Dimm(id=f"dimm{n}", memdev=f"dimm{n}-mem", size=size)
     mark = machine.events.mark()
     machine.qmp("object-add", {"qom-type": "memory-backend-ram", "id": dimm.memdev, "size": size})
+    args: dict[str, object] = {"driver": "pc-dimm", "id": dimm.id, "memdev": dimm.memdev}
+    if node is not None:
+        args["node"] = node
+    if addr is not None:
+        args["addr"] = addr
     try:
-        machine.qmp("device_add", {"driver": "pc-dimm", "id": dimm.id, "memdev": dimm.memdev})
+        machine.qmp("device_add", args)
     except BaseException:
         machine.qmp("object-del", {"id": dimm.memdev})
         raise
@@ -115,7 +130,7 @@ def memory_devices(machine: QemuMachine) -> dict[str, dict[str, Any]]:
 def _fill_from_qemu(machine: QemuMachine, dimm: Dimm) -> None:
     info = memory_devices(machine)[dimm.id]
     dimm.addr, dimm.size, dimm.slot = info["addr"], info["size"], info["slot"]
-    dimm.hotplugged = info["hotplugged"]
+    dimm.hotplugged, dimm.node = info["hotplugged"], info.get("node", 0)
 
 
 def _ost(device: str, source: int) -> Any:

@@ -42,6 +42,7 @@ class Dimm:
     addr: int = -1  # guest physical address, from query-memory-devices
     slot: int = -1
     hotplugged: bool = True
+    node: int = 0  # NUMA node, as QEMU placed it
 
     @property
     def span(self) -> int:

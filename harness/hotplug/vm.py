@@ -71,8 +71,10 @@ class HotplugVM:
     # -- devices -------------------------------------------------------------------------
 
     @logged
-    def plug_dimm(self, size: int) -> Dimm:
-        dimm = devices.plug_dimm(self.machine, size)
+    def plug_dimm(
+        self, size: int, *, node: int | None = None, addr: int | None = None, validate: bool = True
+    ) -> Dimm:
+        dimm = devices.plug_dimm(self.machine, size, node=node, addr=addr, validate=validate)
         self.dimms.append(dimm)
         self.snapshot(f"{dimm.id} hot-added", dimm.addr, dimm.size)
         return dimm

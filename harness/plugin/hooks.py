@@ -106,12 +106,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "memhp(cmdline=(...), extra_cmdline=(...), fresh=False, memory=None, "
-        "coldplug=(), cold_boot=False): guest boot configuration; cmdline replaces the arch's "
-        "scenario "
-        "command line (None: the kernel's defaults), extra_cmdline adds to it, fresh=True "
-        "gives the test its own guest, coldplug lists harness.hotplug.coldplug device specs, "
+        "coldplug=(), cold_boot=False, numa=(), reboot=False): guest boot configuration; "
+        "cmdline replaces the arch's scenario command line (None: the kernel's defaults), "
+        "extra_cmdline adds to it, fresh=True gives the test its own guest, coldplug lists "
+        "harness.hotplug.coldplug device specs, "
         "cold_boot=True boots it instead of restoring a saved boot (a test that needs the "
-        "boot itself; cold-plugged devices always boot)",
+        "boot itself; cold-plugged devices always boot), numa gives the boot RAM of each NUMA "
+        "node (0: memoryless), reboot=True lets a guest reboot instead of ending QEMU",
     )
     config.addinivalue_line(
         "markers", "kbuild: builds a kernel from source (slow; nightly: pytest -m kbuild)"

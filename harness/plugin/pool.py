@@ -27,6 +27,8 @@ class Boot:
     memory: int | None
     coldplug: tuple[ColdPlug, ...] = ()
     cold_boot: bool = False  # the test needs the boot itself, not a saved one
+    numa: tuple[int, ...] = ()  # boot RAM per NUMA node (MachineConfig.numa)
+    reboot: bool = False  # guest reboots restart it (MachineConfig.reboot)
 
     @classmethod
     def of(cls, item: pytest.Item, arch: Arch) -> tuple[Boot, bool]:
@@ -41,6 +43,8 @@ class Boot:
             kw.get("memory"),
             tuple(kw.get("coldplug", ())),
             bool(kw.get("cold_boot", False)),
+            tuple(kw.get("numa", ())),
+            bool(kw.get("reboot", False)),
         )
         return boot, bool(kw.get("fresh", False))
 
@@ -106,6 +110,8 @@ class Pool:
             cmdline=boot.cmdline,
             accel=accel,
             coldplug=boot.coldplug,
+            numa=boot.numa,
+            reboot=boot.reboot,
         )
         if boot.memory:
             cfg = dataclasses.replace(cfg, memory=boot.memory)

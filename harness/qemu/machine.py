@@ -81,6 +81,30 @@ class MachineConfig:
     boot_timeout: float | None = None  # None: the arch's TCG bound (KVM: a third)
     labels: dict[str, str] = field(default_factory=dict)  # free-form, for reports
     restore_from: Path | None = None  # a saved boot (harness.qemu.snapshots) to start from
+    numa: tuple[int, ...] = ()  # boot RAM of each NUMA node (0: memoryless); (): no NUMA
+    reboot: bool = False  # a guest reboot (or system_reset) restarts it instead of ending QEMU
+
+    def boot_memory(self) -> int:
+        return sum(self.numa) if self.numa else self.memory
+
+    def numa_args(self) -> list[str]:
+        """-numa nodes: node i gets numa[i] bytes (none: memoryless) and CPUs round-robin
+        over the nodes that have memory."""
+        if not self.numa:
+            return []
+        with_memory = [i for i, size in enumerate(self.numa) if size]
+        cpus: dict[int, list[int]] = {i: [] for i in range(len(self.numa))}
+        for cpu in range(self.smp):
+            cpus[with_memory[cpu % len(with_memory)]].append(cpu)
+        args = []
+        for node, size in enumerate(self.numa):
+            spec = f"node,nodeid={node}"
+            if size:
+                args += ["-object", f"memory-backend-ram,id=numa{node},size={size}"]
+                spec += f",memdev=numa{node}"
+            spec += "".join(f",cpus={c}" for c in cpus[node])
+            args += ["-numa", spec]
+        return args
 
     def kernel_cmdline(self) -> str:
         # panic=-1 + -no-reboot: a panicking guest makes QEMU exit at once.
@@ -236,12 +260,13 @@ class QemuMachine:
             "-smp",
             str(c.smp),
             "-m",
-            f"{c.memory // (1 << 20)}M,slots={c.slots},maxmem={c.maxmem // (1 << 20)}M",
+            f"{c.boot_memory() // (1 << 20)}M,slots={c.slots},maxmem={c.maxmem // (1 << 20)}M",
+            *c.numa_args(),
             "-nodefaults",
             "-no-user-config",
             "-display",
             "none",
-            "-no-reboot",
+            *(() if c.reboot else ("-no-reboot",)),
             "-kernel",
             str(img.kernel),
             "-initrd",
