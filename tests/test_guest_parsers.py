@@ -7,6 +7,7 @@ import errno
 import pytest
 
 from harness.guest.memory import MemoryBlock, MemoryLayout, parse_meminfo, parse_memory, write_errno
+from harness.guest.procfs import Zone, parse_node_list, parse_zoneinfo
 
 BLOCK_SIZE = "8000000\n"  # 128 MiB, as block_size_bytes prints it (hex, no 0x)
 GREP = """\
@@ -102,3 +103,43 @@ def test_parse_meminfo_skips_empty_lines() -> None:
 )
 def test_write_errno_maps_busybox_strerror(stderr: str, code: int) -> None:
     assert write_errno(stderr) == code
+
+
+ZONEINFO = """\
+Node 0, zone      DMA
+  per-node stats
+      nr_inactive_anon 3184
+  pages free     3808
+        boost    0
+        spanned  4095
+        present  3998
+        managed  3840
+        protection: (0, 819, 819, 819, 819)
+      nr_free_pages 3808
+  start_pfn:           1
+Node 0, zone   Normal
+  pages free     0
+        spanned  0
+        present  0
+        managed  0
+Node 1, zone  Movable
+  pages free     65000
+        spanned  65536
+        present  65536
+        managed  65536
+  start_pfn:           1048576
+"""
+
+
+def test_parse_zoneinfo_reads_each_zone_of_each_node() -> None:
+    zones = parse_zoneinfo(ZONEINFO)
+    assert zones[(0, "DMA")] == Zone(0, "DMA", 4095, 3998, 3840, 3808, 1)
+    assert zones[(0, "Normal")].start_pfn is None and zones[(0, "Normal")].present == 0
+    assert zones[(1, "Movable")].end_pfn == 1048576 + 65536
+
+
+@pytest.mark.parametrize(
+    ("text", "nodes"), [("0-2\n", {0, 1, 2}), ("0,2-3", {0, 2, 3}), ("\n", set()), ("1", {1})]
+)
+def test_parse_node_list(text: str, nodes: set[int]) -> None:
+    assert parse_node_list(text) == nodes

@@ -15,6 +15,7 @@ import paramiko
 from harness.errors import InfrastructureError, KernelFailure, MemhpError, SSHError, VMLost
 from harness.guest import kpageflags
 from harness.guest.memory import MEMORY, MemoryLayout, parse_meminfo, parse_memory, write_errno
+from harness.guest.procfs import NODES, Zones, parse_node_list, parse_zoneinfo
 
 
 @dataclass(frozen=True)
@@ -306,6 +307,13 @@ class GuestShell:
 
     def block_size(self) -> int:
         return int(self.run(f"cat {MEMORY}/block_size_bytes").stdout.strip(), 16)
+
+    def zones(self) -> Zones:
+        return parse_zoneinfo(self.run("cat /proc/zoneinfo").stdout)
+
+    def nodes(self, kind: str = "online") -> frozenset[int]:
+        """A node list of /sys/devices/system/node: online, possible, has_memory, ..."""
+        return parse_node_list(self.run(f"cat {NODES}/{shlex.quote(kind)}").stdout)
 
     def meminfo(self) -> dict[str, int]:
         return parse_meminfo(self.run("cat /proc/meminfo").stdout)
