@@ -30,8 +30,9 @@ def main() -> int:
     args = p.parse_args()
     arch = get_arch(args.arch)
     progress.quiet = True
-    config = MachineConfig(arch=arch, image=images.build(args.kernel, arch),
-                           cmdline=arch.scenario_cmdline)
+    config = MachineConfig(
+        arch=arch, image=images.build(args.kernel, arch), cmdline=arch.scenario_cmdline
+    )
     boots, restores = [], []
     with tempfile.TemporaryDirectory() as tmp:
         saved = Path(tmp) / "boot.mig"
@@ -45,8 +46,10 @@ def main() -> int:
                 restores.append(m.boot_seconds)
         size = saved.stat().st_size
     b, r = statistics.median(boots), statistics.median(restores)
-    print(f"{arch.name} {args.kernel}: boots {[round(t, 2) for t in boots]}, restores "
-          f"{[round(t, 2) for t in restores]}, saved boot {size >> 20} MiB")
+    print(
+        f"{arch.name} {args.kernel}: boots {[round(t, 2) for t in boots]}, restores "
+        f"{[round(t, 2) for t in restores]}, saved boot {size >> 20} MiB"
+    )
     print(f"fresh guest: boot median {b:.2f} s, restore median {r:.2f} s, speedup {b / r:.1f} x")
     return 0
 

@@ -37,12 +37,15 @@ class Arch:
     default_kernels: tuple[str, ...]  # the matrix when no --memhp-kernel is given
     flavours: dict[str, str] = field(default_factory=dict)  # spec suffix -> Debian flavour
     dimm_align: int = 128 * MiB  # QEMU's granularity for pc-dimm sizes
+    section_size: int = 128 * MiB  # SECTION_SIZE_BITS (x86-64 27, powerpc 24)
     # Memory devices QEMU can plug on this machine (QEMU 7.2).
     devices: frozenset[str] = frozenset()
     # The guest acknowledges DIMM plug/unplug through ACPI _OST (ACPI_DEVICE_OST events).
     acpi_memory_hotplug: bool = False
     # The kernel onlines hot-added DIMMs itself, whatever auto_online_blocks says.
     firmware_onlines_dimms: bool = False
+    # A DIMM is added memory block by memory block (pseries DLPAR: dlpar_add_lmb), not whole.
+    adds_per_block: bool = False
     # Faster firmware than the default, used when the file exists.
     fast_firmware: tuple[str, ...] = ()
     # Boot the decompressed ELF vmlinux through its PVH entry (skips the bzImage stub).
@@ -166,10 +169,12 @@ PPC64LE = Arch(
     flavours={"64k": "powerpc64le-64k"},
     # "Hotplugged memory size must be a multiple of 256 MB" (hw/ppc/spapr.c).
     dimm_align=256 * MiB,
+    section_size=16 * MiB,
     # QEMU 7.2 has no virtio-mem-pci on pseries; spapr NVDIMM needs PAPR_SCM in the guest.
     devices=frozenset({"pc-dimm", "nvdimm"}),
     # pseries DLPAR: dlpar_add_lmb() -> dlpar_online_lmb() onlines each LMB itself.
     firmware_onlines_dimms=True,
+    adds_per_block=True,
     # spapr NVDIMMs: a label area and a uuid, data a multiple of 256 MiB (hw/ppc/spapr_nvdimm.c).
     nvdimm_driver="spapr-nvdimm",
     nvdimm_label_size=128 * 1024,

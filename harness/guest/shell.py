@@ -84,6 +84,7 @@ class GuestShell:
         self._host = host
         self._client: paramiko.SSHClient | None = None
         self._page_size: int | None = None
+        self._pageblock: int | None = None
         self._lost: MemhpError | None = None
         self.commands = 0  # commands run so far (profiling: round trips per scenario)
 
@@ -326,8 +327,10 @@ class GuestShell:
 
     def pageblock_size(self) -> int:
         """Bytes per pageblock ("Page block order" of /proc/pagetypeinfo)."""
-        out = self.run("grep -m1 'Page block order' /proc/pagetypeinfo").stdout
-        return self.page_size() << int(out.split(":")[1])
+        if self._pageblock is None:
+            out = self.run("grep -m1 'Page block order' /proc/pagetypeinfo").stdout
+            self._pageblock = self.page_size() << int(out.split(":")[1])
+        return self._pageblock
 
     def kpageflags(self, pfns: range) -> list[int]:
         offset, length = kpageflags.byte_range(pfns)

@@ -16,7 +16,7 @@ from harness.guest import kpageflags
 from harness.guest.kpageflags import Histogram
 from harness.guest.memory import MemoryBlock, MemoryLayout
 from harness.guest.shell import GuestShell
-from harness.hotplug import checks, devices
+from harness.hotplug import checks, devices, effects
 from harness.hotplug.checks import FlagRule
 from harness.hotplug.expectations import (
     Expected,
@@ -74,16 +74,55 @@ class HotplugVM:
     def plug_dimm(
         self, size: int, *, node: int | None = None, addr: int | None = None, validate: bool = True
     ) -> Dimm:
+        before = self.state()
         dimm = devices.plug_dimm(self.machine, size, node=node, addr=addr, validate=validate)
         self.dimms.append(dimm)
         self.snapshot(f"{dimm.id} hot-added", dimm.addr, dimm.size)
+        after, layout = self.state(), self.memory()
+        blocks = layout.covering(dimm.addr, dimm.size)
+        online = [b for b in blocks if b.online]  # auto-onlined (policy, pseries DLPAR)
+        found = effects.added(
+            before,
+            after,
+            dimm.addr,
+            dimm.size,
+            self._memmap_pages(dimm.size),
+            zones=not online,
+            unit=layout.block_size if self.arch.adds_per_block else None,
+        )
+        if online:
+            found += effects.onlined(
+                before, after, layout, online, self.guest.page_size(), self._vmemmap(len(blocks))
+            )
+        self._expect_effects(f"hot-add of {dimm}", found)
         return dimm
 
     @logged
     def unplug_dimm(self, dimm: Dimm, *, timeout: float = 30.0) -> UnplugResult:
+        before, layout = self.state(), self.memory()
+        was_online = [b for b in layout.covering(dimm.addr, dimm.size) if b.online]
         result = devices.unplug_dimm(self.machine, dimm, timeout=timeout)
         if result.outcome is Unplug.DELETED:
             self.dimms.remove(dimm)
+            after = self.state()
+            found = effects.removed(
+                before,
+                after,
+                dimm.addr,
+                dimm.size,
+                self._memmap_pages(dimm.size),
+                zones=not was_online,
+            )
+            if was_online:  # the eject offlined them first
+                found += effects.offlined(
+                    before,
+                    after,
+                    self.memory(),
+                    was_online,
+                    self.guest.page_size(),
+                    self._vmemmap(dimm.size // layout.block_size),
+                )
+            self._expect_effects(f"removal of {dimm}", found)
         self.snapshot(f"{dimm.id} unplug: {result.outcome.name.lower()}", dimm.addr, dimm.size)
         return result
 
@@ -166,17 +205,63 @@ class HotplugVM:
     @logged
     def online(self, dimm: Dimm, how: str = "online_movable") -> list[MemoryBlock]:
         """Online the DIMM's offline blocks; fail with the errno of any refusal."""
-        results = self.set_state([b for b in self.blocks(dimm) if not b.online], how)
+        before, all_blocks = self.state(), self.blocks(dimm)
+        results = self.set_state([b for b in all_blocks if not b.online], how)
         self.snapshot(f"{dimm.id} {how}", dimm.addr, dimm.size)
         _require_ok(results, how)
-        return self.blocks(dimm)
+        layout = self.memory()
+        now = [b for b in layout.covering(dimm.addr, dimm.size) if b.index in results]
+        self._expect_effects(
+            f"{how} of {dimm}",
+            effects.onlined(
+                before,
+                self.state(),
+                layout,
+                now,
+                self.guest.page_size(),
+                self._vmemmap(len(all_blocks)),
+            ),
+        )
+        return layout.covering(dimm.addr, dimm.size)
 
     @logged
     def offline(self, dimm: Dimm) -> list[MemoryBlock]:
-        results = self.set_state([b for b in self.blocks(dimm) if b.online], "offline")
+        before, all_blocks = self.state(), self.blocks(dimm)
+        going = [b for b in all_blocks if b.online]
+        results = self.set_state(going, "offline")
         self.snapshot(f"{dimm.id} offline", dimm.addr, dimm.size)
         _require_ok(results, "offline")
-        return self.blocks(dimm)
+        layout = self.memory()
+        self._expect_effects(
+            f"offline of {dimm}",
+            effects.offlined(
+                before,
+                self.state(),
+                layout,
+                going,
+                self.guest.page_size(),
+                self._vmemmap(len(all_blocks)),
+            ),
+        )
+        return layout.covering(dimm.addr, dimm.size)
+
+    # -- effects beyond page flags --------------------------------------------------------
+
+    def state(self) -> effects.HotplugState:
+        """Zones, MemTotal, node states, iomem, firmware memmap: one round trip."""
+        return effects.HotplugState.read(self.guest)
+
+    def _expect_effects(self, step: str, found: list[effects.Finding]) -> None:
+        text = effects.report(step, found)
+        if text:
+            raise AssertionError(text)
+
+    def _memmap_pages(self, size: int) -> int:
+        return effects.memmap_pages_of(size, self.arch.section_size, self.guest.page_size())
+
+    def _vmemmap(self, device_blocks: int) -> int:
+        """Pages of each block that hold its own memmap (memmap_on_memory), else 0."""
+        return self.self_hosted_memmap(device_blocks).value.pages
 
     def snapshot(self, step: str, addr: int, size: int) -> None:
         """Record the page-flag map of [addr, addr + size) after ``step`` (when recording)."""

@@ -1,12 +1,14 @@
 """Pick the QEMU accelerator: KVM only where it really works, TCG otherwise.
 
 Under TCG memhp runs a guest's vCPUs in one host thread (``thread=single``). Measured on this
-2-core host with two guests booting at a time (bench/boot_failures.py, 200 boots per kernel
-and setting, Debian 7.2 and 6.12/cloud): ``thread=multi`` failed 1 boot in 400 with an
-``Oops: int3`` in a jump label the kernel had just finished patching (MTTCG runs another
-vCPU's stale translation of the int3; QEMU invalidates translations asynchronously across
-threads), ``thread=single`` failed none and booted faster (median 3.75 s against 4.78 s on
-6.12/cloud: two 2-vCPU guests on 2 cores oversubscribe with a thread per vCPU).
+2-core host with two guests booting at a time (bench/boot_failures.py, settings alternated,
+QEMU 7.2): ``thread=multi -smp 2`` died with ``Oops: int3`` in 4 of 500 Debian 7.2 boots
+(0 of 200 on 6.12/cloud), each time in a built-in jump label or static call the other vCPU
+had just finished patching, the trapping byte no longer holding the int3: a vCPU running a
+stale translation (QEMU invalidates translations asynchronously across threads).
+``thread=single`` failed none of 400 and booted faster under that load (median 4.62 s against
+5.57 s on 7.2, 3.78 against 4.83 on 6.12/cloud: with a thread per vCPU, two 2-vCPU guests
+oversubscribe 2 cores); ``-smp 1`` was as fast but takes the second vCPU from the guest.
 """
 
 from __future__ import annotations

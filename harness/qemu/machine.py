@@ -76,6 +76,7 @@ class MachineConfig:
     slots: int = 8  # DIMM slots
     smp: int = 2
     accel: Accel | None = None  # None: choose_accel()
+    qemu_binary: str | None = None  # None: the arch's qemu_binary on $PATH
     qemu_args: tuple[str, ...] = ()  # anything else for QEMU's command line
     coldplug: tuple[ColdPlug, ...] = ()  # memory devices present from the start
     boot_timeout: float | None = None  # None: the arch's TCG bound (KVM: a third)
@@ -165,10 +166,11 @@ class QemuMachine:
     def launch(self) -> None:
         if self._proc is not None:
             raise HarnessError(f"{self.name} was launched already")
-        binary = shutil.which(self.arch.qemu_binary)
+        wanted = self.config.qemu_binary or self.arch.qemu_binary
+        binary = shutil.which(wanted)
         if binary is None:
             raise UsageError(
-                f"{self.arch.qemu_binary} not found: install the "
+                f"{wanted} not found: install the "
                 f"{self.arch.qemu_package} package (./setup.sh does)"
             )
         setpriv = shutil.which("setpriv")

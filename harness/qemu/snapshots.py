@@ -32,7 +32,7 @@ def path_for(config: MachineConfig, accel: Accel) -> Path | None:
     """Where the saved boot of ``config`` lives; None where restoring cannot serve."""
     if config.coldplug or config.restore_from is not None:
         return None
-    binary = shutil.which(config.arch.qemu_binary)
+    binary = shutil.which(config.qemu_binary or config.arch.qemu_binary)
     if binary is None:
         return None
     st = os.stat(binary)
