@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # test id fragment -> (fault, expected verdict class)
 FAULTS = {
     "test_qemu_killed": ("kill -9 QEMU mid-scenario", "ERROR (infrastructure)"),
-    "test_qemu_stopped]": ("SIGSTOP QEMU during a DIMM plug", "ERROR (infrastructure)"),
+    "[test_qemu_stopped-": ("SIGSTOP QEMU during a DIMM plug", "ERROR (infrastructure)"),
     "test_qemu_stopped_during_command": (
         "SIGSTOP QEMU during a guest command",
         "ERROR (infrastructure)",

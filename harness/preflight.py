@@ -81,7 +81,7 @@ def check(
     _check_cache()
     for tool in HOST_TOOLS:
         host_tool(tool)
-    for arch in {t.arch for t in plan.targets}:
+    for arch in dict.fromkeys(t.arch for t in plan.targets):  # in order, once each
         _check_qemu(arch)
         choose_accel(arch, accel)
     for target in plan.targets:

@@ -326,7 +326,7 @@ def _path_without_qemu(tmp_path: Path) -> str:
         (["run", "--expect", "nosuch=1"], {}, "give NAME=VALUE"),
         (["run", "--accel", "kvm"], {}, "KVM was requested but cannot be used"),
         (["run"], {"MEMHP_CACHE": "/proc/memhp-cache"}, "is not writable"),
-        (["run"], {"PATH": "NO_QEMU"}, "qemu-system-x86_64 not found"),
+        (["run", "--arch", "x86_64"], {"PATH": "NO_QEMU"}, "qemu-system-x86_64 not found"),
     ],
     ids=[
         "unknown-line",

@@ -32,6 +32,9 @@ class ConsoleLog:
         self._text = ""
         self._cond = threading.Condition()
         self._closed = False
+        # A guest restored from a saved boot prints nothing of its boot: the console of the
+        # boot that was saved, shown in tails (never scanned for panics: that was then).
+        self.history = ""
         self._thread = threading.Thread(target=self._read, name="console", daemon=True)
         self._thread.start()
 
@@ -140,7 +143,11 @@ class ConsoleLog:
         return "\n".join(self._text[start:].splitlines()[:40])
 
     def _tail_locked(self, lines: int = 40) -> str:
-        return "\n".join(self._text.splitlines()[-lines:])
+        now = self._text.splitlines()
+        if self.history and len(now) < lines:
+            then = self.history.splitlines()[-(lines - len(now) - 1) :]
+            now = [*then, "--- (restored from the saved boot above; since then:) ---", *now]
+        return "\n".join(now[-lines:])
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

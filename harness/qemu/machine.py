@@ -351,11 +351,16 @@ class QemuMachine:
             self._migrate("migrate", {"uri": f"exec:cat > {shlex.quote(str(part))}"}, timeout)
             self.qmp("cont")
         part.replace(dest)
+        if self.console is not None:
+            dest.with_suffix(".console").write_text(self.console.text)
 
     def restore(self, source: Path, timeout: float = 60.0) -> None:
         """Start the guest from a saved boot (the machine was launched with -incoming defer);
         ready once SSH answers."""
         start = time.monotonic()
+        history = source.with_suffix(".console")
+        if self.console is not None and history.is_file():
+            self.console.history = history.read_text(errors="replace")
         with progress(f"restore: {self.arch.name} {self.config.image.spec} ({self.accel.name})"):
             self._migrate(
                 "migrate-incoming", {"uri": f"exec:cat {shlex.quote(str(source))}"}, timeout
