@@ -18,11 +18,20 @@ from harness.hotplug.vm import HotplugVM
 pytestmark = pytest.mark.needs_kernel("memory-hotremove", "memmap-on-memory")
 
 MEMMAP_ON_MEMORY = ("memory_hotplug.memmap_on_memory=1",)
+MODES = [
+    pytest.param("1", marks=pytest.mark.memhp(extra_cmdline=MEMMAP_ON_MEMORY), id="on"),
+    # force pads the memmap to whole pageblocks (v6.6); before, the bool reads 'force' as N
+    pytest.param(
+        "force",
+        marks=pytest.mark.memhp(extra_cmdline=("memory_hotplug.memmap_on_memory=force",)),
+        id="force",
+    ),
+]
 
 
-@pytest.mark.memhp(extra_cmdline=MEMMAP_ON_MEMORY)
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("blocks", [1, 2], ids=["one_block", "two_blocks"])
-def test_memmap_on_memory_dimm(vm: HotplugVM, blocks: int) -> None:
+def test_memmap_on_memory_dimm(vm: HotplugVM, blocks: int, mode: str) -> None:
     """Each block of a DIMM starts with its memmap; the rest goes to the buddy; removal works."""
     block_size = vm.memory().block_size
     dimm = vm.plug_dimm(blocks * block_size)

@@ -58,7 +58,8 @@ def test_numa_memoryless_node_gains_memory(vm: HotplugVM) -> None:
     onlined_at_add = expectations.hot_added_block_state(vm.facts)
     assert (2 in added[1]) == (onlined_at_add.value.state == "online"), (
         f"node 2 in has_memory right after the add: {2 in added[1]}; the blocks were "
-        f"{onlined_at_add.value.state} then ({onlined_at_add.why})")
+        f"{onlined_at_add.value.state} then ({onlined_at_add.why})"
+    )
     assert 2 in vm.guest.nodes("has_memory")
     assert 2 not in vm.guest.nodes("has_normal_memory")
     assert movable_present(vm, 2) == dimm.size // vm.guest.page_size()

@@ -148,3 +148,28 @@ def test_nvdimm_two_in_one_section_both_usable(vm: HotplugVM) -> None:
         vm.guest.run(f"test -c /dev/{dax.chardev}")
     mixed = [ln for ln in vm.guest.dmesg() if "mixed region" in ln]
     assert not mixed, mixed
+
+
+@pytest.mark.memhp(cmdline=OFFLINE, fresh=True)
+@pytest.mark.needs_kernel("devdax", "kmem")
+@pytest.mark.needs("pmem-writes")
+def test_nvdimm_kmem_round_trip(vm: HotplugVM) -> None:
+    """devdax -> System RAM -> online (the namespace cannot be disabled under it) -> offline
+    -> devdax again, with no trace of the System RAM left (ndctl's daxctl-devices.sh, done
+    through sysfs)."""
+    dev = _nvdimm(vm, "hotplugged")
+    ns = ndctl.namespace(vm.guest, ndctl.region_at(vm.guest, dev.addr))
+    dax = ndctl.reconfigure(vm.guest, ns.dev, "devdax")
+    assert dax.chardev
+    ram = ndctl.to_system_ram(vm.guest, dax.chardev)
+    blocks = vm.blocks(ram)
+    assert not any(vm.set_state(blocks, "online_movable").values())
+
+    refused = ndctl.disable_namespace(vm.guest, ns.dev)
+
+    assert refused.status != 0, f"disable-namespace succeeded under online System RAM: {refused}"
+    assert not any(vm.set_state(vm.blocks(ram), "offline").values())
+    assert ndctl.to_devdax(vm.guest, dax.chardev) == 0
+    assert vm.blocks(ram) == [], "kmem's memory blocks stayed after it was unbound"
+    vm.guest.run(f"test -c /dev/{dax.chardev}")
+    assert "System RAM (kmem)" not in vm.guest.run("cat /proc/iomem").stdout

@@ -100,3 +100,43 @@ def test_virtio_mem_device_del_by_qemu_version(vm: HotplugVM) -> None:
 
     expected = expectations.virtio_mem_unplug(vm.facts)
     assert result.outcome in expected.value, f"{result.describe()} ({expected})"
+
+
+@pytest.mark.memhp(cmdline=ONLINE_MOVABLE, fresh=True)
+def test_virtio_mem_regrow_replugs_both_kinds_of_fake_offline(vm: HotplugVM) -> None:
+    """Grow to 1.5 blocks (the second half never onlined: OFFLINE|DIRTY), shrink to 1.25 (a
+    quarter unplugged after onlining: OFFLINE), grow to 2: both kinds go back to the buddy
+    (virtio_mem_fake_online: PageDirty ones through generic_online_page, the others freed)."""
+    dev = _device(vm, "hotplugged")
+    block = vm.memory().block_size
+    assert vm.resize(dev, block + block // 2).reached
+    assert vm.resize(dev, block + block // 4).reached
+    vm.expect_virtio_mem(dev, was_online=False)  # the never-onlined part still DIRTY
+    before = vm.mem_total()
+
+    regrown = vm.resize(dev, 2 * block)
+
+    assert regrown.reached, regrown.describe()
+    assert vm.mem_total() - before == 2 * block - (block + block // 4)
+    blocks = vm.blocks(dev)
+    flags = expectations.page_flags(vm.facts, "online")
+    vm.expect_flags(blocks, *flags.value, why=f"every sub-block plugged again: {flags.why}")
+
+
+@pytest.mark.memhp(cmdline=ONLINE_MOVABLE, fresh=True)
+@pytest.mark.dmesg_allow(r"virtio_mem")
+def test_virtio_mem_unplug_online_off_keeps_online_memory(vm: HotplugVM) -> None:
+    """With virtio_mem.unplug_online=N the driver unplugs only offline memory: a shrink of
+    an online block is not satisfied until the parameter is back on."""
+    param = "/sys/module/virtio_mem/parameters/unplug_online"
+    dev = _device(vm, "hotplugged")
+    block = vm.memory().block_size
+    assert vm.resize(dev, block).reached
+    vm.guest.run(f"echo N > {param}")
+
+    held = vm.resize(dev, 0, timeout=10.0)
+    vm.guest.run(f"echo Y > {param}")
+    released = vm.resize(dev, 0, timeout=60.0)
+
+    assert not held.reached and held.size == block, held.describe()
+    assert released.reached, released.describe()

@@ -129,7 +129,7 @@ def test_kvm_problem_without_dev_kvm(x86_host: None, monkeypatch: pytest.MonkeyP
 def test_choose_accel_tcg_requested(x86_host: None) -> None:
     got = choose_accel(X86_64, "tcg")
     assert got.name == "tcg"
-    assert got.qemu_args(X86_64) == ["-accel", "tcg,thread=multi", "-cpu", "max"]
+    assert got.qemu_args(X86_64) == ["-accel", "tcg,thread=single", "-cpu", "max"]
 
 
 def test_choose_accel_rejects_unknown(x86_host: None) -> None:

@@ -10,6 +10,7 @@ from harness.hotplug.expectations import (
     OVERRIDES,
     BlockState,
     KernelFacts,
+    auto_movable_zones,
     default_online_policy,
     hot_added_block_state,
     parse_overrides,
@@ -204,3 +205,20 @@ def test_pseries_online_movable_policy_onlines_at_add_time_before_dlpar() -> Non
 )
 def test_parse_release(release: str, version: tuple[int, int, int]) -> None:
     assert parse_release(release) == version
+
+
+def test_auto_movable_dimms_go_movable_until_the_ratio_then_normal() -> None:
+    # x86, 1 GiB boot: 3 GiB of DIMMs fit in 301 % of 262010 kernel pages, the 4th does not.
+    got = auto_movable_zones(262010, [262144] * 5)
+    assert got.value == ("Movable",) * 3 + ("Normal",) * 2
+    assert auto_movable_zones(261273, [262144] * 3).value == ("Movable", "Movable", "Normal")
+
+
+def test_auto_movable_virtio_mem_blocks_repeat_three_movable_one_normal() -> None:
+    zones = auto_movable_zones(262010, [32768] * 40, dynamic=True).value
+    letters = "".join(z[0] for z in zones)
+    assert letters == "M" * 24 + "N" + "MMMN" * 3 + "MMM"
+
+
+def test_auto_movable_without_boot_memory_is_always_normal() -> None:
+    assert set(auto_movable_zones(0, [32768] * 4).value) == {"Normal"}

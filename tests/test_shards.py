@@ -141,7 +141,12 @@ def test_whole_and_sharded_runs_merge_to_the_same_verdicts(tmp_path: Path) -> No
     def verdicts(results: list[Result]) -> set[tuple[str, str, str, str]]:
         return {(r.scenario, r.arch, r.kernel, r.status.value) for r in results}
 
-    assert verdicts(merged) == verdicts(load(whole))
+    differ = verdicts(merged) ^ verdicts(load(whole))
+    assert not differ, [
+        (r.scenario, r.status.value, r.message, r.log_excerpt[-1500:])
+        for r in merged + load(whole)
+        if (r.scenario, r.arch, r.kernel, r.status.value) in differ
+    ]
     doc = json.loads((tmp_path / "merged" / "kcidb.json").read_text())
     kcidb_io = pytest.importorskip("kcidb_io")
     kcidb_io.schema.V5_3.validate_exactly(doc)

@@ -237,14 +237,30 @@ def memmap_on_memory(facts: KernelFacts) -> Expected[bool]:
     )
 
 
+def memmap_on_memory_mode(facts: KernelFacts) -> Expected[str | None]:
+    """What memory_hotplug.memmap_on_memory= asks of this kernel: "on", "force" or None."""
+    name = "memmap_on_memory_mode"
+    mode = facts.param("memory_hotplug.memmap_on_memory")
+    if mode in ("1", "y", "Y", "on"):
+        return Expected(name, "on", f"memory_hotplug.memmap_on_memory={mode}")
+    if mode == "force":
+        if facts.version < (6, 6, 0):
+            # Before the force mode the parameter is a bool, and kstrtobool() reads a
+            # leading 'f' as false.
+            return Expected(name, None, "memmap_on_memory=force reads as N before v6.6 "
+                            '(a bool parameter; "mm/memory_hotplug: support memmap_on_memory '
+                            'when memmap is not aligned to pageblocks" added force)')
+        return Expected(name, "force", "memory_hotplug.memmap_on_memory=force (v6.6)")
+    return Expected(name, None, "memory_hotplug.memmap_on_memory not on the command line")
+
+
 def dimm_unplug(facts: KernelFacts) -> Expected[frozenset[Unplug]]:
     """Outcomes of device_del for a DIMM whose blocks are online (the guest offlines them)."""
     name = "dimm_unplug"
     ok = frozenset({Unplug.DELETED})
     if not facts.firmware_onlines_dimms:
         return Expected(name, ok, "ACPI eject offlines the (movable) blocks, then removes them")
-    mom = facts.param("memory_hotplug.memmap_on_memory") in ("1", "y", "Y", "force")
-    if mom and memmap_on_memory(facts).value:
+    if memmap_on_memory_mode(facts).value and memmap_on_memory(facts).value:
         return Expected(name, ok, "memmap_on_memory: each LMB's memmap lives inside it")
     if default_online_policy(facts).value == "online_movable":
         return Expected(name, ok, "LMBs onlined to ZONE_MOVABLE at add time hold no memmap")
@@ -302,9 +318,9 @@ def self_hosted_memmap(
     """The vmemmap pages memmap_on_memory puts at the start of each hot-added block."""
     name = "self_hosted_memmap"
     none = SelfHostedMemmap(0, 0)
-    mode = facts.param("memory_hotplug.memmap_on_memory")
-    if mode not in ("1", "y", "Y", "force"):
-        return Expected(name, none, "memory_hotplug.memmap_on_memory not on the command line")
+    mode = memmap_on_memory_mode(facts)
+    if mode.value is None:
+        return Expected(name, none, mode.why)
     supported = memmap_on_memory(facts)
     if not supported.value:
         return Expected(name, none, supported.why)
@@ -319,7 +335,7 @@ def self_hosted_memmap(
     if pages * page_size % pageblock:
         # The vmemmap must fill whole pageblocks; "force" pads it ("mm/memory_hotplug:
         # support memmap_on_memory when memmap is not aligned to pageblocks", v6.6).
-        if mode != "force":
+        if mode.value != "force":
             return Expected(
                 name,
                 none,
@@ -440,3 +456,36 @@ def kernel_supports(feature: str, config: KernelConfig, arch: Arch) -> Expected[
             f"({purpose} needs {' '.join(f'CONFIG_{o}' for o in options)})",
         )
     return Expected(feature, True, " ".join(f"CONFIG_{o}" for o in options) + " enabled")
+
+
+# -- the auto-movable online policy ------------------------------------------------------------
+# "mm/memory_hotplug: add "auto-movable" online policy" (v5.15, the series "mm/memory_hotplug:
+# "auto-movable" online policy and memory groups"): MMOP_ONLINE goes to ZONE_MOVABLE while
+# all Movable memory stays within auto_movable_ratio percent of the boot-time kernel memory
+# (auto_movable_can_online_movable); a static memory group (an ACPI DIMM) is decided as a
+# whole, memory without a group (pseries DLPAR) per block, and a dynamic group (virtio-mem)
+# per block with its own kernel-zone blocks adding to the allowance.
+
+AUTO_MOVABLE_RATIO = 301  # the module parameter's default (mm/memory_hotplug.c)
+
+
+def auto_movable_zones(kernel_early: int, units: list[int], *, ratio: int = AUTO_MOVABLE_RATIO,
+                       dynamic: bool = False) -> Expected[tuple[str, ...]]:
+    """The zone of each unit (pages) onlined in order with ``online`` under auto-movable, on
+    one node: DIMMs (static groups) or blocks (no group), or with ``dynamic`` the blocks of
+    one virtio-mem device. ``kernel_early``: present pages of the kernel zones at boot."""
+    movable = own_kernel = 0
+    zones = []
+    for pages in units:
+        allowance = ratio * (kernel_early + (own_kernel if dynamic else 0)) // 100
+        if kernel_early > 0 and movable + pages <= allowance:
+            movable += pages
+            zones.append("Movable")
+        else:
+            own_kernel += pages
+            zones.append("Normal")
+    kind = "one dynamic group, per block" if dynamic else "per unit"
+    return Expected("auto_movable_zones", tuple(zones),
+                    f"auto-movable, ratio {ratio}, {kernel_early} kernel pages at boot, {kind}: "
+                    "Movable while Movable + the unit <= ratio x kernel / 100 "
+                    "(auto_movable_can_online_movable)")

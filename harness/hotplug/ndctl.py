@@ -8,7 +8,8 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from harness.guest.shell import GuestShell
+from harness.guest.memory import write_errno
+from harness.guest.shell import CommandResult, GuestShell
 from harness.hotplug.records import PhysRange
 
 ND = "/sys/bus/nd/devices"
@@ -93,6 +94,24 @@ def to_system_ram(guest: GuestShell, chardev: str) -> PhysRange:
         raise AssertionError("daxctl reported success but /proc/iomem has no System RAM (kmem)")
     start, end = int(m.group(1), 16), int(m.group(2), 16) + 1
     return PhysRange(start, end - start)
+
+
+def to_devdax(guest: GuestShell, chardev: str) -> int:
+    """Give the device back to device_dax (kmem removes its memory first, which needs every
+    block offline). 0 on success, else the errno the unbind returned (EBUSY: memory still
+    online, drivers/dax/kmem.c: "cannot be hotremoved until the next reboot")."""
+    dev = shlex.quote(chardev)
+    res = guest.run(f"echo {dev} > /sys/bus/dax/drivers/kmem/unbind", check=False)
+    if res.status != 0:
+        return write_errno(res.stderr)
+    guest.run(f"echo {dev} > /sys/bus/dax/drivers/kmem/remove_id 2>/dev/null; "
+              f"echo {dev} > /sys/bus/dax/drivers/device_dax/bind")
+    return 0
+
+
+def disable_namespace(guest: GuestShell, namespace: str) -> CommandResult:
+    """ndctl disable-namespace; the result, whatever it is (scenarios expect refusals)."""
+    return guest.run(f"ndctl disable-namespace {shlex.quote(namespace)}", check=False)
 
 
 def _resource(guest: GuestShell, namespace: str) -> int:

@@ -58,6 +58,7 @@ class HotplugVM:
         # Page-flag maps of the plugged ranges after each step; None: not recording (each
         # map reads 8 bytes per page over SSH, so only when a report asks for pictures).
         self.snapshots: list[Snapshot] | None = None
+        self.dmesg_start = 0  # dmesg lines of this boot before the scenario began
 
     def _kernel_config(self) -> KernelConfig:
         """The image's config, else the running kernel's /proc/config.gz (IKCONFIG_PROC)."""
@@ -244,6 +245,26 @@ class HotplugVM:
             ),
         )
         return layout.covering(dimm.addr, dimm.size)
+
+    # -- reboots --------------------------------------------------------------------------
+
+    @logged
+    def reset(self) -> None:
+        """QMP system_reset; back once the guest booted again (the memhp marker reboot=True)."""
+        self.machine.reset()
+        self._rebooted()
+
+    @logged
+    def reboot(self) -> None:
+        """The guest reboots itself (busybox reboot -f); back once it booted again."""
+        mark = self.machine.console_mark()
+        self.guest.run("(sleep 1; reboot -f) >/dev/null 2>&1 </dev/null &")
+        self.machine.wait_rebooted(mark)
+        self._rebooted()
+
+    def _rebooted(self) -> None:
+        self.guest = self.machine.ready_guest()
+        self.dmesg_start = 0  # a new boot: its whole log belongs to the scenario
 
     # -- effects beyond page flags --------------------------------------------------------
 

@@ -253,7 +253,7 @@ def vm(
     if request.config.getoption("memhp_results"):
         v.snapshots = []
     request.node.stash[stash.VM] = v
-    request.node.stash[stash.DMESG_START] = len(v.guest.dmesg())
+    v.dmesg_start = len(v.guest.dmesg())
     reusable = False
     try:
         yield v
@@ -289,7 +289,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         _attach_dmesg(item, "guest dmesg during the test")
         raise
     if v is not None and v.machine.alive():
-        lines = v.guest.dmesg()[item.stash[stash.DMESG_START] :]
+        lines = v.guest.dmesg()[v.dmesg_start :]
         allow = [a for m in item.iter_markers("dmesg_allow") for a in m.args]
         splats = find_splats(lines, allow)
         if splats:
@@ -311,7 +311,7 @@ def _attach_dmesg(item: pytest.Item, title: str) -> None:
     if v is None or not v.machine.alive():
         return
     with contextlib.suppress(MemhpError):
-        lines = v.guest.dmesg()[item.stash[stash.DMESG_START] :]
+        lines = v.guest.dmesg()[v.dmesg_start :]
         item.add_report_section("call", title, "\n".join(lines[-80:]))
 
 

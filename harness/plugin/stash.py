@@ -10,5 +10,4 @@ from harness.report.results import Result
 
 PLAN = pytest.StashKey[Plan]()  # config: the validated run
 VM = pytest.StashKey[HotplugVM]()  # item: the guest the scenario got
-DMESG_START = pytest.StashKey[int]()  # item: dmesg lines before the scenario
 RESULT = pytest.StashKey[Result]()  # item: its result record so far

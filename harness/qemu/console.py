@@ -67,6 +67,11 @@ class ConsoleLog:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
+    def mark(self) -> int:
+        """An offset to wait from (wait_for(after=...)): what was printed so far."""
+        with self._cond:
+            return len(self._text)
+
     def tail(self, lines: int = 40) -> str:
         with self._cond:
             return self._tail_locked(lines)
@@ -92,23 +97,26 @@ class ConsoleLog:
         *,
         refuse: str | None = None,
         probe: Callable[[], None] | None = None,
+        after: int = 0,
     ) -> None:
-        """Block until ``marker`` is printed. A panic, the ``refuse`` marker or a closed
-        console ends it at once; ``probe`` runs every HEARTBEAT and raises if the VM is
-        gone (a stopped QEMU prints nothing and never closes the console)."""
+        """Block until ``marker`` is printed (after offset ``after``, a mark()). A panic, the
+        ``refuse`` marker or a closed console ends it at once; ``probe`` runs every
+        HEARTBEAT and raises if the VM is gone (a stopped QEMU prints nothing and never
+        closes the console)."""
         deadline = time.monotonic() + timeout
         next_probe = time.monotonic() + HEARTBEAT
         while True:
             with self._cond:
-                if marker in self._text:
+                text = self._text[after:]
+                if marker in text:
                     return
-                if PANIC_RE.search(self._text):
+                if PANIC_RE.search(text):
                     panic = self._report_locked()
                     raise GuestPanic(
                         f"guest kernel panicked: {panic.splitlines()[0]}", console_tail=panic
                     )
-                if refuse is not None and refuse in self._text:
-                    line = next(ln for ln in self._text.splitlines() if refuse in ln)
+                if refuse is not None and refuse in text:
+                    line = next(ln for ln in text.splitlines() if refuse in ln)
                     raise KernelFailure(
                         f"guest init: {line.strip()}", console_tail=self._tail_locked()
                     )

@@ -373,6 +373,44 @@ class QemuMachine:
             self.guest.connect(max(5.0, timeout - (time.monotonic() - start)))
         self.boot_seconds = time.monotonic() - start
 
+    def reset(self, timeout: float | None = None) -> None:
+        """QMP system_reset, then wait until the guest booted again (needs reboot=True)."""
+        mark = self.console_mark()
+        self.qmp("system_reset")
+        self.wait_rebooted(mark, timeout)
+
+    def console_mark(self) -> int:
+        if self.console is None:
+            raise HarnessError(f"{self.name} is not launched")
+        return self.console.mark()
+
+    def wait_rebooted(self, mark: int, timeout: float | None = None) -> None:
+        """The guest rebooted (QMP system_reset, or its own reboot) after console offset
+        ``mark``: wait for its init's markers again and connect SSH anew."""
+        if not self.config.reboot:
+            raise HarnessError(f"{self.name}: a reboot ends QEMU unless MachineConfig.reboot")
+        if self.console is None:
+            raise HarnessError(f"{self.name} is not launched")
+        bound = timeout or self.arch.boot_timeout_tcg
+        start = time.monotonic()
+        if self.guest is not None:
+            self.guest.close()
+
+        def probe() -> None:
+            self.check_alive("the reboot", time.monotonic() - start)
+
+        with progress(f"{self.name}: reboot"):
+            self.console.wait_for(
+                SSHD_MARKER, bound, refuse=SSHD_FAILED_MARKER, probe=probe, after=mark
+            )
+            self.guest = GuestShell(
+                self.port, self.config.image.host_key, str(self.config.image.client_key), host=self
+            )
+            self.guest.connect(max(5.0, bound - (time.monotonic() - start)))
+            self.console.wait_for(
+                READY_MARKER, max(5.0, bound - (time.monotonic() - start)), probe=probe, after=mark
+            )
+
     def _migrate(self, command: str, args: dict[str, object], timeout: float) -> None:
         """A migration command, waited on by its MIGRATION events until it completed."""
         self.qmp(

@@ -1,0 +1,91 @@
+"""Repeated cycles: plug, online, offline, unplug a DIMM 20 times, and grow and shrink a
+virtio-mem device 20 times. Nothing may leak: MemTotal, every zone's present and managed
+pages and the memmap page count come back exactly; MemFree and Slab within a tolerance (page
+cache and slab move on their own); no cycle takes longer than a bound, and dmesg stays clean
+(checked for every scenario).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+from harness.arch import GiB, MiB
+from harness.hotplug.effects import HotplugState
+from harness.hotplug.records import Unplug
+from harness.hotplug.vm import HotplugVM
+
+pytestmark = pytest.mark.needs_kernel("memory-hotremove")
+
+CYCLES = 20
+CYCLE_BOUND = 60.0  # seconds: a cycle slower than this is stuck, not slow
+MEMFREE_TOLERANCE = 32 * MiB
+SLAB_TOLERANCE = 8 * MiB
+
+
+def _leaks(before: HotplugState, after: HotplugState) -> list[str]:
+    out = []
+    for key in sorted(before.zones.keys() | after.zones.keys()):
+        if before.zone(*key)[:2] != after.zone(*key)[:2]:
+            out.append(
+                f"zone {key}: present/managed {before.zone(*key)[:2]} -> {after.zone(*key)[:2]}"
+            )
+    if before.meminfo["MemTotal"] != after.meminfo["MemTotal"]:
+        out.append(f"MemTotal {before.meminfo['MemTotal']} -> {after.meminfo['MemTotal']}")
+    if before.memmap_pages != after.memmap_pages:
+        out.append(f"nr_memmap_pages {before.memmap_pages} -> {after.memmap_pages}")
+    for field, tolerance in (("MemFree", MEMFREE_TOLERANCE), ("Slab", SLAB_TOLERANCE)):
+        delta = after.meminfo[field] - before.meminfo[field]
+        if abs(delta) > tolerance:
+            out.append(f"{field} moved by {delta >> 20} MiB (tolerance {tolerance >> 20} MiB)")
+    return out
+
+
+def _cycles(
+    vm: HotplugVM, cycle: Callable[[], None], record_property: Callable[[str, object], None]
+) -> None:
+    vm.guest.run("echo 3 > /proc/sys/vm/drop_caches")
+    before = vm.state()
+    seconds = []
+    for _ in range(CYCLES):
+        start = time.monotonic()
+        cycle()
+        seconds.append(time.monotonic() - start)
+    vm.guest.run("echo 3 > /proc/sys/vm/drop_caches")
+    after = vm.state()
+    record_property("cycle_seconds", [round(s, 2) for s in seconds])
+    assert max(seconds) <= CYCLE_BOUND, f"a cycle took {max(seconds):.0f} s: {seconds}"
+    leaks = _leaks(before, after)
+    assert not leaks, f"after {CYCLES} cycles:\n  " + "\n  ".join(leaks)
+
+
+@pytest.mark.memhp(fresh=True)
+def test_cycles_dimm_plug_online_offline_unplug(
+    vm: HotplugVM, record_property: Callable[[str, object], None]
+) -> None:
+    def cycle() -> None:
+        dimm = vm.plug_dimm(2 * vm.arch.dimm_align)
+        vm.online(dimm, "online_movable")
+        vm.offline(dimm)
+        result = vm.unplug_dimm(dimm)
+        assert result.outcome is Unplug.DELETED, result.describe()
+
+    _cycles(vm, cycle, record_property)
+
+
+@pytest.mark.memhp(cmdline=("memhp_default_state=online_movable",), fresh=True)
+@pytest.mark.needs("virtio-mem")
+@pytest.mark.needs_kernel("virtio-mem")
+def test_cycles_virtio_mem_grow_and_shrink(
+    vm: HotplugVM, record_property: Callable[[str, object], None]
+) -> None:
+    dev = vm.plug_virtio_mem(1 * GiB)
+    block = vm.memory().block_size
+
+    def cycle() -> None:
+        assert vm.resize(dev, 2 * block).reached
+        assert vm.resize(dev, 0).reached
+
+    _cycles(vm, cycle, record_property)

@@ -1,0 +1,47 @@
+"""The kernel's own selftest, tools/testing/selftests/memory-hotplug/mem-on-off-test.sh from
+the tree of the kernel under test, in the guest: it onlines every offline block (a DIMM is
+plugged so there are some), offlines 2 % of the online ones (as its Makefile runs it, -r 2),
+onlines them again, then repeats with memory-notifier-error-inject making MEM_GOING_ONLINE
+and MEM_GOING_OFFLINE fail. Its exit status is the verdict: 0 pass, 4 (kselftest's SKIP)
+skip, anything else the kernel's failure, with the script's output.
+"""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from harness.hotplug import selftest
+from harness.hotplug.vm import HotplugVM
+
+pytestmark = pytest.mark.needs_kernel("memory-hotremove")
+
+
+@pytest.mark.memhp(fresh=True)
+@pytest.mark.dmesg_allow(
+    r"Offline failed|offline.*failed|online_pages .*failed|"
+    r"page dumped because|memory_notifier|notifier_error"
+)
+def test_kernel_selftest_mem_on_off(vm: HotplugVM) -> None:
+    script, source = selftest.script_for(vm.image, vm.arch)
+    if script is None:
+        pytest.skip(f"no mem-on-off-test.sh for {vm.image.spec}: {source}")
+    if vm.guest.run("command -v bash-static", check=False).status != 0:
+        pytest.skip("the image has no bash-static (the selftest is a bash script)")
+    vm.plug_dimm(4 * vm.arch.dimm_align)
+    text = base64.b64encode(script.read_bytes()).decode()
+    vm.guest.run(
+        f"echo {text} | base64 -d > /tmp/mem-on-off-test.sh && "
+        "mount -t debugfs none /sys/kernel/debug 2>/dev/null; true"
+    )
+
+    run = vm.guest.run(
+        "cd /tmp && UID=0 bash-static ./mem-on-off-test.sh -r 2 2>&1", check=False, timeout=600
+    )
+
+    if run.status == selftest.KSFT_SKIP:
+        pytest.skip(f"the selftest skipped itself: {run.stdout.strip().splitlines()[-1:]}")
+    assert run.status == selftest.KSFT_PASS, (
+        f"mem-on-off-test.sh (from {source}) exited {run.status}:\n{run.stdout[-4000:]}"
+    )
