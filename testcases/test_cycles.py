@@ -1,8 +1,10 @@
 """Repeated cycles: plug, online, offline, unplug a DIMM 20 times, and grow and shrink a
 virtio-mem device 20 times. Nothing may leak: MemTotal, every zone's present and managed
-pages and the memmap page count come back exactly; MemFree and Slab within a tolerance (page
-cache and slab move on their own); no cycle takes longer than a bound, and dmesg stays clean
-(checked for every scenario).
+pages and the memmap page count come back exactly; MemFree, Slab and PageTables within a
+tolerance, measured from the end of the first cycle (the first one warms caches and per-CPU
+lists up: MemFree moves by up to 17 MiB then, by about +-5 MiB per cycle after it, measured
+on Debian 6.12); no cycle takes longer than a bound, and dmesg stays clean (checked for every
+scenario).
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ pytestmark = pytest.mark.needs_kernel("memory-hotremove")
 
 CYCLES = 20
 CYCLE_BOUND = 60.0  # seconds: a cycle slower than this is stuck, not slow
-MEMFREE_TOLERANCE = 32 * MiB
+MEMFREE_TOLERANCE = 24 * MiB  # a leak of 1.2 MiB per cycle shows
 SLAB_TOLERANCE = 8 * MiB
+PAGETABLES_TOLERANCE = 1 * MiB
 
 
 def _leaks(before: HotplugState, after: HotplugState) -> list[str]:
@@ -36,7 +39,11 @@ def _leaks(before: HotplugState, after: HotplugState) -> list[str]:
         out.append(f"MemTotal {before.meminfo['MemTotal']} -> {after.meminfo['MemTotal']}")
     if before.memmap_pages != after.memmap_pages:
         out.append(f"nr_memmap_pages {before.memmap_pages} -> {after.memmap_pages}")
-    for field, tolerance in (("MemFree", MEMFREE_TOLERANCE), ("Slab", SLAB_TOLERANCE)):
+    for field, tolerance in (
+        ("MemFree", MEMFREE_TOLERANCE),
+        ("Slab", SLAB_TOLERANCE),
+        ("PageTables", PAGETABLES_TOLERANCE),
+    ):
         delta = after.meminfo[field] - before.meminfo[field]
         if abs(delta) > tolerance:
             out.append(f"{field} moved by {delta >> 20} MiB (tolerance {tolerance >> 20} MiB)")
@@ -46,13 +53,14 @@ def _leaks(before: HotplugState, after: HotplugState) -> list[str]:
 def _cycles(
     vm: HotplugVM, cycle: Callable[[], None], record_property: Callable[[str, object], None]
 ) -> None:
-    vm.guest.run("echo 3 > /proc/sys/vm/drop_caches")
-    before = vm.state()
     seconds = []
-    for _ in range(CYCLES):
+    for n in range(CYCLES):
         start = time.monotonic()
         cycle()
         seconds.append(time.monotonic() - start)
+        if n == 0:
+            vm.guest.run("echo 3 > /proc/sys/vm/drop_caches")
+            before = vm.state()
     vm.guest.run("echo 3 > /proc/sys/vm/drop_caches")
     after = vm.state()
     record_property("cycle_seconds", [round(s, 2) for s in seconds])

@@ -111,7 +111,14 @@ def test_virtio_mem_regrow_replugs_both_kinds_of_fake_offline(vm: HotplugVM) -> 
     block = vm.memory().block_size
     assert vm.resize(dev, block + block // 2).reached
     assert vm.resize(dev, block + block // 4).reached
-    vm.expect_virtio_mem(dev, was_online=False)  # the never-onlined part still DIRTY
+    second = vm.flags(vm.blocks(dev)[1])
+    page = vm.guest.page_size()
+    never = expectations.virtio_mem_unplugged_flags(was_online=False)
+    after_online = expectations.virtio_mem_unplugged_flags(was_online=True)
+    assert second.exactly(never.value) == block // 2 // page, f"{second.summary()}: {never.why}"
+    assert second.exactly(after_online.value) == block // 4 // page, (
+        f"{second.summary()}: {after_online.why}"
+    )
     before = vm.mem_total()
 
     regrown = vm.resize(dev, 2 * block)
