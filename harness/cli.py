@@ -233,6 +233,20 @@ def _parser() -> argparse.ArgumentParser:
     _orchestrated_options(bi)
     bi.set_defaults(func=_bisect)
 
+    sc = sub.add_parser(
+        "selfcheck",
+        help="measure what the suite catches: one-line regressions built and run",
+        description="Apply each of memhp's one-line hotplug regressions (a corpus for Linux "
+        "6.12) to a copy of TREE, build it incrementally, run the scenarios, and print which "
+        "scenarios caught each mutant and the catch rate. The unmutated kernel runs first "
+        "and must pass. Exit status 0 when every mutant that built was caught.",
+    )
+    sc.add_argument("--tree", required=True, type=Path, help="a Linux 6.12 source tree")
+    _arch_option(sc, multiple=False)
+    sc.add_argument("--only", metavar="NAME", help="the mutants whose name contains NAME")
+    sc.add_argument("--out", type=Path, metavar="DIR", help="results (default ./memhp-out/)")
+    sc.set_defaults(func=_selfcheck)
+
     step = sub.add_parser("_bisect-step")  # what git bisect run calls; not for people
     step.add_argument("config")
     step.set_defaults(func=lambda a, _: bisect_step_main(a.config))
@@ -260,6 +274,12 @@ def _parser() -> argparse.ArgumentParser:
     _kbuild_base_option(kb)
     kb.add_argument("--out", type=Path, help="build directory (default: in memhp's cache)")
     kb.add_argument("-j", "--jobs", type=int, help="parallel jobs (default: all CPUs)")
+    kb.add_argument(
+        "--debug",
+        action="store_true",
+        help="add kconfigs/debug.config (DEBUG_VM, DEBUG_VM_PGFLAGS, DEBUG_PAGEALLOC, ...): "
+        "memmap and page-type misuse becomes a WARNING or BUG the scenarios fail on",
+    )
     kb.set_defaults(func=_kernel_build)
 
     shell = sub.add_parser("shell", help="boot a guest and open an SSH shell in it")
@@ -408,6 +428,7 @@ def _kernel_build(args: argparse.Namespace, _: list[str]) -> int:
         base=args.kbuild_base,
         out=args.out,
         jobs=args.jobs,
+        debug=args.debug,
     )
     print(f"kernel spec: build:{out}")
     return 0
@@ -436,6 +457,17 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
     if args.submit and (args.report / "kcidb.json").is_file():
         print(f"memhp: {submit.submit(args.report / 'kcidb.json')}")
     return status
+
+
+def _selfcheck(args: argparse.Namespace, _: list[str]) -> int:
+    from harness.workflows import selfcheck
+
+    out = _out_dir(args, "selfcheck").resolve()
+    result = selfcheck.run(args.tree, get_arch(args.arch), out, only=args.only)
+    print(result.table())
+    print(f"results: {out}")
+    clean = not result.baseline_failures and result.rate == 1.0
+    return 0 if clean else EXIT_KERNEL
 
 
 def _report_merge(args: argparse.Namespace, _: list[str]) -> int:

@@ -144,9 +144,10 @@ def kconfig_depends(tree: Path, option: str) -> str:
     return " && ".join(deps)
 
 
-def default_build_dir(tree: Path, arch: Arch) -> Path:
+def default_build_dir(tree: Path, arch: Arch, *, debug: bool = False) -> Path:
     key = hashlib.sha256(str(tree.resolve()).encode()).hexdigest()[:12]
-    return cache.path("builds", f"{tree.resolve().name}-{key}-{arch.name}")
+    flavour = "-debug" if debug else ""
+    return cache.path("builds", f"{tree.resolve().name}-{key}-{arch.name}{flavour}")
 
 
 def build(
@@ -157,19 +158,28 @@ def build(
     base: str | None = None,
     out: Path | None = None,
     jobs: int | None = None,
+    debug: bool = False,
 ) -> Path:
-    """Configure and build ``tree`` for ``arch`` into ``out``; return ``out`` (a build: spec)."""
+    """Configure and build ``tree`` for ``arch`` into ``out``; return ``out`` (a build: spec).
+    ``debug`` adds kconfigs/debug.config (and debug-ARCH.config where there is one), into a
+    build directory of its own."""
     tree = tree.resolve()
     if not (tree / "Makefile").is_file() or not (tree / "Kconfig").is_file():
         raise UsageError(f"{tree} is not a kernel source tree (no Makefile/Kconfig)")
     kb = KBUILD[arch.name]
-    out = (out or default_build_dir(tree, arch)).resolve()
+    out = (out or default_build_dir(tree, arch, debug=debug)).resolve()
     out.mkdir(parents=True, exist_ok=True)
     frags = fragments or [
         KCONFIGS / "hotplug.config",
         KCONFIGS / "guest.config",
         KCONFIGS / kb.fragment,
     ]
+    if debug:
+        frags += [
+            f
+            for f in (KCONFIGS / "debug.config", KCONFIGS / f"debug-{arch.name}.config")
+            if f.is_file()
+        ]
     for frag in frags:
         if not frag.is_file():
             raise UsageError(f"kconfig fragment {frag} does not exist")

@@ -24,11 +24,12 @@ class Selection:
     results: Path | None = None  # --memhp-results, and junit.xml in it
     select: str | None = None  # pytest -k
     shard: str | None = None  # K/N
+    files: tuple[str, ...] = ()  # scenario files (testcases/ names); empty: all
     durations_from: tuple[Path, ...] = ()
 
     def pytest_args(self) -> list[str]:
         args = [
-            str(TESTCASES),
+            *([str(TESTCASES / f) for f in self.files] or [str(TESTCASES)]),
             "-p",
             "no:cacheprovider",
             "-m",

@@ -36,6 +36,13 @@ def test_dimm_hot_add_blocks_match_qemu(vm: HotplugVM) -> None:
     vm.expect_blocks(blocks, expected.value.state, expected.value.zone, why=expected.why)
     flags = expectations.page_flags(vm.facts, expected.value.state)
     vm.expect_flags(blocks, *flags.value, why=flags.why)
+    zones = expectations.fresh_valid_zones(vm.facts)
+    if expected.value.state == "offline" and zones.value is not None:
+        seen = {b.index: b.valid_zones for b in blocks if b.valid_zones != zones.value}
+        assert not seen, (
+            f"valid_zones: expected {' '.join(zones.value)}, seen {seen}\n"
+            f"  expectation: {zones.why}"
+        )
 
 
 def test_dimm_online_movable(vm: HotplugVM) -> None:

@@ -76,3 +76,22 @@ def test_kbuild_kernel_passes_dimm_and_nvdimm_scenarios(
     )
 
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+
+
+def test_kbuild_debug_kernel_passes_the_scenarios(kernel_tree: Path) -> None:
+    """The same tree with kconfigs/debug.config (DEBUG_VM, DEBUG_VM_PGFLAGS, DEBUG_PAGEALLOC,
+    ...): a stock kernel must pass every scenario with all of them on (0 false failures), so
+    that a WARNING there is the change under test."""
+    out = kbuild.build(kernel_tree, X86_64, base="tinyconfig", debug=True)
+
+    run = _scenarios(
+        X86_64,
+        out,
+        "testcases/test_dimm.py",
+        "testcases/test_memmap_on_memory.py",
+        "testcases/test_virtio_mem.py",
+        "testcases/test_nvdimm.py",
+        "testcases/test_numa.py",
+    )
+
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from harness.guest import kpageflags
 from harness.hotplug import expectations, ndctl
 from harness.hotplug.coldplug import NvdimmSpec
 from harness.hotplug.records import Nvdimm, Unplug
@@ -80,8 +81,15 @@ def test_nvdimm_devdax_pfns_have_no_online_memmap(vm: HotplugVM) -> None:
 
     assert dax.chardev and dax.mode == "devdax", dax
     vm.guest.run(f"test -c /dev/{dax.chardev}")
-    # On x86 ZONE_DEVICE does not raise max_pfn, so its pfns may read as EOF; a DIMM
-    # plugged above it does raise it (add_pages), making every one of them readable.
+    raises = expectations.zone_device_raises_max_pfn(vm.facts)
+    before = len(
+        vm.guest.kpageflags(kpageflags.pfn_range(dax.start, dax.size, vm.guest.page_size()))
+    )
+    assert (before > 0) == raises.value, (
+        f"{before} devdax pfns readable before any other hotplug: {raises}"
+    )
+    # A DIMM plugged above the device does raise max_pfn (add_pages), making every one of
+    # its pfns readable.
     vm.plug_dimm(vm.arch.dimm_align)
     read = vm.expect_no_memmap(
         dax.start, dax.size, why="ZONE_DEVICE sections are never onlined (pagemap_range)"

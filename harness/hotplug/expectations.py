@@ -60,11 +60,15 @@ class KernelFacts:
     cmdline: tuple[str, ...]
     qemu_version: tuple[int, int, int]
     firmware_onlines_dimms: bool = False  # pseries DLPAR
+    build: str = ""  # uname -v
     overrides: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def version(self) -> tuple[int, int, int]:
-        return parse_release(self.release)
+        """The upstream version, sublevel included: uname -r, unless `uname -v` names the
+        Debian package version (Debian 6.1 releases read 6.1.0-57 but are 6.1.192)."""
+        debian = re.search(r"Debian (\d+\.\d+\.\d+)", self.build)
+        return parse_release(debian.group(1) if debian else self.release)
 
     def param(self, name: str) -> str | None:
         """Value of a kernel command-line parameter (last one wins, as in the kernel)."""
@@ -247,9 +251,13 @@ def memmap_on_memory_mode(facts: KernelFacts) -> Expected[str | None]:
         if facts.version < (6, 6, 0):
             # Before the force mode the parameter is a bool, and kstrtobool() reads a
             # leading 'f' as false.
-            return Expected(name, None, "memmap_on_memory=force reads as N before v6.6 "
-                            '(a bool parameter; "mm/memory_hotplug: support memmap_on_memory '
-                            'when memmap is not aligned to pageblocks" added force)')
+            return Expected(
+                name,
+                None,
+                "memmap_on_memory=force reads as N before v6.6 "
+                '(a bool parameter; "mm/memory_hotplug: support memmap_on_memory '
+                'when memmap is not aligned to pageblocks" added force)',
+            )
         return Expected(name, "force", "memory_hotplug.memmap_on_memory=force (v6.6)")
     return Expected(name, None, "memory_hotplug.memmap_on_memory not on the command line")
 
@@ -469,8 +477,9 @@ def kernel_supports(feature: str, config: KernelConfig, arch: Arch) -> Expected[
 AUTO_MOVABLE_RATIO = 301  # the module parameter's default (mm/memory_hotplug.c)
 
 
-def auto_movable_zones(kernel_early: int, units: list[int], *, ratio: int = AUTO_MOVABLE_RATIO,
-                       dynamic: bool = False) -> Expected[tuple[str, ...]]:
+def auto_movable_zones(
+    kernel_early: int, units: list[int], *, ratio: int = AUTO_MOVABLE_RATIO, dynamic: bool = False
+) -> Expected[tuple[str, ...]]:
     """The zone of each unit (pages) onlined in order with ``online`` under auto-movable, on
     one node: DIMMs (static groups) or blocks (no group), or with ``dynamic`` the blocks of
     one virtio-mem device. ``kernel_early``: present pages of the kernel zones at boot."""
@@ -485,7 +494,61 @@ def auto_movable_zones(kernel_early: int, units: list[int], *, ratio: int = AUTO
             own_kernel += pages
             zones.append("Normal")
     kind = "one dynamic group, per block" if dynamic else "per unit"
-    return Expected("auto_movable_zones", tuple(zones),
-                    f"auto-movable, ratio {ratio}, {kernel_early} kernel pages at boot, {kind}: "
-                    "Movable while Movable + the unit <= ratio x kernel / 100 "
-                    "(auto_movable_can_online_movable)")
+    return Expected(
+        "auto_movable_zones",
+        tuple(zones),
+        f"auto-movable, ratio {ratio}, {kernel_early} kernel pages at boot, {kind}: "
+        "Movable while Movable + the unit <= ratio x kernel / 100 "
+        "(auto_movable_can_online_movable)",
+    )
+
+
+def fresh_valid_zones(facts: KernelFacts) -> Expected[tuple[str, ...] | None]:
+    """valid_zones of an offline block that intersects no zone (a fresh DIMM's), or None
+    where the answer is dynamic. valid_zones_show() prints the zone plain `online` would
+    pick, then the other of kernel zone and Movable (drivers/base/memory.c); contig-zones
+    picks the kernel zone for a block no zone spans, Movable with movable_node
+    (default_zone_for_pfn)."""
+    name = "valid_zones"
+    policy = facts.param("memory_hotplug.online_policy") or "contig-zones"
+    if policy != "contig-zones":
+        return Expected(
+            name,
+            None,
+            f"online_policy={policy}: the first zone depends on "
+            "the memory online now (auto_movable_zone_for_pfn)",
+        )
+    if "movable_node" in facts.cmdline:
+        return Expected(
+            name, ("Movable", "Normal"), "movable_node: Movable first (default_zone_for_pfn)"
+        )
+    return Expected(
+        name,
+        ("Normal", "Movable"),
+        "contig-zones: a block no zone spans "
+        "goes to the kernel zone by default (default_zone_for_pfn), Movable "
+        "is the alternative (valid_zones_show)",
+    )
+
+
+def zone_device_raises_max_pfn(facts: KernelFacts) -> Expected[bool]:
+    """Whether adding ZONE_DEVICE memory (devdax) makes its pfns readable in /proc/kpageflags
+    by raising max_pfn. x86 add_pages() skips update_end_of_memory_vars() for pgmap memory
+    since "x86/mm/init: Handle the special case of device private pages in add_pages(), to
+    not increase max_pfn" (v6.15; stable 6.1.141 and 6.12.31); powerpc always raises it."""
+    name = "zone_device_raises_max_pfn"
+    if facts.arch != "x86_64":
+        return Expected(name, True, "powerpc add_pages() always calls update_end_of_memory_vars()")
+    v = facts.version
+    fixed = (
+        v >= (6, 15, 0)
+        or (v[:2] == (6, 12) and v >= (6, 12, 31))
+        or (v[:2] == (6, 1) and v >= (6, 1, 141))
+    )
+    return Expected(
+        name,
+        not fixed,
+        "x86 add_pages() with a pgmap leaves max_pfn alone (v6.15, 6.12.31, 6.1.141)"
+        if fixed
+        else "before v6.15 (6.12.31, 6.1.141) x86 add_pages() raises max_pfn for ZONE_DEVICE too",
+    )

@@ -104,8 +104,10 @@ def to_devdax(guest: GuestShell, chardev: str) -> int:
     res = guest.run(f"echo {dev} > /sys/bus/dax/drivers/kmem/unbind", check=False)
     if res.status != 0:
         return write_errno(res.stderr)
-    guest.run(f"echo {dev} > /sys/bus/dax/drivers/kmem/remove_id 2>/dev/null; "
-              f"echo {dev} > /sys/bus/dax/drivers/device_dax/bind")
+    guest.run(
+        f"echo {dev} > /sys/bus/dax/drivers/kmem/remove_id 2>/dev/null; "
+        f"echo {dev} > /sys/bus/dax/drivers/device_dax/bind"
+    )
     return 0
 
 

@@ -46,6 +46,7 @@ class HotplugVM:
         self.facts = KernelFacts(
             arch=self.arch.name,
             release=self.guest.run("uname -r").stdout.strip(),
+            build=self.guest.run("uname -v").stdout.strip(),
             config=self._kernel_config(),
             cmdline=tuple(self.guest.cmdline()),
             qemu_version=parse_release(machine.qemu_version),

@@ -95,7 +95,26 @@ def _cached_or_built(
             apt.download(source.packages) if isinstance(source, specs.DebianKernel) else []
         )
         with progress(f"image: building {arch.name} {spec}"):
-            return _build(spec, arch, source, kernel_debs, userspace, apt, dest)
+            image = _build(spec, arch, source, kernel_debs, userspace, apt, dest)
+        if not isinstance(source, specs.DebianKernel):
+            _prune_superseded(spec, arch, dest)
+        return image
+
+
+def _prune_superseded(spec: str, arch: Arch, keep: Path) -> None:
+    """A local kernel (build:DIR, PATH) was rebuilt: its older images, and the saved boots
+    made from them, describe a kernel that no longer exists (a bisect or a self-check
+    rebuilds the same build:DIR dozens of times)."""
+    for meta in cache.path("images").glob(f"{arch.name}-{_slug(spec)}-*/image.json"):
+        old = meta.parent
+        if old == keep:
+            continue
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            if json.loads(meta.read_text()).get("spec") != spec:
+                continue
+            for saved in cache.path("snapshots").glob(f"{arch.name}-{old.name}-*"):
+                saved.unlink(missing_ok=True)
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _intact(dest: Path) -> Image | None:

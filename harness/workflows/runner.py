@@ -49,12 +49,19 @@ def run_scenarios(
     *,
     select: str | None = None,
     accel: str | None = None,
+    files: tuple[str, ...] = (),
 ) -> Run:
-    """Run testcases/ on ``kernel`` (a spec) for ``arch``; results land in results_dir."""
+    """Run testcases/ (or its ``files``) on ``kernel`` (a spec) for ``arch``; results land
+    in results_dir."""
     shutil.rmtree(results_dir / RECORDS, ignore_errors=True)  # a rerun into the same dir
     results_dir.mkdir(parents=True, exist_ok=True)
     selection = Selection(
-        kernels=(kernel,), arches=(arch,), accel=accel, results=results_dir, select=select
+        kernels=(kernel,),
+        arches=(arch,),
+        accel=accel,
+        results=results_dir,
+        select=select,
+        files=files,
     )
     cmd = [sys.executable, "-m", "pytest", "-q", *selection.pytest_args()]
     log = results_dir / "pytest.log"
