@@ -51,6 +51,8 @@ class Arch:
     # Boot the decompressed ELF vmlinux through its PVH entry (skips the bzImage stub).
     pvh_boot: bool = False
     boot_timeout_tcg: float = 90.0
+    # TCG threading (harness.qemu.accel): "single" runs a guest's vCPUs in one host thread.
+    tcg_thread: str = "single"
     # -device specs added at boot so PCI devices (virtio-mem-pci) can be hot-plugged later.
     hotplug_ports: tuple[str, ...] = ()
     # NVDIMM on this machine: the device model, whether QEMU needs a label area and uuid
@@ -175,6 +177,11 @@ PPC64LE = Arch(
     # pseries DLPAR: dlpar_add_lmb() -> dlpar_online_lmb() onlines each LMB itself.
     firmware_onlines_dimms=True,
     adds_per_block=True,
+    # One host thread per vCPU: with thread=single a pseries guest's second vCPU, idling in
+    # snooze_loop, went 21 s without its timer interrupt during DLPAR ("rcu_sched kthread
+    # timer wakeup didn't happen"); the int3 artifact that single threading avoids is x86's
+    # (text_poke_bp), powerpc patches without a breakpoint.
+    tcg_thread="multi",
     # spapr NVDIMMs: a label area and a uuid, data a multiple of 256 MiB (hw/ppc/spapr_nvdimm.c).
     nvdimm_driver="spapr-nvdimm",
     nvdimm_label_size=128 * 1024,

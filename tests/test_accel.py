@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.arch import X86_64
+from harness.arch import PPC64LE, X86_64
 from harness.errors import GuestPanic, VMLost
 from harness.qemu.accel import Accel, tcg_artifact
 
@@ -48,5 +48,6 @@ def test_tcg_runs_a_guests_vcpus_in_one_thread_unless_asked(
 ) -> None:
     monkeypatch.delenv("MEMHP_TCG_THREAD", raising=False)
     assert "tcg,thread=single" in Accel("tcg", "test").qemu_args(X86_64)
+    assert "tcg,thread=multi" in Accel("tcg", "test").qemu_args(PPC64LE)
     monkeypatch.setenv("MEMHP_TCG_THREAD", "multi")
     assert "tcg,thread=multi" in Accel("tcg", "test").qemu_args(X86_64)

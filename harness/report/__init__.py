@@ -22,6 +22,7 @@ from harness.report.results import load, load_checkout
 
 def write(results_dir: Path, builds: Sequence[BuildOutcome] = ()) -> tuple[Path, Path]:
     """kcidb.json and report.html for everything in ``results_dir``."""
+    results_dir.mkdir(parents=True, exist_ok=True)  # an empty shard recorded nothing
     results = load(results_dir)
     checkout = load_checkout(results_dir)
     kc = results_dir / "kcidb.json"
