@@ -17,12 +17,12 @@ from pathlib import Path
 
 from harness.report.html import html_report
 from harness.report.kcidb import BuildOutcome, kcidb
-from harness.report.results import load, load_checkout
+from harness.report.results import RECORDS, load, load_checkout
 
 
 def write(results_dir: Path, builds: Sequence[BuildOutcome] = ()) -> tuple[Path, Path]:
     """kcidb.json and report.html for everything in ``results_dir``."""
-    results_dir.mkdir(parents=True, exist_ok=True)  # an empty shard recorded nothing
+    (results_dir / RECORDS).mkdir(parents=True, exist_ok=True)  # an empty shard: none
     results = load(results_dir)
     checkout = load_checkout(results_dir)
     kc = results_dir / "kcidb.json"
