@@ -147,3 +147,31 @@ def test_virtio_mem_unplug_online_off_keeps_online_memory(vm: HotplugVM) -> None
 
     assert not held.reached and held.size == block, held.describe()
     assert released.reached, released.describe()
+
+
+@pytest.mark.memhp(cmdline=(*ONLINE_MOVABLE, "virtio_mem.force_bbm=1"), fresh=True)
+def test_virtio_mem_big_block_mode_plugs_whole_blocks(vm: HotplugVM) -> None:
+    """virtio_mem.force_bbm=1: the driver plugs and unplugs whole big blocks (one memory
+    block here), never sub-blocks, so a request of 1.5 blocks gets 1 and no page is ever
+    fake-offline (virtio_mem_bbm_plug_request: nb_bb = diff / bb_size)."""
+    param = vm.guest.run("cat /sys/module/virtio_mem/parameters/force_bbm").stdout.strip()
+    assert param == "Y", f"force_bbm reads {param!r}: the command line did not reach virtio_mem"
+    dev = _device(vm, "hotplugged")
+    block = vm.memory().block_size
+    before = vm.mem_total()
+
+    partial = vm.resize(dev, block + block // 2, timeout=10.0)
+
+    assert not partial.reached and partial.size == block, partial.describe()
+    (only,) = vm.blocks(dev)
+    vm.expect_blocks([only], "online", "Movable")
+    flags = expectations.page_flags(vm.facts, "online")
+    vm.expect_flags([only], *flags.value, why=f"big-block mode plugs whole blocks: {flags.why}")
+    assert vm.resize(dev, 2 * block).reached
+    assert vm.mem_total() - before == 2 * block
+
+    shrunk = vm.resize(dev, block)
+
+    assert shrunk.reached, shrunk.describe()
+    assert len(vm.blocks(dev)) == 1, "the unplugged big block is offlined and removed"
+    assert vm.mem_total() - before == block
