@@ -14,7 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from harness import cache
 from harness.arch import ARCHES
+from harness.errors import UsageError
+from harness.images.apt import AptCache
+from harness.images.specs import debian_candidates
 from harness.report.results import Status, load
 
 pytestmark = pytest.mark.flavours
@@ -23,17 +27,28 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def every_flavour(arch: str) -> list[str]:
+    """Every flavour of each default line that Debian builds for the arch, as its indexes
+    list them (bookworm has no ppc64el 64k flavour, so there is no debian:6.1/64k). A build
+    that is listed but cannot be downloaded stays in: that is an archive gap to report."""
     profile = ARCHES[arch]
-    return [
-        spec + suffix
-        for spec in profile.default_kernels
-        for suffix in ("", *(f"/{f}" for f in sorted(profile.flavours)))
-    ]
+    apt = AptCache(cache.path("apt", profile.debian_arch), profile.debian_arch)
+    apt.update()
+    specs = []
+    for spec in profile.default_kernels:
+        for suffix in ("", *(f"/{f}" for f in sorted(profile.flavours))):
+            try:
+                debian_candidates(spec + suffix, profile, apt)
+            except UsageError as exc:
+                print(f"{arch}: not built by Debian, left out: {exc}")
+                continue
+            specs.append(spec + suffix)
+    return specs
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHES))
 def test_every_flavour_passes_or_skips_with_a_reason(arch: str, tmp_path: Path) -> None:
-    kernels = [a for spec in every_flavour(arch) for a in ("--memhp-kernel", spec)]
+    flavours = every_flavour(arch)
+    kernels = [a for spec in flavours for a in ("--memhp-kernel", spec)]
     run = subprocess.run(
         [
             sys.executable,
@@ -69,5 +84,5 @@ def test_every_flavour_passes_or_skips_with_a_reason(arch: str, tmp_path: Path) 
     ]
     assert not unexplained, unexplained
     counts = Counter((r.kernel, r.status.value) for r in results)
-    assert {k for k, _ in counts} == set(every_flavour(arch)), counts
+    assert {k for k, _ in counts} == set(flavours), counts
     assert run.returncode == 0, run.stdout[-3000:]

@@ -103,6 +103,11 @@ class Gpg:
         self.keyring = home / "keyring.gpg"
         self.keyring.write_bytes(self._gpg("--export").stdout)
 
+    def close(self) -> None:
+        """End the gpg-agent (and keyboxd) that gpg started for this home: a test leaves
+        no daemon behind."""
+        subprocess.run(["gpgconf", "--homedir", str(self.home), "--kill", "all"], check=False)
+
     def clearsign(self, src: Path, dest: Path) -> None:
         self._gpg("--clearsign", "--output", str(dest), str(src))
 

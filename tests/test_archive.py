@@ -83,6 +83,7 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     gpg = Gpg(top / "gnupg")
     main.publish(gpg, "amd64")
     security.publish(gpg, "amd64")
+    gpg.close()
     notes: list[str] = []
     with serve(top / "www") as url, pytest.MonkeyPatch.context() as mp:
         mp.setenv(cache.ENV, str(top / "cache"))
