@@ -26,6 +26,7 @@ class Selection:
     shard: str | None = None  # K/N
     files: tuple[str, ...] = ()  # scenario files (testcases/ names); empty: all
     durations_from: tuple[Path, ...] = ()
+    workers: int = 0  # pytest-xdist -n; 0 or 1: one process
 
     def pytest_args(self) -> list[str]:
         args = [
@@ -64,4 +65,6 @@ class Selection:
         if self.shard:
             args += ["--memhp-shard", self.shard]
         args += [a for d in self.durations_from for a in ("--memhp-durations-from", str(d))]
+        if self.workers > 1:
+            args += ["-n", str(self.workers)]
         return args

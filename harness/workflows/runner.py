@@ -50,9 +50,10 @@ def run_scenarios(
     select: str | None = None,
     accel: str | None = None,
     files: tuple[str, ...] = (),
+    workers: int = 0,
 ) -> Run:
-    """Run testcases/ (or its ``files``) on ``kernel`` (a spec) for ``arch``; results land
-    in results_dir."""
+    """Run testcases/ (or its ``files``) on ``kernel`` (a spec) for ``arch``, in ``workers``
+    processes (pytest-xdist) when more than one; results land in results_dir."""
     shutil.rmtree(results_dir / RECORDS, ignore_errors=True)  # a rerun into the same dir
     results_dir.mkdir(parents=True, exist_ok=True)
     selection = Selection(
@@ -62,6 +63,7 @@ def run_scenarios(
         results=results_dir,
         select=select,
         files=files,
+        workers=workers,
     )
     cmd = [sys.executable, "-m", "pytest", "-q", *selection.pytest_args()]
     log = results_dir / "pytest.log"

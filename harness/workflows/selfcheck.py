@@ -43,6 +43,10 @@ class Mutant:
     effect: str  # what it breaks, as a kernel developer would see it
 
 
+# Two guests at a time, as the README's test command runs them (TCG thread=single: one host
+# thread per guest, so two fill this 2-core machine; more would oversubscribe it).
+WORKERS = 2
+
 # Linux 6.12 (Debian linux-source-6.12). Each changes one line.
 CORPUS = (
     Mutant(
@@ -232,7 +236,9 @@ def run(
             _rewrite(work / m.path, (tree / m.path).read_text())  # an interrupted run's
         _check_applies(work, m)
     kbuild.build(work, arch, base="tinyconfig", out=build_dir)
-    base = run_scenarios(f"build:{build_dir}", arch.name, out / "baseline", files=files)
+    base = run_scenarios(
+        f"build:{build_dir}", arch.name, out / "baseline", files=files, workers=WORKERS
+    )
     failing = [
         r.scenario
         for r in base.results
@@ -256,7 +262,7 @@ def _one(
             kbuild.build(work, arch, base="tinyconfig", out=build_dir)
         except UsageError:
             return Outcome(m, built=False)
-        run = run_scenarios(f"build:{build_dir}", arch.name, out, files=files)
+        run = run_scenarios(f"build:{build_dir}", arch.name, out, files=files, workers=WORKERS)
     finally:
         _rewrite(path, original)
     return Outcome(
