@@ -237,13 +237,19 @@ def _parser() -> argparse.ArgumentParser:
         "selfcheck",
         help="measure what the suite catches: one-line regressions built and run",
         description="Apply each of memhp's one-line hotplug regressions (a corpus for Linux "
-        "6.12) to a copy of TREE, build it incrementally, run the scenarios, and print which "
-        "scenarios caught each mutant and the catch rate. The unmutated kernel runs first "
+        "6.12) to a copy of TREE, build it incrementally, run the scenarios (up to the first "
+        "that fails, unless --every-catcher), and print which scenarios caught each mutant "
+        "and the catch rate. The unmutated kernel runs first "
         "and must pass. Exit status 0 when every mutant that built was caught.",
     )
     sc.add_argument("--tree", required=True, type=Path, help="a Linux 6.12 source tree")
     _arch_option(sc, multiple=False)
     sc.add_argument("--only", metavar="NAME", help="the mutants whose name contains NAME")
+    sc.add_argument(
+        "--every-catcher",
+        action="store_true",
+        help="run every scenario on each mutant (default: stop at the first that catches it)",
+    )
     sc.add_argument("--out", type=Path, metavar="DIR", help="results (default ./memhp-out/)")
     sc.set_defaults(func=_selfcheck)
 
@@ -463,7 +469,9 @@ def _selfcheck(args: argparse.Namespace, _: list[str]) -> int:
     from harness.workflows import selfcheck
 
     out = _out_dir(args, "selfcheck").resolve()
-    result = selfcheck.run(args.tree, get_arch(args.arch), out, only=args.only)
+    result = selfcheck.run(
+        args.tree, get_arch(args.arch), out, only=args.only, every_catcher=args.every_catcher
+    )
     print(result.table())
     print(f"results: {out}")
     clean = not result.baseline_failures and result.rate == 1.0

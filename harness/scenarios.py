@@ -27,6 +27,7 @@ class Selection:
     files: tuple[str, ...] = ()  # scenario files (testcases/ names); empty: all
     durations_from: tuple[Path, ...] = ()
     workers: int = 0  # pytest-xdist -n; 0 or 1: one process
+    maxfail: int = 0  # stop after this many failures; 0: run everything
 
     def pytest_args(self) -> list[str]:
         args = [
@@ -67,4 +68,6 @@ class Selection:
         args += [a for d in self.durations_from for a in ("--memhp-durations-from", str(d))]
         if self.workers > 1:
             args += ["-n", str(self.workers)]
+        if self.maxfail > 0:
+            args += ["--maxfail", str(self.maxfail)]
         return args

@@ -51,9 +51,11 @@ def run_scenarios(
     accel: str | None = None,
     files: tuple[str, ...] = (),
     workers: int = 0,
+    maxfail: int = 0,
 ) -> Run:
     """Run testcases/ (or its ``files``) on ``kernel`` (a spec) for ``arch``, in ``workers``
-    processes (pytest-xdist) when more than one; results land in results_dir."""
+    processes (pytest-xdist) when more than one, stopping after ``maxfail`` failures when
+    given; results land in results_dir."""
     shutil.rmtree(results_dir / RECORDS, ignore_errors=True)  # a rerun into the same dir
     results_dir.mkdir(parents=True, exist_ok=True)
     selection = Selection(
@@ -64,6 +66,7 @@ def run_scenarios(
         select=select,
         files=files,
         workers=workers,
+        maxfail=maxfail,
     )
     cmd = [sys.executable, "-m", "pytest", "-q", *selection.pytest_args()]
     log = results_dir / "pytest.log"
