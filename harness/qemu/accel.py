@@ -9,9 +9,9 @@ stale translation (QEMU invalidates translations asynchronously across threads).
 ``thread=single`` failed none of 400 and booted faster under that load (median 4.62 s against
 5.57 s on 7.2, 3.78 against 4.83 on 6.12/cloud: with a thread per vCPU, two 2-vCPU guests
 oversubscribe 2 cores); ``-smp 1`` was as fast but takes the second vCPU from the guest.
-ppc64le pseries keeps ``thread=multi``: under ``thread=single`` its guests (Debian 6.1 after a
-hot-add, and after a reboot) stalled RCU with "timer wakeup didn't happen" in snooze_loop,
-the idle vCPU starving the other; the int3 race above is x86 text patching only.
+ppc64le pseries keeps the ``thread=multi`` it always ran with: the int3 race above is x86
+text patching only (an RCU stall first blamed on ``thread=single`` there came from restored
+guests: see ``saved_boots`` in harness/arch.py).
 """
 
 from __future__ import annotations

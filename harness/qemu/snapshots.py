@@ -30,7 +30,7 @@ def enabled() -> bool:
 
 def path_for(config: MachineConfig, accel: Accel) -> Path | None:
     """Where the saved boot of ``config`` lives; None where restoring cannot serve."""
-    if config.coldplug or config.restore_from is not None:
+    if config.coldplug or config.restore_from is not None or not config.arch.saved_boots:
         return None
     binary = shutil.which(config.qemu_binary or config.arch.qemu_binary)
     if binary is None:
