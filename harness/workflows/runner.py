@@ -75,14 +75,16 @@ def run_scenarios(
         log.open("w") as out,
     ):
         proc = subprocess.run(cmd, cwd=CHECKOUT or TESTCASES, stdout=out, stderr=subprocess.STDOUT)
-    if proc.returncode == 2:
+    results = load(results_dir)
+    # pytest-xdist ends a --maxfail stop as "Interrupted" (exit 2), like bad input
+    stopped = maxfail > 0 and any(r.status is Status.FAIL for r in results)
+    if proc.returncode == 2 and not stopped:
         raise UsageError(f"the scenarios refused their input: {_last_line(log)} (log: {log})")
     if proc.returncode in (4, 5) or (proc.returncode > 5 and proc.returncode != EXIT_INFRA):
         raise HarnessError(
             f"pytest could not run the scenarios (exit {proc.returncode}): "
             f"{_last_line(log)} (log: {log})"
         )
-    results = load(results_dir)
     if not results:
         raise UsageError(
             f"no scenario ran{f' for -k {select!r}' if select else ''} "
