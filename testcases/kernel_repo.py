@@ -22,7 +22,7 @@ from harness.workflows.gittree import output as git
 GOOD_TAG = "memhp-base"
 BAD_TAG = "memhp-top"
 REGRESSION_SUBJECT = "mm/memory_hotplug: step online_pages_range() by MAX_ORDER_NR_PAGES"
-SCENARIO = "test_memmap_on_memory_dimm and one_block"  # the scenario that catches it
+SCENARIO = "test_memmap_on_memory_dimm and one_block and not force"  # the one that catches it
 
 
 @dataclass(frozen=True)
