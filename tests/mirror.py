@@ -106,7 +106,8 @@ class Gpg:
     def close(self) -> None:
         """End the gpg-agent (and keyboxd) that gpg started for this home: a test leaves
         no daemon behind."""
-        subprocess.run(["gpgconf", "--homedir", str(self.home), "--kill", "all"], check=False)
+        if shutil.which("gpgconf"):
+            subprocess.run(["gpgconf", "--homedir", str(self.home), "--kill", "all"], check=False)
 
     def clearsign(self, src: Path, dest: Path) -> None:
         self._gpg("--clearsign", "--output", str(dest), str(src))
