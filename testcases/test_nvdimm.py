@@ -33,6 +33,15 @@ def _nvdimm(vm: HotplugVM, how: str, size: int = 512 * MiB) -> Nvdimm:
     return vm.nvdimm(COLD.id) if how == "coldplugged" else vm.plug_nvdimm(size)
 
 
+def _devdax(vm: HotplugVM) -> tuple[ndctl.Namespace, ndctl.Namespace]:
+    """A hot-plugged NVDIMM's namespace, and the same reconfigured to devdax."""
+    dev = _nvdimm(vm, "hotplugged")
+    ns = ndctl.namespace(vm.guest, ndctl.region_at(vm.guest, dev.addr))
+    dax = ndctl.reconfigure(vm.guest, ns.dev, "devdax")
+    assert dax.chardev, dax
+    return ns, dax
+
+
 @pytest.mark.parametrize("how", PLUGGED)
 def test_nvdimm_raw_namespace_has_no_memmap(vm: HotplugVM, how: str) -> None:
     """A raw namespace: /dev/pmemN spans the device and reads; raw pmem gets no struct
@@ -103,10 +112,7 @@ def test_nvdimm_devdax_pfns_have_no_online_memmap(vm: HotplugVM) -> None:
 def test_nvdimm_kmem_system_ram(vm: HotplugVM) -> None:
     """dax kmem (kmem driver bound through sysfs): blocks come up offline, online movable to
     BUDDY, offline again to no memmap."""
-    dev = _nvdimm(vm, "hotplugged")
-    ns = ndctl.namespace(vm.guest, ndctl.region_at(vm.guest, dev.addr))
-    dax = ndctl.reconfigure(vm.guest, ns.dev, "devdax")
-    assert dax.chardev
+    _, dax = _devdax(vm)
 
     ram = ndctl.to_system_ram(vm.guest, dax.chardev)
 
@@ -165,10 +171,7 @@ def test_nvdimm_kmem_round_trip(vm: HotplugVM) -> None:
     """devdax -> System RAM -> online (the namespace cannot be disabled under it) -> offline
     -> devdax again, with no trace of the System RAM left (ndctl's daxctl-devices.sh, done
     through sysfs)."""
-    dev = _nvdimm(vm, "hotplugged")
-    ns = ndctl.namespace(vm.guest, ndctl.region_at(vm.guest, dev.addr))
-    dax = ndctl.reconfigure(vm.guest, ns.dev, "devdax")
-    assert dax.chardev
+    ns, dax = _devdax(vm)
     ram = ndctl.to_system_ram(vm.guest, dax.chardev)
     blocks = vm.blocks(ram)
     assert not any(vm.set_state(blocks, "online_movable").values())
