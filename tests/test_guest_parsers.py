@@ -1,4 +1,4 @@
-"""Unit tests for the text parsers of harness.guest (no SSH)."""
+"""Unit tests for the text parsers of harness.guest and harness.hotplug (no SSH)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 
 from harness.guest.memory import MemoryBlock, MemoryLayout, parse_meminfo, parse_memory, write_errno
 from harness.guest.procfs import Zone, parse_node_list, parse_zoneinfo
+from harness.hotplug import effects
 
 BLOCK_SIZE = "8000000\n"  # 128 MiB, as block_size_bytes prints it (hex, no 0x)
 GREP = """\
@@ -143,3 +144,22 @@ def test_parse_zoneinfo_reads_each_zone_of_each_node() -> None:
 )
 def test_parse_node_list(text: str, nodes: set[int]) -> None:
     assert parse_node_list(text) == nodes
+
+
+# 6.12 debug build, 4 x 128 MiB boot sections, 8 bytes of page_ext per page (mm/page_ext.c)
+PAGE_EXT_DMESG = "[    0.091234] allocated 1048576 bytes of page_ext\n"
+
+
+def test_page_ext_table_pages_splits_the_boot_total_per_section() -> None:
+    assert effects.page_ext_table_pages(PAGE_EXT_DMESG, 4, 4096) == 64
+
+
+def test_page_ext_table_pages_is_zero_when_no_page_ext_user_asked() -> None:
+    assert (
+        effects.page_ext_table_pages("[    0.0] Memory: 400000K/524288K available\n", 4, 4096) == 0
+    )
+
+
+def test_page_ext_table_pages_refuses_a_total_it_cannot_split() -> None:
+    with pytest.raises(ValueError, match="do not split over 3 sections"):
+        effects.page_ext_table_pages(PAGE_EXT_DMESG, 3, 4096)

@@ -15,6 +15,9 @@ The arithmetic (mm/memory_hotplug.c, the same in 6.1 and 6.12 unless noted):
 * offline: the reverse, the span shrinking at the zone's edges (shrink_zone_span).
 * remove (try_remove_memory): the resource, the firmware memmap entry and the memmap pages
   go away again.
+* page_ext (mm/page_ext.c, where a boot option or debug config needs it): each section's
+  table is allocated at online (MEM_GOING_ONLINE -> init_section_page_ext) and freed at
+  offline, and alloc_page_ext counts it in nr_memmap_pages too.
 """
 
 from __future__ import annotations
@@ -125,9 +128,11 @@ def added(
     *,
     zones: bool = True,
     unit: int | None = None,
+    page_ext: int = 0,
 ) -> list[Finding]:
     """A device's memory was added, in one add (ACPI: the whole DIMM) or one per ``unit``
-    bytes (pseries DLPAR: per LMB); ``zones``: its blocks stayed offline, so no zone moved."""
+    bytes (pseries DLPAR: per LMB); ``zones``: its blocks stayed offline, so no zone moved;
+    ``page_ext``: pages of the page_ext tables of the sections that went online too."""
     out = (
         _zones_unchanged(
             before, after, "an add associates no zone (move_pfn_range_to_zone runs at online)"
@@ -158,7 +163,7 @@ def added(
                 "add_memory_resource -> firmware_map_add_hotplug (x86)",
             )
         )
-    out += _memmap_count(before, after, memmap_pages, "populate_section_memmap")
+    out += _memmap_count(before, after, memmap_pages, page_ext, "populate_section_memmap")
     return out
 
 
@@ -170,8 +175,10 @@ def removed(
     memmap_pages: int,
     *,
     zones: bool = True,
+    page_ext: int = 0,
 ) -> list[Finding]:
-    """A device's memory was removed; ``zones``: it was offline already, so no zone moved."""
+    """A device's memory was removed; ``zones``: it was offline already, so no zone moved;
+    ``page_ext``: pages of the page_ext tables of its sections that were online."""
     out = (
         _zones_unchanged(before, after, "its blocks were offline: removal touches no zone")
         if zones
@@ -196,7 +203,7 @@ def removed(
                 "try_remove_memory -> firmware_map_remove",
             )
         )
-    out += _memmap_count(before, after, -memmap_pages, "depopulate_section_memmap")
+    out += _memmap_count(before, after, -memmap_pages, -page_ext, "depopulate_section_memmap")
     return out
 
 
@@ -204,6 +211,19 @@ def memmap_pages_of(size: int, section_size: int, page_size: int) -> int:
     """nr_memmap_pages of ``size`` bytes: each section's memmap, rounded up to pages."""
     sections = size // section_size
     return sections * -(-(section_size // page_size) * STRUCT_PAGE // page_size)
+
+
+def page_ext_table_pages(dmesg: str, boot_sections: int, page_size: int) -> int:
+    """Pages of one section's page_ext table, from page_ext_init's "allocated N bytes of
+    page_ext" (N: the tables of the ``boot_sections`` sections present at boot); 0 when the
+    kernel prints none (no page_ext user asked for it: invoke_need_callbacks)."""
+    found = re.search(r"allocated (\d+) bytes of page_ext", dmesg)
+    if found is None:
+        return 0
+    total = int(found.group(1))
+    if boot_sections <= 0 or total % boot_sections:
+        raise ValueError(f"{total} bytes of page_ext do not split over {boot_sections} sections")
+    return -(-(total // boot_sections) // page_size)
 
 
 # -- online and offline -------------------------------------------------------------------
@@ -348,20 +368,24 @@ def _zones_unchanged(before: HotplugState, after: HotplugState, why: str) -> lis
     return out
 
 
-def _memmap_count(before: HotplugState, after: HotplugState, delta: int, why: str) -> list[Finding]:
+def _memmap_count(
+    before: HotplugState, after: HotplugState, memmap: int, page_ext: int, why: str
+) -> list[Finding]:
     if before.memmap_pages is None or after.memmap_pages is None:
         return []
     seen = after.memmap_pages - before.memmap_pages
-    if seen != delta:
-        return [
-            Finding(
-                "/proc/vmstat nr_memmap_pages",
-                f"{delta:+d}",
-                f"{seen:+d}",
-                f"{why} (memmap_pages_add, v6.11)",
-            )
-        ]
-    return []
+    if seen == memmap + page_ext:
+        return []
+    want = f"{memmap + page_ext:+d}" + (
+        f" ({memmap:+d} memmap, {page_ext:+d} page_ext)" if page_ext else ""
+    )
+    if page_ext:
+        why += ", and the page_ext tables (init_section_page_ext / __free_page_ext)"
+    return [
+        Finding(
+            "/proc/vmstat nr_memmap_pages", want, f"{seen:+d}", f"{why} (memmap_pages_add, v6.11)"
+        )
+    ]
 
 
 def _ranges_at(resources: tuple[Range, ...], addr: int, size: int) -> str:

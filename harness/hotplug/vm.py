@@ -11,7 +11,7 @@ import contextlib
 import errno
 from collections.abc import Iterable, Sequence
 
-from harness.errors import MemhpError
+from harness.errors import InfrastructureError, MemhpError
 from harness.guest import kpageflags
 from harness.guest.kpageflags import Histogram
 from harness.guest.memory import MemoryBlock, MemoryLayout
@@ -60,6 +60,7 @@ class HotplugVM:
         # map reads 8 bytes per page over SSH, so only when a report asks for pictures).
         self.snapshots: list[Snapshot] | None = None
         self.dmesg_start = 0  # dmesg lines of this boot before the scenario began
+        self._page_ext = self._page_ext_table_pages()
 
     def _kernel_config(self) -> KernelConfig:
         """The image's config, else the running kernel's /proc/config.gz (IKCONFIG_PROC)."""
@@ -90,6 +91,7 @@ class HotplugVM:
             dimm.size,
             self._memmap_pages(dimm.size),
             zones=not online,
+            page_ext=self._page_ext_pages(online, layout),
             unit=layout.block_size if self.arch.adds_per_block else None,
         )
         if online:
@@ -114,6 +116,7 @@ class HotplugVM:
                 dimm.size,
                 self._memmap_pages(dimm.size),
                 zones=not was_online,
+                page_ext=self._page_ext_pages(was_online, layout),
             )
             if was_online:  # the eject offlined them first
                 found += effects.offlined(
@@ -151,9 +154,25 @@ class HotplugVM:
 
     @logged
     def resize(self, dev: VirtioMem, requested: int, *, timeout: float = 60.0) -> Resize:
+        was, total = dev.size, self.mem_total() if requested > dev.size else 0
         resize = devices.resize_virtio_mem(self.machine, dev, requested, timeout=timeout)
+        if total and resize.size > was:
+            self._wait_plugged_online(dev, total + resize.size - was)
         self.snapshot(f"{dev.id} resized to {requested >> 20} MiB", dev.addr, dev.max_size)
         return resize
+
+    def _wait_plugged_online(self, dev: VirtioMem, mem_total: int) -> None:
+        """The driver hands each sub-block to the buddy after QEMU acknowledged its plug
+        (virtio_mem_sbm_plug_any_sb -> virtio_mem_fake_online), so QEMU's size change comes
+        first and no event marks the end: wait in the guest until MemTotal shows it, where the
+        device's blocks are online (offline ones add nothing to MemTotal)."""
+        if not all(b.online for b in self.blocks(dev)):
+            return
+        self.guest.wait_until(
+            f"[ $(awk '/^MemTotal:/ {{print $2}}' /proc/meminfo) -ge {mem_total >> 10} ]",
+            timeout=10.0,
+            what=f"MemTotal of {mem_total >> 10} kB after {dev.id} plugged {dev.size >> 20} MiB",
+        )
 
     @logged
     def unplug_virtio_mem(self, dev: VirtioMem) -> UnplugResult:
@@ -280,6 +299,23 @@ class HotplugVM:
 
     def _memmap_pages(self, size: int) -> int:
         return effects.memmap_pages_of(size, self.arch.section_size, self.guest.page_size())
+
+    def _page_ext_table_pages(self) -> int:
+        """nr_memmap_pages of one section's page_ext table, read while only boot memory is
+        present (a fresh guest); 0 for a kernel without CONFIG_PAGE_EXTENSION."""
+        if not self.facts.config.enabled("CONFIG_PAGE_EXTENSION"):
+            return 0
+        dmesg = self.guest.run("dmesg | grep -m1 'bytes of page_ext'", check=False).stdout
+        layout = self.memory()
+        sections = len(layout.blocks) * layout.block_size // self.arch.section_size
+        try:
+            return effects.page_ext_table_pages(dmesg, sections, self.guest.page_size())
+        except ValueError as err:
+            raise InfrastructureError(f"cannot size this kernel's page_ext tables: {err}") from err
+
+    def _page_ext_pages(self, blocks: Sequence[MemoryBlock], layout: MemoryLayout) -> int:
+        """The page_ext tables of ``blocks``' sections (allocated at online, freed at offline)."""
+        return self._page_ext * len(blocks) * layout.block_size // self.arch.section_size
 
     def _vmemmap(self, device_blocks: int) -> int:
         """Pages of each block that hold its own memmap (memmap_on_memory), else 0."""
