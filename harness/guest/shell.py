@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 import shlex
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -68,6 +69,33 @@ class GuestHost(Protocol):
 # and a second SSH session must answer too, else the guest is lost.
 HEARTBEAT = 5.0
 log = logging.getLogger("memhp.ssh")
+
+
+def _request_exec(chan: paramiko.Channel, command: str, timeout: float) -> bool:
+    """Send the exec request; False when sshd does not answer it within ``timeout``.
+
+    paramiko waits for that answer without a bound (Channel._wait_for_event), and a guest
+    whose sshd still opens sessions but cannot start a command (an Oops holding a lock every
+    fork needs) would hold the harness there for good. Closing the channel ends that wait.
+    """
+    failed: list[BaseException] = []
+
+    def request() -> None:
+        try:
+            chan.exec_command(command)
+        except BaseException as exc:  # re-raised in the caller's thread
+            failed.append(exc)
+
+    thread = threading.Thread(target=request, name="ssh-exec", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        chan.close()
+        thread.join(1.0)
+        return False
+    if failed:
+        raise failed[0]
+    return True
 
 
 class GuestShell:
@@ -199,7 +227,11 @@ class GuestShell:
             chan = transport.open_session(timeout=2 * HEARTBEAT)
             try:
                 chan.settimeout(HEARTBEAT)
-                chan.exec_command(command)
+                if not _request_exec(chan, command, 2 * HEARTBEAT):
+                    raise self._lose(
+                        f"the guest opened an SSH session but did not start '{command}' "
+                        f"in {2 * HEARTBEAT:g} s"
+                    )
                 return self._collect(chan, command, timeout)
             finally:
                 chan.close()
@@ -257,10 +289,12 @@ class GuestShell:
         """Whether a second session on the same connection runs `true` in time."""
         try:
             probe = self._transport().open_session(timeout=2 * HEARTBEAT)
-            probe.exec_command("true")
-            answered = probe.status_event.wait(2 * HEARTBEAT)
-            probe.close()
-            return answered
+            try:
+                return _request_exec(probe, "true", 2 * HEARTBEAT) and probe.status_event.wait(
+                    2 * HEARTBEAT
+                )
+            finally:
+                probe.close()
         except (OSError, EOFError, paramiko.SSHException):
             return False
 

@@ -13,7 +13,10 @@ from pathlib import Path
 from harness.errors import BootTimeout, GuestPanic, KernelFailure, VMLost
 
 # A panic ends the wait at once; these lines start the kernel's own panic report.
-PANIC_RE = re.compile(r"Kernel panic - not syncing|kernel BUG at|Oops: |BUG: unable to handle")
+PANIC_RE = re.compile(
+    r"Kernel panic - not syncing|kernel BUG at|BUG: kernel NULL pointer dereference|"
+    r"BUG: unable to handle|Oops: "
+)
 # What a hung guest kernel prints while it still can: a guest that stops answering and
 # shows one of these is the kernel's failure, not a lost VM.
 LOCKUP_RE = re.compile(
