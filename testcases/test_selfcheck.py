@@ -20,4 +20,5 @@ def test_selfcheck_catches_every_mutant(kernel_tree: Path, tmp_path: Path) -> No
 
     print(result.table())
     assert not result.baseline_failures, result.table()
+    assert not result.corpus_errors, result.table()  # each mutant builds and is compiled in
     assert result.rate == 1.0, result.table()
