@@ -43,8 +43,8 @@ class _Withholding(paramiko.ServerInterface):
 
 
 @pytest.fixture
-def sshd(tmp_path: Path) -> Iterator[tuple[int, str, str]]:
-    """(port, pinned host key line, client key file) of a server that withholds exec."""
+def guest(tmp_path: Path) -> Iterator[GuestShell]:
+    """A GuestShell connected to a server that withholds its answers to exec."""
     host_key = paramiko.RSAKey.generate(2048)
     client_key = paramiko.RSAKey.generate(2048)
     key_file = tmp_path / "id_rsa"
@@ -68,19 +68,17 @@ def sshd(tmp_path: Path) -> Iterator[tuple[int, str, str]]:
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    yield port, f"{host_key.get_name()} {host_key.get_base64()}", str(key_file)
+    shell = GuestShell(port, f"{host_key.get_name()} {host_key.get_base64()}", str(key_file))
+    shell.connect(timeout=10)
+    yield shell
+    shell.close()
     release.set()
     for t in transports:
         t.close()
     thread.join(5)
 
 
-def test_exec_request_never_answered_is_a_lost_guest_in_bounded_time(
-    sshd: tuple[int, str, str],
-) -> None:
-    port, host_key, client_key = sshd
-    guest = GuestShell(port, host_key, client_key)
-    guest.connect(timeout=10)
+def test_exec_request_never_answered_is_a_lost_guest_in_bounded_time(guest: GuestShell) -> None:
     start = time.monotonic()
 
     with pytest.raises(VMLost, match="did not start 'true'"):
@@ -89,15 +87,9 @@ def test_exec_request_never_answered_is_a_lost_guest_in_bounded_time(
     assert time.monotonic() - start < BOUND
 
 
-def test_liveness_probe_never_answered_says_no_in_bounded_time(
-    sshd: tuple[int, str, str],
-) -> None:
-    port, host_key, client_key = sshd
-    guest = GuestShell(port, host_key, client_key)
-    guest.connect(timeout=10)
+def test_liveness_probe_never_answered_says_no_in_bounded_time(guest: GuestShell) -> None:
     start = time.monotonic()
 
     assert not guest.answers()
 
     assert time.monotonic() - start < BOUND
-    guest.close()
