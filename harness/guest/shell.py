@@ -88,7 +88,11 @@ def _request_exec(chan: paramiko.Channel, command: str, timeout: float) -> bool:
 
     thread = threading.Thread(target=request, name="ssh-exec", daemon=True)
     thread.start()
-    thread.join(timeout)
+    try:
+        thread.join(timeout)
+    except BaseException:  # ^C or SIGTERM meanwhile: leave no request blocked on the channel
+        chan.close()
+        raise
     if thread.is_alive():
         chan.close()
         thread.join(1.0)

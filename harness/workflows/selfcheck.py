@@ -215,8 +215,13 @@ class SelfCheck:
     every_catcher: bool = False  # else each mutant's run stopped at its first catch
 
     @property
+    def live(self) -> list[Outcome]:
+        """The mutants that built and changed their file's object: the rate's denominator."""
+        return [o for o in self.outcomes if o.built and o.compiled]
+
+    @property
     def rate(self) -> float:
-        live = [o for o in self.outcomes if o.built and o.compiled]
+        live = self.live
         return sum(o.caught for o in live) / len(live) if live else 0.0
 
     @property
@@ -228,7 +233,7 @@ class SelfCheck:
         by = "caught by" if self.every_catcher else "caught by (the run stops at a catch)"
         head = f"| mutant | file | what it breaks | {by} |\n|---|---|---|---|"
         lines = [head, *(o.row() for o in self.outcomes)]
-        live = [o for o in self.outcomes if o.built and o.compiled]
+        live = self.live
         lines.append(
             f"\ncatch rate: {sum(o.caught for o in live)}/{len(live)} "
             f"({100 * self.rate:.0f} %); unmutated kernel: "
