@@ -163,3 +163,36 @@ def test_page_ext_table_pages_is_zero_when_no_page_ext_user_asked() -> None:
 def test_page_ext_table_pages_refuses_a_total_it_cannot_split() -> None:
     with pytest.raises(ValueError, match="do not split over 3 sections"):
         effects.page_ext_table_pages(PAGE_EXT_DMESG, 3, 4096)
+
+
+STATE = "\n".join(
+    [
+        effects._SEP,  # zoneinfo and meminfo are tested above
+        effects._SEP,
+        "/sys/devices/system/node/online:0-1",
+        "/sys/devices/system/node/has_memory:0",
+        effects._SEP,
+        effects._SEP,
+        "/sys/firmware/memmap/0/end:0x9fbff",
+        "/sys/firmware/memmap/0/start:0x0",
+        "/sys/firmware/memmap/0/type:System RAM",
+        "/sys/firmware/memmap/7/start:0x100000000",
+        "/sys/firmware/memmap/7/end:0x10fffffff",
+        "/sys/firmware/memmap/7/type:System RAM",
+        effects._SEP,
+        "",
+    ]
+)
+
+
+def test_state_reads_grep_output_of_node_lists_and_firmware_memmap() -> None:
+    state = effects.HotplugState.parse(STATE)
+    assert state.nodes == {
+        "online": {0, 1},
+        "has_memory": {0},
+        "has_normal_memory": frozenset(),  # empty file: grep prints no line
+    }
+    assert state.firmware_memmap == {
+        (0x0, 0x9FBFF, "System RAM"),
+        (0x100000000, 0x10FFFFFFF, "System RAM"),
+    }
