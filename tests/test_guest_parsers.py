@@ -6,30 +6,41 @@ import errno
 
 import pytest
 
-from harness.guest.memory import MemoryBlock, MemoryLayout, parse_meminfo, parse_memory, write_errno
+from harness.guest import files
+from harness.guest.boot import parse_boot
+from harness.guest.memory import (
+    MemoryBlock,
+    MemoryLayout,
+    parse_block_writes,
+    parse_meminfo,
+    parse_memory,
+    write_errno,
+)
 from harness.guest.procfs import Zone, parse_node_list, parse_zoneinfo
 from harness.hotplug import effects
 
-BLOCK_SIZE = "8000000\n"  # 128 MiB, as block_size_bytes prints it (hex, no 0x)
-GREP = """\
-memory0/state:online
-memory1/state:online
-memory32/state:offline
-memory33/state:online
-memory0/phys_index:00000000
-memory1/phys_index:00000001
-memory32/phys_index:00000020
-memory33/phys_index:00000021
-memory0/valid_zones:none
-memory1/valid_zones:Normal
-memory32/valid_zones:Normal Movable
-memory33/valid_zones:Movable
+# As files.command prints them: PATH:LINE, and PATH: for a memoryN/nodeK link.
+LAYOUT = """\
+/sys/devices/system/memory/block_size_bytes:8000000
+/sys/devices/system/memory/memory0/state:online
+/sys/devices/system/memory/memory1/state:online
+/sys/devices/system/memory/memory32/state:offline
+/sys/devices/system/memory/memory33/state:online
+/sys/devices/system/memory/memory0/phys_index:00000000
+/sys/devices/system/memory/memory1/phys_index:00000001
+/sys/devices/system/memory/memory32/phys_index:00000020
+/sys/devices/system/memory/memory33/phys_index:00000021
+/sys/devices/system/memory/memory0/valid_zones:none
+/sys/devices/system/memory/memory1/valid_zones:Normal
+/sys/devices/system/memory/memory32/valid_zones:Normal Movable
+/sys/devices/system/memory/memory33/valid_zones:Movable
+/sys/devices/system/memory/memory33/node1:
 """
 
 
 @pytest.fixture
 def layout() -> MemoryLayout:
-    return parse_memory(BLOCK_SIZE, GREP)
+    return parse_memory(files.parse(LAYOUT))
 
 
 def test_parse_memory_reads_block_size_and_blocks(layout: MemoryLayout) -> None:
@@ -37,6 +48,7 @@ def test_parse_memory_reads_block_size_and_blocks(layout: MemoryLayout) -> None:
     assert sorted(layout.blocks) == [0, 1, 32, 33]
     assert layout.blocks[0] == MemoryBlock(0, "online", 0, ("none",))
     assert layout.blocks[32] == MemoryBlock(32, "offline", 0x20, ("Normal", "Movable"))
+    assert layout.blocks[33].node == 1  # from the link's name
 
 
 def test_block_zone_only_for_online_single_zone(layout: MemoryLayout) -> None:
@@ -48,7 +60,12 @@ def test_block_zone_only_for_online_single_zone(layout: MemoryLayout) -> None:
 
 
 def test_parse_memory_missing_phys_index_defaults_to_block_index() -> None:
-    layout = parse_memory(BLOCK_SIZE, "memory32/state:offline\n")
+    layout = parse_memory(
+        files.parse(
+            "/sys/devices/system/memory/block_size_bytes:8000000\n"
+            "/sys/devices/system/memory/memory32/state:offline\n"
+        )
+    )
     assert layout.blocks[32].phys_index == 32
 
 
@@ -165,28 +182,28 @@ def test_page_ext_table_pages_refuses_a_total_it_cannot_split() -> None:
         effects.page_ext_table_pages(PAGE_EXT_DMESG, 3, 4096)
 
 
-STATE = "\n".join(
-    [
-        effects._SEP,  # zoneinfo and meminfo are tested above
-        effects._SEP,
-        "/sys/devices/system/node/online:0-1",
-        "/sys/devices/system/node/has_memory:0",
-        effects._SEP,
-        effects._SEP,
-        "/sys/firmware/memmap/0/end:0x9fbff",
-        "/sys/firmware/memmap/0/start:0x0",
-        "/sys/firmware/memmap/0/type:System RAM",
-        "/sys/firmware/memmap/7/start:0x100000000",
-        "/sys/firmware/memmap/7/end:0x10fffffff",
-        "/sys/firmware/memmap/7/type:System RAM",
-        effects._SEP,
-        "",
-    ]
-)
+STATE = (
+    """\
+/sys/devices/system/node/online:0-1
+/sys/devices/system/node/has_memory:0
+/proc/iomem:00100000-3fffffff : System RAM
+/proc/iomem:  01000000-01ffffff : Kernel code
+/sys/firmware/memmap/0/end:0x9fbff
+/sys/firmware/memmap/0/start:0x0
+/sys/firmware/memmap/0/type:System RAM
+/sys/firmware/memmap/7/start:0x100000000
+/sys/firmware/memmap/7/end:0x10fffffff
+/sys/firmware/memmap/7/type:System RAM
+/proc/vmstat:nr_page_table_pages 103
+/proc/vmstat:nr_memmap_pages 8192
+/proc/vmstat:nr_memmap_boot_pages 4096
+"""
+    + LAYOUT
+)  # zoneinfo and meminfo are tested above
 
 
-def test_state_reads_grep_output_of_node_lists_and_firmware_memmap() -> None:
-    state = effects.HotplugState.parse(STATE)
+def test_state_reads_one_grep_of_all_its_files() -> None:
+    state = effects.HotplugState.parse(files.parse(STATE))
     assert state.nodes == {
         "online": {0, 1},
         "has_memory": {0},
@@ -196,3 +213,35 @@ def test_state_reads_grep_output_of_node_lists_and_firmware_memmap() -> None:
         (0x0, 0x9FBFF, "System RAM"),
         (0x100000000, 0x10FFFFFFF, "System RAM"),
     }
+    assert state.iomem == (
+        (0x100000, 0x3FFFFFFF, "System RAM"),
+        (0x1000000, 0x1FFFFFF, "Kernel code"),  # nested, in file order
+    )
+    assert state.memmap_pages == 8192
+    assert state.layout.blocks[33] == MemoryBlock(33, "online", 0x21, ("Movable",), node=1)
+
+
+def test_block_writes_give_each_block_its_errno() -> None:
+    out = "@32\n=0\n@33\nsh: write error: Device or resource busy\n=1\n@34\n=0\n"
+    assert parse_block_writes(out) == {32: 0, 33: errno.EBUSY, 34: 0}
+
+
+def test_boot_read_parses_sizes_and_the_page_ext_line() -> None:
+    sep = "\n@@memhp@@\n"
+    text = sep.join(
+        [
+            "6.12.57+deb13-amd64",
+            "#1 SMP PREEMPT_DYNAMIC Debian 6.12.57-1",
+            "console=ttyS0 memhp_default_state=offline",
+            "KernelPageSize:        4 kB",
+            "Page block order: 9",
+            "8000000",
+            "16",
+            "[    0.091234] allocated 1048576 bytes of page_ext",
+        ]
+    )
+    boot = parse_boot(text + "\n")
+    assert boot.cmdline == ("console=ttyS0", "memhp_default_state=offline")
+    assert (boot.page_size, boot.pageblock_size) == (4096, 2 << 20)
+    assert (boot.block_size, boot.blocks) == (128 << 20, 16)
+    assert boot.page_ext_line.endswith("bytes of page_ext")

@@ -9,9 +9,18 @@ import re
 from dataclasses import dataclass
 
 from harness.guest import kpageflags
+from harness.guest.files import Files
 
 MEMORY = "/sys/devices/system/memory"
-
+# The memory-block view, for files.command: block size, each block's files, its node link.
+LAYOUT_FILES = (
+    f"{MEMORY}/block_size_bytes",
+    f"{MEMORY}/memory*/state",
+    f"{MEMORY}/memory*/phys_index",
+    f"{MEMORY}/memory*/valid_zones",
+)
+LAYOUT_LINKS = (f"{MEMORY}/memory*/node[0-9]*",)
+_BLOCK_FILE = re.compile(rf"{MEMORY}/memory(\d+)/(state|phys_index|valid_zones|node(\d+))$")
 
 # busybox reports a failed write as "write error: <strerror>": map the text back to errno.
 _STRERROR = {os.strerror(code): code for code in errno.errorcode}
@@ -55,25 +64,25 @@ class MemoryLayout:
         return kpageflags.pfn_range(block.phys_index * self.block_size, self.block_size, page_size)
 
 
-def parse_memory(block_size_text: str, grep_output: str) -> MemoryLayout:
-    """Parse `cat block_size_bytes`, `grep -H . memory*/{state,phys_index,valid_zones}` and
-    lines `memoryN/node:K` (one per memoryN/nodeK link)."""
+def parse_memory(files: Files) -> MemoryLayout:
+    """The memory blocks in ``files`` (read with LAYOUT_FILES and LAYOUT_LINKS)."""
     fields: dict[int, dict[str, str]] = {}
-    for line in grep_output.splitlines():
-        m = re.match(r"memory(\d+)/(\w+):(.*)", line)
+    for path, text in files.items():
+        m = _BLOCK_FILE.match(path)
         if m:
-            fields.setdefault(int(m.group(1)), {})[m.group(2)] = m.group(3).strip()
+            name, value = ("node", m[3]) if m[3] else (m[2], text.strip())
+            fields.setdefault(int(m[1]), {})[name] = value
     blocks = {
         n: MemoryBlock(
             index=n,
             state=f.get("state", "?"),
             phys_index=int(f.get("phys_index", f"{n:x}"), 16),
             valid_zones=tuple(f.get("valid_zones", "").split()),
-            node=int(f["node"]) if f.get("node", "").isdigit() else None,
+            node=int(f["node"]) if "node" in f else None,
         )
         for n, f in fields.items()
     }
-    return MemoryLayout(block_size=int(block_size_text.strip(), 16), blocks=blocks)
+    return MemoryLayout(block_size=int(files[f"{MEMORY}/block_size_bytes"], 16), blocks=blocks)
 
 
 def parse_meminfo(text: str) -> dict[str, int]:
@@ -93,3 +102,12 @@ def write_errno(stderr: str) -> int:
     if m:
         return _STRERROR.get(m.group(1).strip(), -1)
     return -1
+
+
+def parse_block_writes(text: str) -> dict[int, int]:
+    """Lines `@N`, what writing memoryN/state printed (stdout and stderr), `=STATUS`, per
+    block: block index -> 0 on success, else the errno of its refusal."""
+    out = {}
+    for m in re.finditer(r"^@(\d+)\n(.*?)^=(\d+)$", text, re.M | re.S):
+        out[int(m[1])] = 0 if m[3] == "0" else write_errno(m[2])
+    return out

@@ -14,8 +14,18 @@ from typing import Protocol
 import paramiko
 
 from harness.errors import InfrastructureError, KernelFailure, MemhpError, SSHError, VMLost
-from harness.guest import kpageflags
-from harness.guest.memory import MEMORY, MemoryLayout, parse_meminfo, parse_memory, write_errno
+from harness.guest import files, kpageflags
+from harness.guest.boot import BOOT_READ, Boot, parse_boot
+from harness.guest.files import Files
+from harness.guest.memory import (
+    LAYOUT_FILES,
+    LAYOUT_LINKS,
+    MEMORY,
+    MemoryLayout,
+    parse_block_writes,
+    parse_meminfo,
+    parse_memory,
+)
 from harness.guest.procfs import NODES, Zones, parse_node_list, parse_zoneinfo
 
 
@@ -115,8 +125,7 @@ class GuestShell:
         # the console tail.
         self._host = host
         self._client: paramiko.SSHClient | None = None
-        self._page_size: int | None = None
-        self._pageblock: int | None = None
+        self._boot: Boot | None = None
         self._lost: MemhpError | None = None
         self.commands = 0  # commands run so far (profiling: round trips per scenario)
 
@@ -304,19 +313,24 @@ class GuestShell:
 
     # -- memory --------------------------------------------------------------------------
 
-    def memory(self) -> MemoryLayout:
-        out = self.run(
-            f"cd {MEMORY} && cat block_size_bytes && "
-            "grep -H . memory*/state memory*/phys_index memory*/valid_zones; "
-            'for d in memory*/node[0-9]*; do echo "${d%/*}/node:${d##*/node}"; done'
-        ).stdout
-        size, _, rest = out.partition("\n")
-        return parse_memory(size, rest)
+    def read_files(self, paths: Sequence[str], links: Sequence[str] = ()) -> Files:
+        """Every file of ``paths`` (globs) and every existing link of ``links``, by one
+        process in the guest (harness.guest.files)."""
+        return files.parse(self.run(files.command(paths, links)).stdout)
 
-    def set_block_state(self, index: int, state: str) -> int:
-        """Write memoryN/state; 0 on success, else the errno the kernel returned."""
-        res = self.run(f"echo {shlex.quote(state)} > {MEMORY}/memory{index}/state", check=False)
-        return 0 if res.status == 0 else write_errno(res.stderr)
+    def memory(self) -> MemoryLayout:
+        return parse_memory(self.read_files(LAYOUT_FILES, LAYOUT_LINKS))
+
+    def set_block_states(self, indices: Sequence[int], state: str) -> dict[int, int]:
+        """Write ``state`` to each memoryN/state in turn, in one command; block index ->
+        0 on success, else the errno the kernel returned."""
+        if not indices:
+            return {}
+        script = (
+            f"for i in {' '.join(str(i) for i in indices)}; do echo @$i; "
+            f"echo {shlex.quote(state)} > {MEMORY}/memory$i/state; echo =$?; done 2>&1"
+        )
+        return parse_block_writes(self.run(script).stdout)
 
     def wait_until(self, condition: str, *, timeout: float, what: str) -> None:
         """Wait, bounded, until the shell ``condition`` holds in the guest.
@@ -345,7 +359,7 @@ class GuestShell:
         self.wait_until(condition, timeout=timeout, what=f"online memory blocks {first}-{last}")
 
     def block_size(self) -> int:
-        return int(self.run(f"cat {MEMORY}/block_size_bytes").stdout.strip(), 16)
+        return self.boot().block_size
 
     def zones(self) -> Zones:
         return parse_zoneinfo(self.run("cat /proc/zoneinfo").stdout)
@@ -357,18 +371,18 @@ class GuestShell:
     def meminfo(self) -> dict[str, int]:
         return parse_meminfo(self.run("cat /proc/meminfo").stdout)
 
+    def boot(self) -> Boot:
+        """What this boot of the guest is (release, command line, sizes): read once, since
+        every boot, restore and reboot gets a new GuestShell."""
+        if self._boot is None:
+            self._boot = parse_boot(self.run(BOOT_READ).stdout)
+        return self._boot
+
     def page_size(self) -> int:
-        if self._page_size is None:
-            out = self.run("grep -m1 KernelPageSize /proc/self/smaps").stdout
-            self._page_size = int(out.split()[1]) * 1024
-        return self._page_size
+        return self.boot().page_size
 
     def pageblock_size(self) -> int:
-        """Bytes per pageblock ("Page block order" of /proc/pagetypeinfo)."""
-        if self._pageblock is None:
-            out = self.run("grep -m1 'Page block order' /proc/pagetypeinfo").stdout
-            self._pageblock = self.page_size() << int(out.split(":")[1])
-        return self._pageblock
+        return self.boot().pageblock_size
 
     def kpageflags(self, pfns: range) -> list[int]:
         offset, length = kpageflags.byte_range(pfns)
@@ -376,7 +390,7 @@ class GuestShell:
         return kpageflags.unpack(raw)
 
     def cmdline(self) -> Sequence[str]:
-        return self.run("cat /proc/cmdline").stdout.split()
+        return self.boot().cmdline
 
     def dmesg(self) -> list[str]:
         return self.run("dmesg").stdout.splitlines()

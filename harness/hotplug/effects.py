@@ -1,6 +1,7 @@
 """Everything else a hotplug step changes: zones, MemTotal, node states, /proc/iomem, the
 firmware memmap and the memmap page count, read in one round trip before and after a step
-and compared with what the kernel must show.
+(with the memory-block layout, so a step costs two reads) and compared with what the kernel
+must show.
 
 The arithmetic (mm/memory_hotplug.c, the same in 6.1 and 6.12 unless noted):
 * add (add_memory_resource): no zone or MemTotal change (zones are associated only at online,
@@ -26,33 +27,32 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from harness.guest.memory import MemoryBlock, MemoryLayout, parse_meminfo
+from harness.guest.files import Files
+from harness.guest.memory import (
+    LAYOUT_FILES,
+    LAYOUT_LINKS,
+    MemoryBlock,
+    MemoryLayout,
+    parse_meminfo,
+    parse_memory,
+)
 from harness.guest.procfs import Zones, parse_node_list, parse_zoneinfo
 from harness.guest.shell import GuestShell
 
 STRUCT_PAGE = 64  # sizeof(struct page) without debug options
-_SEP = "@@memhp@@"
 _NODE = "/sys/devices/system/node"
 _NODE_LISTS = ("online", "has_memory", "has_normal_memory")
-_FWMAP = "/sys/firmware/memmap"
-# One process per listing: under TCG each fork costs ~10 ms, and a subshell per file made the
-# firmware memmap two thirds of every state read (300 of 370 ms on x86-64 6.12).
-_READ = "; ".join(
-    [
-        "cat /proc/zoneinfo",
-        f"echo {_SEP}",
-        "cat /proc/meminfo",
-        f"echo {_SEP}",
-        "grep -H . " + " ".join(f"{_NODE}/{f}" for f in _NODE_LISTS),
-        f"echo {_SEP}",
-        "cat /proc/iomem",
-        f"echo {_SEP}",
-        f"grep -r . {_FWMAP} 2>/dev/null",  # none on pseries
-        f"echo {_SEP}",
-        "grep -E '^nr_memmap_pages ' /proc/vmstat",
-        "true",
-    ]
+_FWMAP = "/sys/firmware/memmap"  # none on pseries
+_FILES = (
+    "/proc/zoneinfo",
+    "/proc/meminfo",
+    *(f"{_NODE}/{name}" for name in _NODE_LISTS),
+    "/proc/iomem",
+    f"{_FWMAP}/*/*",
+    "/proc/vmstat",
+    *LAYOUT_FILES,
 )
+_FWMAP_FILE = re.compile(rf"{_FWMAP}/(\d+)/(start|end|type)$")
 
 Range = tuple[int, int, str]  # start, end (inclusive, as the kernel prints it), name
 
@@ -65,37 +65,39 @@ class HotplugState:
     iomem: tuple[Range, ...]  # top-level and nested, in file order
     firmware_memmap: frozenset[Range]
     memmap_pages: int | None  # vmstat nr_memmap_pages (v6.11+), None before
+    layout: MemoryLayout  # the memory blocks, read in the same command
 
     @classmethod
     def read(cls, guest: GuestShell) -> HotplugState:
-        return cls.parse(guest.run(_READ).stdout)
+        return cls.parse(guest.read_files(_FILES, LAYOUT_LINKS))
 
     @classmethod
-    def parse(cls, text: str) -> HotplugState:
-        zoneinfo, meminfo, nodes, iomem, fwmap, vmstat = (text.split(_SEP) + [""] * 6)[:6]
-        node_lists = dict.fromkeys(_NODE_LISTS, frozenset[int]())  # an empty list: no line
-        for m in re.finditer(rf"^{_NODE}/(\w+):(.*)$", nodes, re.M):
-            node_lists[m[1]] = parse_node_list(m[2])
+    def parse(cls, files: Files) -> HotplugState:
         resources = tuple(
             (int(m[1], 16), int(m[2], 16), m[3].strip())
-            for m in re.finditer(r"^\s*([0-9a-f]+)-([0-9a-f]+) : (.*)$", iomem, re.M)
+            for m in re.finditer(
+                r"^\s*([0-9a-f]+)-([0-9a-f]+) : (.*)$", files.get("/proc/iomem", ""), re.M
+            )
         )
         entries: dict[str, dict[str, str]] = {}
-        for m in re.finditer(rf"^{_FWMAP}/(\d+)/(start|end|type):(.*)$", fwmap, re.M):
-            entries.setdefault(m[1], {})[m[2]] = m[3].strip()
+        for path, text in files.items():
+            if m := _FWMAP_FILE.match(path):
+                entries.setdefault(m[1], {})[m[2]] = text.strip()
         fw = frozenset(
             (int(e["start"], 16), int(e["end"], 16), e["type"])
             for e in entries.values()
             if e.keys() == {"start", "end", "type"}
         )
-        count = re.search(r"nr_memmap_pages (\d+)", vmstat)
+        count = re.search(r"^nr_memmap_pages (\d+)$", files.get("/proc/vmstat", ""), re.M)
         return cls(
-            parse_zoneinfo(zoneinfo),
-            parse_meminfo(meminfo),
-            node_lists,
+            parse_zoneinfo(files.get("/proc/zoneinfo", "")),
+            parse_meminfo(files.get("/proc/meminfo", "")),
+            # an empty list (no node has normal memory) is an empty file: grep prints nothing
+            {k: parse_node_list(files.get(f"{_NODE}/{k}", "")) for k in _NODE_LISTS},
             resources,
             fw,
             int(count[1]) if count else None,
+            parse_memory(files),
         )
 
     def zone(self, node: int, name: str) -> tuple[int, int, int]:

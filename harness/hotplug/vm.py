@@ -43,12 +43,13 @@ class HotplugVM:
         self.guest: GuestShell = machine.ready_guest()
         self.arch = machine.arch
         self.image = machine.config.image
+        boot = self.guest.boot()
         self.facts = KernelFacts(
             arch=self.arch.name,
-            release=self.guest.run("uname -r").stdout.strip(),
-            build=self.guest.run("uname -v").stdout.strip(),
+            release=boot.release,
+            build=boot.build,
             config=self._kernel_config(),
-            cmdline=tuple(self.guest.cmdline()),
+            cmdline=boot.cmdline,
             qemu_version=parse_release(machine.qemu_version),
             firmware_onlines_dimms=self.arch.firmware_onlines_dimms,
             overrides=dict(overrides or {}),
@@ -81,7 +82,8 @@ class HotplugVM:
         dimm = devices.plug_dimm(self.machine, size, node=node, addr=addr, validate=validate)
         self.dimms.append(dimm)
         self.snapshot(f"{dimm.id} hot-added", dimm.addr, dimm.size)
-        after, layout = self.state(), self.memory()
+        after = self.state()
+        layout = after.layout
         blocks = layout.covering(dimm.addr, dimm.size)
         online = [b for b in blocks if b.online]  # auto-onlined (policy, pseries DLPAR)
         found = effects.added(
@@ -103,7 +105,8 @@ class HotplugVM:
 
     @logged
     def unplug_dimm(self, dimm: Dimm, *, timeout: float = 30.0) -> UnplugResult:
-        before, layout = self.state(), self.memory()
+        before = self.state()
+        layout = before.layout
         was_online = [b for b in layout.covering(dimm.addr, dimm.size) if b.online]
         result = devices.unplug_dimm(self.machine, dimm, timeout=timeout)
         if result.outcome is Unplug.DELETED:
@@ -122,7 +125,7 @@ class HotplugVM:
                 found += effects.offlined(
                     before,
                     after,
-                    self.memory(),
+                    after.layout,
                     was_online,
                     self.guest.page_size(),
                     self._vmemmap(dimm.size // layout.block_size),
@@ -214,29 +217,36 @@ class HotplugVM:
     def memory(self) -> MemoryLayout:
         return self.guest.memory()
 
+    @property
+    def block_size(self) -> int:
+        """Bytes per memory block (fixed for a boot)."""
+        return self.guest.block_size()
+
     def blocks(self, where: Span) -> list[MemoryBlock]:
         """The guest's memory blocks inside a device's (or a PhysRange's) physical range."""
         return self.memory().covering(where.addr, where.span)
 
     @logged
     def set_state(self, blocks: Iterable[MemoryBlock], state: str) -> dict[int, int]:
-        """Write ``state`` to each block; block index -> errno (0 = done)."""
-        return {b.index: self.guest.set_block_state(b.index, state) for b in blocks}
+        """Write ``state`` to each block in turn; block index -> errno (0 = done)."""
+        return self.guest.set_block_states([b.index for b in blocks], state)
 
     @logged
     def online(self, dimm: Dimm, how: str = "online_movable") -> list[MemoryBlock]:
         """Online the DIMM's offline blocks; fail with the errno of any refusal."""
-        before, all_blocks = self.state(), self.blocks(dimm)
+        before = self.state()
+        all_blocks = before.layout.covering(dimm.addr, dimm.size)
         results = self.set_state([b for b in all_blocks if not b.online], how)
         self.snapshot(f"{dimm.id} {how}", dimm.addr, dimm.size)
         _require_ok(results, how)
-        layout = self.memory()
+        after = self.state()
+        layout = after.layout
         now = [b for b in layout.covering(dimm.addr, dimm.size) if b.index in results]
         self._expect_effects(
             f"{how} of {dimm}",
             effects.onlined(
                 before,
-                self.state(),
+                after,
                 layout,
                 now,
                 self.guest.page_size(),
@@ -247,17 +257,19 @@ class HotplugVM:
 
     @logged
     def offline(self, dimm: Dimm) -> list[MemoryBlock]:
-        before, all_blocks = self.state(), self.blocks(dimm)
+        before = self.state()
+        all_blocks = before.layout.covering(dimm.addr, dimm.size)
         going = [b for b in all_blocks if b.online]
         results = self.set_state(going, "offline")
         self.snapshot(f"{dimm.id} offline", dimm.addr, dimm.size)
         _require_ok(results, "offline")
-        layout = self.memory()
+        after = self.state()
+        layout = after.layout
         self._expect_effects(
             f"offline of {dimm}",
             effects.offlined(
                 before,
-                self.state(),
+                after,
                 layout,
                 going,
                 self.guest.page_size(),
@@ -289,7 +301,8 @@ class HotplugVM:
     # -- effects beyond page flags --------------------------------------------------------
 
     def state(self) -> effects.HotplugState:
-        """Zones, MemTotal, node states, iomem, firmware memmap: one round trip."""
+        """Zones, MemTotal, node states, iomem, firmware memmap, memory blocks: one round
+        trip."""
         return effects.HotplugState.read(self.guest)
 
     def _expect_effects(self, step: str, found: list[effects.Finding]) -> None:
@@ -301,15 +314,14 @@ class HotplugVM:
         return effects.memmap_pages_of(size, self.arch.section_size, self.guest.page_size())
 
     def _page_ext_table_pages(self) -> int:
-        """nr_memmap_pages of one section's page_ext table, read while only boot memory is
-        present (a fresh guest); 0 for a kernel without CONFIG_PAGE_EXTENSION."""
+        """nr_memmap_pages of one section's page_ext table, from the boot log's total over
+        the sections present at boot; 0 for a kernel without CONFIG_PAGE_EXTENSION."""
         if not self.facts.config.enabled("CONFIG_PAGE_EXTENSION"):
             return 0
-        dmesg = self.guest.run("dmesg | grep -m1 'bytes of page_ext'", check=False).stdout
-        layout = self.memory()
-        sections = len(layout.blocks) * layout.block_size // self.arch.section_size
+        boot = self.guest.boot()
+        sections = boot.blocks * boot.block_size // self.arch.section_size
         try:
-            return effects.page_ext_table_pages(dmesg, sections, self.guest.page_size())
+            return effects.page_ext_table_pages(boot.page_ext_line, sections, boot.page_size)
         except ValueError as err:
             raise InfrastructureError(f"cannot size this kernel's page_ext tables: {err}") from err
 
@@ -348,9 +360,8 @@ class HotplugVM:
         the pfns the blocks span (a read may end early at max_pfn: fewer values)."""
         if not blocks:
             return {}
-        layout = self.memory()
-        page = self.guest.page_size()
-        ranges = {b.index: layout.pfns(b, page) for b in blocks}
+        size, page = self.block_size, self.guest.page_size()
+        ranges = {b.index: kpageflags.pfn_range(b.phys_index * size, size, page) for b in blocks}
         start = min(r.start for r in ranges.values())
         values = self.guest.kpageflags(range(start, max(r.stop for r in ranges.values())))
         return {i: (r, values[r.start - start : r.stop - start]) for i, r in ranges.items()}
@@ -373,7 +384,7 @@ class HotplugVM:
         return self_hosted_memmap(
             facts or self.facts,
             device_blocks=device_blocks,
-            block_size=self.memory().block_size,
+            block_size=self.block_size,
             page_size=self.guest.page_size(),
             pageblock=self.guest.pageblock_size(),
         )
