@@ -15,7 +15,9 @@ The package, top down (imports run this way only: scenarios -> hotplug -> guest/
         dmesg.py         kernel splats in the guest's log
     guest/        the guest as SSH shows it
         shell.py         GuestShell: commands with a heartbeat, raw reads, block states
+        files.py         many procfs/sysfs files read by one guest process
         memory.py        memory blocks and /proc/meminfo, parsed
+        boot.py          what one boot is: release, command line, page and block sizes
         kpageflags.py    /proc/kpageflags bits, decoding, histograms
         markers.py       what the guest init prints for the harness
     qemu/         QEMU itself

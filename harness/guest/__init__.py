@@ -1,2 +1,3 @@
-"""The guest as SSH shows it: GuestShell (shell.py), its memory blocks (memory.py), its
-/proc/kpageflags (kpageflags.py), and the markers its init prints (markers.py)."""
+"""The guest as SSH shows it: GuestShell (shell.py), many files in one read (files.py), its
+memory blocks (memory.py), what a boot is (boot.py), its /proc/kpageflags (kpageflags.py),
+and the markers its init prints (markers.py)."""

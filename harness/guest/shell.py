@@ -382,7 +382,11 @@ class GuestShell:
         """What this boot of the guest is (release, command line, sizes): read once, since
         every boot, restore and reboot gets a new GuestShell."""
         if self._boot is None:
-            self._boot = parse_boot(self.run(BOOT_READ).stdout)
+            out = self.run(BOOT_READ).stdout
+            try:
+                self._boot = parse_boot(out)
+            except (ValueError, IndexError) as exc:
+                raise InfrastructureError(f"cannot read what this boot is: {exc}") from exc
         return self._boot
 
     def page_size(self) -> int:
