@@ -190,7 +190,12 @@ def test_signal_ends_the_run_cleanly_and_reports_what_finished(
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
-        env={**os.environ, "TMPDIR": str(tmpdir_env), "MEMHP_FAULT_MARK": str(mark)},
+        env={
+            **os.environ,
+            "TMPDIR": str(tmpdir_env),
+            "MEMHP_FAULT_MARK": str(mark),
+            "PYTHONFAULTHANDLER": "1",  # SIGABRT then dumps every thread's stack
+        },
     )
     try:
         deadline = time.monotonic() + 300
@@ -203,7 +208,13 @@ def test_signal_ends_the_run_cleanly_and_reports_what_finished(
             os.killpg(proc.pid, sig)
         else:
             proc.send_signal(sig)
-        output, _ = proc.communicate(timeout=VERDICT_BOUND)
+        try:
+            output, _ = proc.communicate(timeout=VERDICT_BOUND)
+        except subprocess.TimeoutExpired:
+            pytest.fail(
+                f"the run did not end within {VERDICT_BOUND:g} s of {sig.name}; "
+                f"where it was:\n{_stacks(proc)}"
+            )
         seconds = time.monotonic() - start
     finally:
         if proc.poll() is None:  # our own child, by PID
@@ -216,6 +227,16 @@ def test_signal_ends_the_run_cleanly_and_reports_what_finished(
     assert {t["path"].rsplit(".", 1)[-1]: t["status"] for t in doc["tests"]}.get(
         "passes"
     ) == "PASS", doc["tests"]
+
+
+def _stacks(proc: subprocess.Popen[str]) -> str:
+    """A hung child's output and Python stacks (it runs with PYTHONFAULTHANDLER)."""
+    proc.send_signal(signal.SIGABRT)
+    try:
+        output, _ = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        return "(no stack dump within 20 s of SIGABRT)"
+    return output[-8000:]
 
 
 # -- launch and image faults (in this process) ---------------------------------------------
