@@ -1,10 +1,11 @@
 """Repeated cycles: plug, online, offline, unplug a DIMM 20 times, and grow and shrink a
 virtio-mem device 20 times. Nothing may leak: MemTotal, every zone's present and managed
-pages and the memmap page count come back exactly; MemFree, Slab and PageTables within a
-tolerance, measured from the end of the first cycle (the first one warms caches and per-CPU
-lists up: MemFree moves by up to 17 MiB then, by about +-5 MiB per cycle after it, measured
-on Debian 6.12); no cycle takes longer than a bound, and dmesg stays clean (checked for every
-scenario).
+pages and the memmap page count come back exactly; MemFree may not fall, and Slab and
+PageTables may not grow, by more than a tolerance, measured from the end of the first cycle
+(the first one warms caches and per-CPU lists up: MemFree moves by up to 17 MiB then, by
+about +-5 MiB per cycle after it, measured on Debian 6.12). A rise of MemFree loses nothing
+and is not checked: +24 MiB was seen over 20 cycles on a restored x86-64 Debian 6.12 guest.
+No cycle takes longer than a bound, and dmesg stays clean (checked for every scenario).
 """
 
 from __future__ import annotations
@@ -39,14 +40,16 @@ def _leaks(before: HotplugState, after: HotplugState) -> list[str]:
         out.append(f"MemTotal {before.meminfo['MemTotal']} -> {after.meminfo['MemTotal']}")
     if before.memmap_pages != after.memmap_pages:
         out.append(f"nr_memmap_pages {before.memmap_pages} -> {after.memmap_pages}")
-    for field, tolerance in (
-        ("MemFree", MEMFREE_TOLERANCE),
-        ("Slab", SLAB_TOLERANCE),
-        ("PageTables", PAGETABLES_TOLERANCE),
+    # A leak loses memory: MemFree falls, Slab or PageTables grow.
+    for field, tolerance, leaking in (
+        ("MemFree", MEMFREE_TOLERANCE, -1),
+        ("Slab", SLAB_TOLERANCE, 1),
+        ("PageTables", PAGETABLES_TOLERANCE, 1),
     ):
-        delta = after.meminfo[field] - before.meminfo[field]
-        if abs(delta) > tolerance:
-            out.append(f"{field} moved by {delta >> 20} MiB (tolerance {tolerance >> 20} MiB)")
+        lost = leaking * (after.meminfo[field] - before.meminfo[field])
+        if lost > tolerance:
+            moved = "fell" if leaking < 0 else "grew"
+            out.append(f"{field} {moved} by {lost >> 20} MiB (tolerance {tolerance >> 20} MiB)")
     return out
 
 
