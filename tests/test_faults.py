@@ -184,7 +184,7 @@ def test_signal_ends_the_run_cleanly_and_reports_what_finished(
     results = tmp_path / "results"
     mark = tmp_path / "guest-up"
     proc = subprocess.Popen(
-        _child_cmd("test_passes or test_waits_for_a_signal", results, *xdist),
+        [*_DEFAULT_SIGINT, *_child_cmd("test_passes or test_waits_for_a_signal", results, *xdist)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -227,6 +227,16 @@ def test_signal_ends_the_run_cleanly_and_reports_what_finished(
     assert {t["path"].rsplit(".", 1)[-1]: t["status"] for t in doc["tests"]}.get(
         "passes"
     ) == "PASS", doc["tests"]
+
+
+# A run started in the background by a shell without job control (`nohup sh -c '... &'`)
+# inherits SIGINT ignored, and Python keeps it so: give the child a terminal's default.
+_DEFAULT_SIGINT = (
+    sys.executable,
+    "-c",
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])",
+)
 
 
 def _stacks(proc: subprocess.Popen[str]) -> str:
