@@ -8,6 +8,7 @@ import os
 import re
 from dataclasses import dataclass
 
+from harness.errors import InfrastructureError
 from harness.guest import kpageflags
 from harness.guest.files import Files
 
@@ -82,7 +83,10 @@ def parse_memory(files: Files) -> MemoryLayout:
         )
         for n, f in fields.items()
     }
-    return MemoryLayout(block_size=int(files[f"{MEMORY}/block_size_bytes"], 16), blocks=blocks)
+    size = files.get(f"{MEMORY}/block_size_bytes")
+    if size is None:  # every kernel with memory hotplug has it: the read itself went wrong
+        raise InfrastructureError(f"no {MEMORY}/block_size_bytes in the guest's read")
+    return MemoryLayout(block_size=int(size, 16), blocks=blocks)
 
 
 def parse_meminfo(text: str) -> dict[str, int]:

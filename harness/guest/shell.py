@@ -337,7 +337,11 @@ class GuestShell:
             f"for i in {' '.join(str(i) for i in indices)}; do echo @$i; "
             f"echo {shlex.quote(state)} > {MEMORY}/memory$i/state; echo =$?; done 2>&1"
         )
-        return parse_block_writes(self.run(script).stdout)
+        results = parse_block_writes(self.run(script).stdout)
+        if results.keys() != set(indices):  # a write whose outcome nobody saw
+            missing = sorted(set(indices) - results.keys())
+            raise InfrastructureError(f"the guest did not report writing memory{missing}/state")
+        return results
 
     def wait_until(self, condition: str, *, timeout: float, what: str) -> None:
         """Wait, bounded, until the shell ``condition`` holds in the guest.
