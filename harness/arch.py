@@ -19,6 +19,7 @@ GiB = 1 << 30
 # ELF e_machine values, to tell a kernel of the wrong architecture early.
 EM_X86_64 = 62
 EM_PPC64 = 21
+ET_REL = 1  # e_type of a relocatable object (a .ko); a vmlinux is ET_EXEC, or ET_DYN (ppc64)
 
 
 @dataclass(frozen=True, eq=False)  # profiles are singletons: identity is equality
@@ -32,12 +33,10 @@ class Arch:
     machine: str  # -machine value
     cpu: str  # -cpu value under TCG
     console: str  # guest console device for console=
-    kernel_name: str  # kernel image file name in Debian's packages
     default_flavour: str  # Debian flavour suffix of the generic kernel
     default_kernels: tuple[str, ...]  # the matrix when no --memhp-kernel is given
     flavours: dict[str, str] = field(default_factory=dict)  # spec suffix -> Debian flavour
     dimm_align: int = 128 * MiB  # QEMU's granularity for pc-dimm sizes
-    section_size: int = 128 * MiB  # SECTION_SIZE_BITS (x86-64 27, powerpc 24)
     # Memory devices QEMU can plug on this machine (QEMU 7.2).
     devices: frozenset[str] = frozenset()
     # The guest acknowledges DIMM plug/unplug through ACPI _OST (ACPI_DEVICE_OST events).
@@ -92,7 +91,7 @@ class Arch:
         head = path.read_bytes()[:0x210] if path.is_file() else b""
         if not head:
             raise UsageError(f"kernel file {path} is missing or empty")
-        kind = _kernel_kind(head)
+        kind = kernel_kind(head)
         if kind != self.name:
             raise UsageError(
                 f"{path} is a {kind or 'unrecognised'} kernel, not {self.name}: "
@@ -111,13 +110,16 @@ class Arch:
         return []
 
 
-def _kernel_kind(head: bytes) -> str | None:
+def kernel_kind(head: bytes) -> str | None:
+    """The arch a kernel image is for, from its first 0x210 bytes; None if it is none."""
     # x86 boot protocol: "HdrS" at 0x202 (Documentation/arch/x86/boot.rst).
     if len(head) >= 0x206 and head[0x202:0x206] == b"HdrS":
         return "x86_64"
     if head[:4] == b"\x7fELF" and len(head) >= 20:
         little = head[5] == 1
-        (machine,) = struct.unpack_from("<H" if little else ">H", head, 18)
+        e_type, machine = struct.unpack_from("<HH" if little else ">HH", head, 16)
+        if e_type == ET_REL:  # a kernel module (.ko), not a kernel
+            return None
         if machine == EM_X86_64:
             return "x86_64"
         if machine == EM_PPC64:
@@ -136,7 +138,6 @@ X86_64 = Arch(
     machine="q35,nvdimm=on",
     cpu="max",
     console="ttyS0",
-    kernel_name="vmlinuz",
     default_flavour="amd64",
     default_kernels=("debian:6.1", "debian:6.12", "debian:7.2"),
     flavours={"cloud": "cloud-amd64", "rt": "rt-amd64"},
@@ -165,7 +166,6 @@ PPC64LE = Arch(
     machine="pseries,x-vof=on",
     cpu="power9",
     console="hvc0",
-    kernel_name="vmlinux",
     default_flavour="powerpc64le",
     # Debian's 7.x ppc64el builds live in trixie-backports only, whose ppc64el index the
     # mirror often serves mid-sync.
@@ -173,7 +173,6 @@ PPC64LE = Arch(
     flavours={"64k": "powerpc64le-64k"},
     # "Hotplugged memory size must be a multiple of 256 MB" (hw/ppc/spapr.c).
     dimm_align=256 * MiB,
-    section_size=16 * MiB,
     # QEMU 7.2 has no virtio-mem-pci on pseries; spapr NVDIMM needs PAPR_SCM in the guest.
     devices=frozenset({"pc-dimm", "nvdimm"}),
     # pseries DLPAR: dlpar_add_lmb() -> dlpar_online_lmb() onlines each LMB itself.

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from harness.errors import (
     EXIT_INFRA,
     EXIT_KERNEL,
     EXIT_USAGE,
+    BuildError,
     HarnessError,
     InfrastructureError,
     KernelFailure,
@@ -30,7 +32,7 @@ from harness.report import compare, merge, submit
 from harness.report.results import RECORDS
 from harness.report.results import load as load_results
 from harness.resources import TESTCASES
-from harness.scenarios import Selection
+from harness.scenarios import Selection, check_pytest_args
 from harness.signals import interrupt_on_termination
 
 # A series is built for each arch; ppc64le's cross build is a half hour cold: only on request.
@@ -51,14 +53,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"memhp: interrupted{f' ({exc})' if str(exc) else ''}", file=sys.stderr)
         return 130
     except MemhpError as exc:
-        print(f"memhp: error: {exc}", file=sys.stderr)
-        if isinstance(exc, InfrastructureError) and exc.details():
-            print(exc.details(), file=sys.stderr)
-        elif isinstance(exc, KernelFailure) and exc.console_tail:
-            print(exc.console_tail, file=sys.stderr)
-        if isinstance(exc, UsageError):
-            return EXIT_USAGE
-        return EXIT_KERNEL if isinstance(exc, KernelFailure) else EXIT_INFRA
+        return _error_exit(exc)
+    except Exception:  # memhp's own bug: its traceback, and never the kernel's exit status
+        traceback.print_exc()
+        print(
+            "memhp: internal error (a bug in memhp, not a verdict on the kernel): please "
+            "report it with the traceback above",
+            file=sys.stderr,
+        )
+        return EXIT_INFRA
+
+
+def _error_exit(exc: MemhpError) -> int:
+    """One line for memhp's own errors, the details infrastructure and kernel errors carry,
+    and the exit status of their family."""
+    print(f"memhp: error: {exc}", file=sys.stderr)
+    if isinstance(exc, InfrastructureError) and exc.details():
+        print(exc.details(), file=sys.stderr)
+    elif isinstance(exc, KernelFailure) and exc.console_tail:
+        print(exc.console_tail, file=sys.stderr)
+    if isinstance(exc, UsageError):
+        return EXIT_USAGE
+    return EXIT_KERNEL if isinstance(exc, (KernelFailure, BuildError)) else EXIT_INFRA
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -459,7 +475,13 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
         if not args.report:
             raise UsageError("--submit needs --report DIR (the kcidb.json to submit)")
         submit.check_configured()  # before any guest boots
-    status = int(pytest.main([*selection.pytest_args(), *rest]))
+    argv = [*selection.pytest_args(), *rest]
+    check_pytest_args(argv)
+    status = int(pytest.main(argv))
+    if status == pytest.ExitCode.NO_TESTS_COLLECTED:
+        raise UsageError(f"no scenario matches the selection ({' '.join(rest) or 'none'})")
+    if status == pytest.ExitCode.USAGE_ERROR:  # refused after the check above: said above
+        return EXIT_USAGE
     if args.submit and (args.report / "kcidb.json").is_file():
         print(f"memhp: {submit.submit(args.report / 'kcidb.json')}")
     return status

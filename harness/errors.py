@@ -1,6 +1,7 @@
 """Error classes.
 
-Three families, because the person reading a red result needs to know whose fault it is:
+Three families, because the person reading a red result needs to know whose fault it is
+(harness.verdict turns them into FAIL / ERROR / MISS and exit statuses):
 
 * ``UsageError``: bad input (a spec that does not resolve, a missing binary, a kernel of the
   wrong arch). Found before any guest boots; the message says what to do; exit status 2.
@@ -83,6 +84,23 @@ class QMPCommandError(InfrastructureError):
 
 class HarnessError(InfrastructureError):
     """memhp itself went wrong (a child pytest that crashed, an internal inconsistency)."""
+
+
+class WaitTimeout(MemhpError):
+    """Neutral: something a wait expected did not happen in time (a QMP event). The layer
+    that knows what was due decides whose fault that is (harness.hotplug.devices: a live
+    guest that never acknowledged a device is the kernel's); unjudged, it is an ERROR."""
+
+
+class BuildError(MemhpError):
+    """Neutral: a kernel tree did not configure or build (its first error quoted). In
+    ``kernel build`` and series verify that is the tree's failure; in a bisect step a commit
+    that cannot be tested (skip)."""
+
+
+class ConditionNotMet(MemhpError):
+    """A scenario could not set up the condition it tests (the pinned page, the load, the
+    memmap's placement): it says nothing of the kernel, so it is an ERROR, not a FAIL."""
 
 
 class KernelFailure(MemhpError):

@@ -19,13 +19,34 @@ from typing import IO
 
 from harness import cache
 from harness.arch import Arch
-from harness.errors import UsageError
+from harness.errors import BuildError, UsageError
 from harness.kconfig import KernelConfig
 from harness.kconfig import load as load_config
 from harness.progress import progress
 from harness.resources import KCONFIGS
 
 BASES = ("defconfig", "tinyconfig")
+# What every build runs besides the compiler (the kernel's own build dependencies).
+BUILD_TOOLS = ("make", "flex", "bison", "bc", "perl")
+
+
+class KconfigError(UsageError):
+    """A fragment asked for an option this tree's Kconfig will not give (named, with the
+    ``depends on`` that dropped it): the fragment's fault, or a commit too old for it."""
+
+
+def check_tools(arch: Arch) -> None:
+    """Everything a build of ``arch`` needs on the host, checked before anything runs;
+    UsageError naming the missing tool and the package that has it."""
+    kb = KBUILD[arch.name]
+    cross = _cross(kb)
+    for tool in (*BUILD_TOOLS, f"{cross}gcc"):
+        if shutil.which(tool) is None:
+            package = f"gcc-{cross.rstrip('-')}" if tool.startswith(cross) and cross else tool
+            raise UsageError(
+                f"{tool} not found: building {arch.name} kernels needs it "
+                f"(install {package}; ./setup.sh --kbuild does)"
+            )
 
 
 @dataclass(frozen=True)
@@ -144,6 +165,11 @@ def kconfig_depends(tree: Path, option: str) -> str:
     return " && ".join(deps)
 
 
+def check_tree(tree: Path) -> None:
+    if not (tree / "Makefile").is_file() or not (tree / "Kconfig").is_file():
+        raise UsageError(f"{tree} is not a kernel source tree (no Makefile/Kconfig)")
+
+
 def default_build_dir(tree: Path, arch: Arch, *, debug: bool = False) -> Path:
     key = hashlib.sha256(str(tree.resolve()).encode()).hexdigest()[:12]
     flavour = "-debug" if debug else ""
@@ -162,10 +188,14 @@ def build(
 ) -> Path:
     """Configure and build ``tree`` for ``arch`` into ``out``; return ``out`` (a build: spec).
     ``debug`` adds kconfigs/debug.config (and debug-ARCH.config where there is one), into a
-    build directory of its own."""
+    build directory of its own.
+
+    :raises UsageError: not a kernel tree, a missing build tool or fragment (KconfigError:
+        an option the tree will not give).
+    :raises BuildError: the tree did not configure or compile."""
     tree = tree.resolve()
-    if not (tree / "Makefile").is_file() or not (tree / "Kconfig").is_file():
-        raise UsageError(f"{tree} is not a kernel source tree (no Makefile/Kconfig)")
+    check_tree(tree)
+    check_tools(arch)
     kb = KBUILD[arch.name]
     out = (out or default_build_dir(tree, arch, debug=debug)).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -191,7 +221,7 @@ def build(
         requests = [r for f in frags for r in parse_fragment(f)]
         lost = dropped(requests, load_config(out / ".config"), tree)
         if lost:
-            raise UsageError("kconfig: " + "; ".join(map(str, lost)))
+            raise KconfigError("kconfig: " + "; ".join(map(str, lost)))
         with progress(f"kbuild: {arch.name} {kb.image_target} + modules in {out} (log: {log})"):
             _run([*make, kb.image_target, "modules"], logf, log)
         shutil.rmtree(out / "mod", ignore_errors=True)
@@ -268,10 +298,6 @@ def _make_command(tree: Path, out: Path, arch: Arch, kb: KbuildArch, jobs: int |
     ]
     cross = _cross(kb)
     if cross:
-        if shutil.which(cross + "gcc") is None:
-            raise UsageError(
-                f"{cross}gcc not found: install gcc-{cross.rstrip('-')} (./setup.sh --kbuild does)"
-            )
         cmd.append(f"CROSS_COMPILE={cross}")
     if shutil.which("ccache"):
         cmd.append(f"CC=ccache {cross}gcc")
@@ -300,7 +326,7 @@ def _run(
     logf.write(f"# exit {proc.returncode} after {time.monotonic() - start:.1f} s\n")
     logf.flush()
     if proc.returncode != 0:
-        raise UsageError(
+        raise BuildError(
             f"{' '.join(cmd[:1] + cmd[-2:])} failed: {first_error(log)} (full log: {log})"
         )
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.errors import UsageError
 from harness.resources import TESTCASES
 
 # The long suites have their own commands (README: nightly); a later -m of the user's wins.
-DEFAULT_MARKERS = "not kbuild and not flavours"
+DEFAULT_MARKERS = "not kbuild and not flavours and not newkernels"
 
 
 @dataclass(frozen=True)
@@ -71,3 +72,28 @@ class Selection:
         if self.maxfail > 0:
             args += ["--maxfail", str(self.maxfail)]
         return args
+
+
+def check_pytest_args(args: list[str]) -> None:
+    """What pytest would refuse, refused first in memhp's words (UsageError, one line): an
+    argument pytest does not know, a -k or -m expression that does not parse. pytest's own
+    answer is its usage text and exit status 4, which memhp's callers do not expect."""
+    import pytest
+    from _pytest.config import _prepareconfig  # pytest's own parse, without running
+    from _pytest.mark.expression import Expression
+
+    try:
+        config = _prepareconfig(list(args))
+    except pytest.UsageError as exc:
+        lines = [ln for ln in str(exc).splitlines() if "error:" in ln] or [str(exc)]
+        raise UsageError(
+            f"pytest refuses the arguments: {lines[0].split('error:', 1)[-1].strip()} "
+            "(memhp run --help lists memhp's own; the rest go to pytest)"
+        ) from None
+    for flag, expr in (("-k", config.option.keyword), ("-m", config.option.markexpr)):
+        if not expr:
+            continue
+        try:
+            Expression.compile(expr)
+        except Exception as exc:  # pytest raises SyntaxError (ParseError before 8.4)
+            raise UsageError(f"{flag} {expr!r} is not a pytest expression: {exc}") from None

@@ -31,6 +31,11 @@ def interrupt_on_termination() -> None:
             signal.signal(sig, _interrupt)
 
 
+def received() -> str | None:
+    """The name of the first terminating signal this process handled (None: none)."""
+    return signal.Signals(_received[0]).name if _received else None
+
+
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     name = signal.Signals(signum).name
     if _received:

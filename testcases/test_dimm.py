@@ -14,10 +14,11 @@ import errno
 import pytest
 
 from harness.arch import GiB
+from harness.errors import ConditionNotMet
 from harness.guest.kpageflags import KPF
 from harness.hotplug import expectations
 from harness.hotplug.devices import OST_EJECT_REFUSED
-from harness.hotplug.records import Unplug
+from harness.hotplug.records import Dimm, Unplug
 from harness.hotplug.vm import HotplugVM
 
 pytestmark = pytest.mark.needs_kernel("memory-hotremove")
@@ -149,53 +150,86 @@ def test_dimm_default_online_policy(vm: HotplugVM) -> None:
     vm.expect_blocks(vm.blocks(dimm), expected.value.state, expected.value.zone, why=expected.why)
 
 
-# Removal while the blocks are online: the guest must offline them itself. On pseries these
-# are separate scenarios because the outcome depends on where the memmap went.
+# Removal while the blocks are online: the guest must offline them itself. Each setup puts
+# the memmap where the outcome is known (harness.hotplug.expectations.dimm_unplug*).
 UNPLUG_NOISE = (
     r"page dumped because|Offline failed|pseries-hotplug-mem|"
     r"Memory indexed-count-remove failed|dlpar"
 )
+MEMORYLESS_SECOND_NODE = (1 * GiB, 0)  # node 1: no memory, no CPU
 
 
-def _remove_while_online(vm: HotplugVM, request: pytest.FixtureRequest) -> None:
-    dimm = vm.plug_dimm(2 * vm.arch.dimm_align)
+def _remove_while_online(vm: HotplugVM, dimm: Dimm) -> None:
     vm.online(dimm, "online_movable")  # a no-op for blocks the kernel already onlined
     expected = expectations.dimm_unplug(vm.facts)
 
     result = vm.unplug_dimm(dimm, timeout=20.0)
 
-    request.node.user_properties.append(("unplug_outcome", result.outcome.value))
-    assert result.outcome in expected.value, (
-        f"unplug {result.describe()}; expected one of "
-        f"{sorted(o.value for o in expected.value)} ({expected.why})"
-    )
-    if result.outcome is Unplug.DELETED:
-        assert vm.blocks(dimm) == [], "memory blocks still present after DEVICE_DELETED"
-    else:
-        vm.expect_blocks(vm.blocks(dimm), "online", why="the guest kept the DIMM")
+    assert result.outcome is expected.value, f"unplug {result.describe()}; expected {expected}"
+    assert vm.blocks(dimm) == [], "memory blocks still present after DEVICE_DELETED"
 
 
-# A refused removal leaves the DIMM (and QEMU's pending request) behind: own guest.
 @pytest.mark.memhp(cmdline=("memhp_default_state=offline",), fresh=True)
 @pytest.mark.dmesg_allow(UNPLUG_NOISE)
-def test_dimm_remove_while_online(vm: HotplugVM, request: pytest.FixtureRequest) -> None:
-    """9. device_del with the blocks online: x86 onlined movable by the test, pseries
-    onlined Normal by DLPAR itself."""
-    _remove_while_online(vm, request)
+def test_dimm_remove_while_online(vm: HotplugVM) -> None:
+    """9. device_del of a one-block DIMM with its block online: onlined movable by the test
+    (x86), or Normal by DLPAR itself (pseries), its memmap allocated before it existed."""
+    _remove_while_online(vm, vm.plug_dimm(vm.arch.dimm_align))
 
 
 @pytest.mark.memhp(cmdline=("memhp_default_state=online_movable",))
-def test_dimm_remove_while_online_movable_by_default(
-    vm: HotplugVM, request: pytest.FixtureRequest
-) -> None:
+def test_dimm_remove_while_online_movable_by_default(vm: HotplugVM) -> None:
     """10. Blocks onlined to ZONE_MOVABLE at add time come back out."""
-    _remove_while_online(vm, request)
+    _remove_while_online(vm, vm.plug_dimm(2 * vm.arch.dimm_align))
 
 
 @pytest.mark.memhp(cmdline=("memhp_default_state=offline", "memory_hotplug.memmap_on_memory=1"))
 @pytest.mark.needs_kernel("memmap-on-memory")
-def test_dimm_remove_while_online_memmap_on_memory(
-    vm: HotplugVM, request: pytest.FixtureRequest
-) -> None:
-    """11. With memmap_on_memory each block carries its own memmap and comes back out."""
-    _remove_while_online(vm, request)
+def test_dimm_remove_while_online_memmap_on_memory(vm: HotplugVM) -> None:
+    """11. With memmap_on_memory each block carries its own memmap and comes back out (two
+    blocks where the kernel splits a DIMM's memmap per block, else one)."""
+    blocks = 2 if vm.self_hosted_memmap(device_blocks=2).value.pages else 1
+    memmap = vm.self_hosted_memmap(device_blocks=blocks)
+    if not memmap.value.pages:
+        pytest.skip(f"this kernel puts no memmap on the DIMM: {memmap.why}")
+    dimm = vm.plug_dimm(blocks * vm.arch.dimm_align)
+    vm.expect_memmap(vm.online(dimm, "online_movable"), memmap)
+    _remove_while_online(vm, dimm)
+
+
+@pytest.mark.memhp(
+    cmdline=("memhp_default_state=offline",), numa=MEMORYLESS_SECOND_NODE, fresh=True
+)
+@pytest.mark.dmesg_allow(UNPLUG_NOISE)
+def test_dimm_remove_refused_while_it_holds_a_later_memmap(vm: HotplugVM) -> None:
+    """12. On a node with no memory of its own, a DIMM onlined to ZONE_NORMAL is where the
+    memmap of the next DIMM on that node goes (vmemmap_populate: alloc_pages_node): the first
+    cannot be offlined while the second is there, and its removal is refused."""
+    first = vm.plug_dimm(vm.arch.dimm_align, node=1)
+    vm.online(first, "online_kernel")  # pseries: DLPAR onlined it to Normal already
+    before = _pages_in_use(vm, first)
+    # 4 GiB on, the second DIMM's memmap needs vmemmap mappings of its own (one 2 MiB
+    # mapping holds the memmap of 2 GiB of 64 KiB pages), allocated now.
+    second = vm.plug_dimm(vm.arch.dimm_align, node=1, addr=first.addr + 4 * GiB)
+    memmap = vm.memmap_pages(second.size)
+    grew = _pages_in_use(vm, first) - before
+    if grew < memmap:
+        raise ConditionNotMet(
+            f"set-up: {first} took only {grew} more pages in use when {second} was added, "
+            f"less than its {memmap}-page memmap: the memmap went elsewhere"
+        )
+    expected = expectations.dimm_unplug_holding_memmap(vm.facts)
+
+    result = vm.unplug_dimm(first, timeout=20.0)
+
+    assert result.outcome is expected.value, f"unplug {result.describe()}; expected {expected}"
+    if result.outcome is Unplug.REFUSED and vm.arch.acpi_memory_hotplug:
+        status = result.event["data"]["info"]["status"] if result.event else None
+        assert status in OST_EJECT_REFUSED, result.describe()
+    vm.expect_blocks(vm.blocks(first), "online", "Normal", why=f"it holds {second.id}'s memmap")
+    assert first.id in vm.memory_devices(), "QEMU dropped a DIMM the guest did not eject"
+
+
+def _pages_in_use(vm: HotplugVM, dimm: Dimm) -> int:
+    """Pages of the DIMM not free in the buddy allocator."""
+    return sum(h.total - h.with_flag(KPF.BUDDY) for _, h in vm.histograms(vm.blocks(dimm)).values())

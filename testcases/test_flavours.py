@@ -19,7 +19,8 @@ from harness.arch import ARCHES
 from harness.errors import UsageError
 from harness.images.apt import AptCache
 from harness.images.specs import debian_candidates
-from harness.report.results import Status, load
+from harness.report.results import load
+from harness.verdict import Status
 
 pytestmark = pytest.mark.flavours
 

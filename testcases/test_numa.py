@@ -1,6 +1,7 @@
 """NUMA guests: two nodes with memory and a third without. A DIMM plugged into a node shows
 its blocks under that node and its pages in that node's zones; the memoryless node comes
-online with the DIMM and gains memory when it is onlined; removal gives back per node.
+online with the DIMM, gains memory when it is onlined and goes offline again when the DIMM
+is removed; removal gives back per node.
 
 Node states follow mm/memory_hotplug.c: a node is onlined at add time (__try_online_node),
 joins N_MEMORY at online (node_states_set_node), and N_NORMAL_MEMORY only for kernel zones.
@@ -22,8 +23,7 @@ NUMA = pytest.mark.memhp(numa=TWO_NODES_AND_A_MEMORYLESS_ONE)
 
 
 def movable_present(vm: HotplugVM, node: int) -> int:
-    zone = vm.guest.zones().get((node, "Movable"))
-    return zone.present if zone else 0
+    return vm.state().zone(node, "Movable")[0]
 
 
 @NUMA
@@ -44,15 +44,20 @@ def test_numa_dimm_lands_in_its_node(vm: HotplugVM, node: int) -> None:
 
 
 @pytest.mark.memhp(numa=TWO_NODES_AND_A_MEMORYLESS_ONE, fresh=True)
-def test_numa_memoryless_node_gains_memory(vm: HotplugVM) -> None:
-    """Node 2 has no memory: online with its first DIMM, N_MEMORY once onlined, never
-    N_NORMAL_MEMORY for Movable memory."""
+def test_numa_memoryless_node_gains_memory_and_gives_it_back(vm: HotplugVM) -> None:
+    """Node 2 has no memory and no CPU: online (with its sysfs directory) once its first
+    DIMM is added, N_MEMORY with kswapd2, kcompactd2 and a memory tier once onlined, never
+    N_NORMAL_MEMORY for Movable memory; offlined and removed, all of it goes away again
+    (try_offline_node). Every step checks the node invariants (harness.hotplug.effects)."""
     assert 2 in vm.guest.nodes("possible")
-    assert 2 not in vm.guest.nodes("has_memory")
+    assert 2 not in vm.guest.nodes("has_memory") | vm.guest.nodes("online")
 
     dimm = vm.plug_dimm(2 * vm.arch.dimm_align, node=2)
     added = vm.guest.nodes("online"), vm.guest.nodes("has_memory")
     vm.online(dimm, "online_movable")
+    onlined = vm.state()
+    vm.offline(dimm)
+    result = vm.unplug_dimm(dimm)
 
     assert 2 in added[0], "node 2 is onlined when its first memory is added"
     onlined_at_add = expectations.hot_added_block_state(vm.facts)
@@ -60,9 +65,15 @@ def test_numa_memoryless_node_gains_memory(vm: HotplugVM) -> None:
         f"node 2 in has_memory right after the add: {2 in added[1]}; the blocks were "
         f"{onlined_at_add.value.state} then ({onlined_at_add.why})"
     )
-    assert 2 in vm.guest.nodes("has_memory")
-    assert 2 not in vm.guest.nodes("has_normal_memory")
-    assert movable_present(vm, 2) == dimm.size // vm.guest.page_size()
+    assert 2 in onlined.nodes["has_memory"] and 2 not in onlined.nodes["has_normal_memory"]
+    assert {("kswapd", 2), ("kcompactd", 2)} <= onlined.kthreads, sorted(onlined.kthreads)
+    assert onlined.zone(2, "Movable")[0] == dimm.size // vm.guest.page_size()
+    assert result.outcome is Unplug.DELETED, result.describe()
+    gone = vm.state()
+    assert 2 not in gone.nodes["online"] and 2 not in gone.node_mem_total, (
+        "node 2 stays online with no memory, block or CPU left (try_offline_node)"
+    )
+    assert not {("kswapd", 2), ("kcompactd", 2)} & gone.kthreads, sorted(gone.kthreads)
 
 
 @NUMA

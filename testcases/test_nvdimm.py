@@ -53,7 +53,7 @@ def test_nvdimm_raw_namespace_has_no_memmap(vm: HotplugVM, how: str) -> None:
 
     size = int(vm.guest.run(f"cat /sys/block/{ns.blockdev}/size").stdout) * 512
     assert size == ns.size, f"/dev/{ns.blockdev} is {size} bytes, namespace {ns.size}"
-    vm.guest.run(f"dd if=/dev/{ns.blockdev} of=/dev/null bs=64k count=16 2>/dev/null")
+    vm.guest.exercise(f"dd if=/dev/{ns.blockdev} of=/dev/null bs=64k count=16 2>/dev/null")
     vm.plug_dimm(vm.arch.dimm_align)  # raises max_pfn above the device (see devdax below)
     read = vm.expect_no_memmap(
         ns.start, ns.size, why="raw pmem has no memmap (no pfn device, no devm_memremap_pages)"
@@ -70,8 +70,8 @@ def test_nvdimm_pmem_reads_back_what_was_written(vm: HotplugVM, how: str) -> Non
     ns = ndctl.namespace(vm.guest, region)
     assert ns.blockdev, f"{ns.dev} has no block device (mode {ns.mode})"
 
-    vm.guest.run(
-        f"dd if=/dev/urandom of=/tmp/pattern bs=64k count=16 2>/dev/null && "
+    vm.guest.run("dd if=/dev/urandom of=/tmp/pattern bs=64k count=16 2>/dev/null")
+    vm.guest.exercise(
         f"dd if=/tmp/pattern of=/dev/{ns.blockdev} bs=64k seek=7 conv=fsync "
         f"2>/dev/null && dd if=/dev/{ns.blockdev} bs=64k skip=7 count=16 2>/dev/null "
         f"| cmp - /tmp/pattern"
@@ -89,13 +89,14 @@ def test_nvdimm_devdax_pfns_have_no_online_memmap(vm: HotplugVM) -> None:
     dax = ndctl.reconfigure(vm.guest, ns.dev, "devdax")
 
     assert dax.chardev and dax.mode == "devdax", dax
-    vm.guest.run(f"test -c /dev/{dax.chardev}")
-    raises = expectations.zone_device_raises_max_pfn(vm.facts)
-    before = len(
-        vm.guest.kpageflags(kpageflags.pfn_range(dax.start, dax.size, vm.guest.page_size()))
-    )
-    assert (before > 0) == raises.value, (
-        f"{before} devdax pfns readable before any other hotplug: {raises}"
+    assert ndctl.has_chardev(vm.guest, dax.chardev), f"no /dev/{dax.chardev}"
+    # Whether the devdax range raised max_pfn (x86 stopped that in commit 7170130e4c72,
+    # v6.15, backported to some stable lines; powerpc always does) is observed, not looked
+    # up by version: either every pfn of the range reads, or none does.
+    pfns = dax.size // vm.guest.page_size()
+    before = vm.guest.kpageflags(kpageflags.pfn_range(dax.start, dax.size, vm.guest.page_size()))
+    assert len(before) in (0, pfns), (
+        f"{len(before)} of {pfns} devdax pfns readable: max_pfn ends inside the device"
     )
     # A DIMM plugged above the device does raise max_pfn (add_pages), making every one of
     # its pfns readable.
@@ -159,7 +160,7 @@ def test_nvdimm_two_in_one_section_both_usable(vm: HotplugVM) -> None:
 
     for dax in daxes:
         assert dax.mode == "devdax" and dax.chardev, dax
-        vm.guest.run(f"test -c /dev/{dax.chardev}")
+        assert ndctl.has_chardev(vm.guest, dax.chardev), f"no /dev/{dax.chardev}"
     mixed = [ln for ln in vm.guest.dmesg() if "mixed region" in ln]
     assert not mixed, mixed
 
@@ -182,5 +183,5 @@ def test_nvdimm_kmem_round_trip(vm: HotplugVM) -> None:
     assert not any(vm.set_state(vm.blocks(ram), "offline").values())
     assert ndctl.to_devdax(vm.guest, dax.chardev) == 0
     assert vm.blocks(ram) == [], "kmem's memory blocks stayed after it was unbound"
-    vm.guest.run(f"test -c /dev/{dax.chardev}")
+    assert ndctl.has_chardev(vm.guest, dax.chardev), f"no /dev/{dax.chardev} after the rebind"
     assert "System RAM (kmem)" not in vm.guest.run("cat /proc/iomem").stdout

@@ -9,11 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import UsageError
-from harness.report.results import Result, Status
+from harness import kbuild
+from harness.errors import BuildError, UsageError
+from harness.report.results import Result
+from harness.verdict import Status
 from harness.workflows import bisection as bisect
 from harness.workflows.gittree import output as git
 from harness.workflows.runner import Run
+
+REAL_BUILD, REAL_CHECK_TOOLS = kbuild.build, kbuild.check_tools
 
 
 @pytest.fixture
@@ -36,7 +40,7 @@ def fake(
 
     def build(tree: Path, *_: object, **__: object) -> Path:
         if build_fails:
-            raise UsageError("make bzImage failed: mm/x.c:1: error: boom")
+            raise BuildError("make bzImage failed: mm/x.c:1: error: boom")
         return tree
 
     def run(kernel: str, arch: str, out: Path, **_: object) -> Run:
@@ -57,6 +61,7 @@ def fake(
         return Run([r], out / "log", out)
 
     monkeypatch.setattr(bisect.kbuild, "build", build)
+    monkeypatch.setattr(bisect.kbuild, "check_tools", lambda arch: None)
     monkeypatch.setattr(bisect, "run_scenarios", run)
     return calls
 
@@ -109,3 +114,38 @@ def test_bad_end_that_passes_stops_before_bisecting(
     with pytest.raises(UsageError, match="--bad HEAD should be bad but is good"):
         bisect.bisect(config(repo, tmp_path, repeat=1), "HEAD~2", "HEAD")
     assert git(repo, "status", "--porcelain") == ""
+
+
+def test_usage_error_in_a_step_is_not_a_skip(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bad input (here: a tree that is no kernel tree) stops; it never reads as "this
+    commit cannot be tested"."""
+    fake(monkeypatch, lambda state, i: Status.PASS)
+    monkeypatch.setattr(bisect.kbuild, "build", REAL_BUILD)
+    with pytest.raises(UsageError, match="is not a kernel source tree"):
+        bisect.step(config(repo, tmp_path), "HEAD")
+
+
+def test_missing_compiler_stops_before_any_step(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = fake(monkeypatch, lambda state, i: Status.PASS)
+    monkeypatch.setattr(bisect.kbuild, "check_tools", REAL_CHECK_TOOLS)
+    monkeypatch.setattr(kbuild.shutil, "which", lambda tool: None if tool == "gcc" else tool)
+    with pytest.raises(UsageError, match="gcc not found"):
+        bisect.bisect(config(repo, tmp_path, repeat=1), "HEAD~2", "HEAD")
+    assert calls == [], "a step ran before the missing compiler was found"
+
+
+def test_harness_bug_in_a_step_stops_the_bisection(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """git bisect run reads exit 1 as "bad": a KeyError in memhp must stop it instead."""
+
+    def broken(*_: object, **__: object) -> bisect.StepResult:
+        raise KeyError("memhp_target")
+
+    monkeypatch.setattr(bisect, "step", broken)
+    assert bisect.step_main(config(repo, tmp_path).to_json()) == bisect.STOP
+    assert "bug in memhp" in capsys.readouterr().err

@@ -30,7 +30,8 @@ from harness.images.image import Image
 from harness.qemu import machine
 from harness.qemu.accel import choose_accel
 from harness.qemu.machine import MachineConfig, QemuMachine
-from harness.report.results import Result, Status, load
+from harness.report.results import Result, load
+from harness.verdict import Status
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = Path(__file__).resolve().parent / "faults" / "scenarios.py"

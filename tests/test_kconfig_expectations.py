@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness import kconfig
-from harness.errors import UsageError
+from harness.errors import InfrastructureError, UsageError
 from harness.hotplug.expectations import (
     OVERRIDES,
     BlockState,
@@ -161,8 +161,8 @@ def test_parse_overrides_accepts_every_listed_value() -> None:
             assert parse_overrides([f"{name}={value}"]) == {name: value}
 
 
-def test_empty_config_raises_lookup_error() -> None:
-    with pytest.raises(LookupError, match=r"6\.12\.117"):
+def test_empty_config_is_a_missing_fact_not_a_default() -> None:
+    with pytest.raises(InfrastructureError, match=r"no kernel config for 6\.12\.117"):
         default_online_policy(facts(""))
 
 

@@ -17,8 +17,9 @@ from harness.report.html import html_report
 from harness.report.kcidb import BuildOutcome, kcidb
 from harness.report.pagemap import BlockView, PageClass, Snapshot, classify
 from harness.report.picture import render_png
-from harness.report.results import Checkout, Result, Status, StepMap, load, save, save_checkout
-from harness.report.results import classify as classify_status
+from harness.report.results import Checkout, Result, StepMap, load, save, save_checkout
+from harness.verdict import Status
+from harness.verdict import classify as classify_status
 
 
 def result(name: str, status: Status, **kw: object) -> Result:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import kbuild
 from harness.errors import UsageError
 from harness.workflows.gittree import Worktree
 from harness.workflows.gittree import output as git
@@ -68,8 +69,9 @@ def test_mbox_without_patches_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_series_that_does_not_apply_is_reported_by_name_and_undone(
-    repo: Path, tmp_path: Path
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(kbuild, "check_tools", lambda arch: None)  # nothing gets built
     box = mbox(repo, tmp_path / "s")
     # Upstream moved on from base in a way that conflicts with patch 2 only.
     git(repo, "checkout", "-q", "-b", "upstream", "base")
@@ -99,3 +101,17 @@ def test_base_commit_missing_from_the_tree_says_what_to_do(repo: Path, tmp_path:
     )
     with pytest.raises(UsageError, match=r"base-commit 0123456789ab.*fetch it, or give --base"):
         verify(repo, box, arches=["x86_64"], out=tmp_path / "out")
+
+
+def test_missing_compiler_is_usage_before_anything_is_applied(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    box = mbox(repo, tmp_path / "s")
+    head = git(repo, "rev-parse", "HEAD")
+    monkeypatch.setattr(kbuild.shutil, "which", lambda tool: None if tool == "bison" else tool)
+
+    with pytest.raises(UsageError, match="bison not found"):
+        verify(repo, box, arches=["x86_64"], out=tmp_path / "out")
+
+    assert git(repo, "rev-parse", "HEAD") == head
+    assert not (tmp_path / "out").exists()

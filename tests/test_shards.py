@@ -18,7 +18,8 @@ from harness.errors import UsageError
 from harness.plugin.shards import Shard
 from harness.report.compare import compare
 from harness.report.merge import merge
-from harness.report.results import Result, Status, load
+from harness.report.results import Result, load
+from harness.verdict import Status
 
 ROOT = Path(__file__).resolve().parent.parent
 SELECT = (

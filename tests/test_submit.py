@@ -13,7 +13,8 @@ import pytest
 
 from harness import cli
 from harness.report import submit
-from harness.report.results import Result, Status, save
+from harness.report.results import Result, save
+from harness.verdict import Status
 
 
 @pytest.fixture

@@ -29,6 +29,10 @@ from harness.guest.memory import (
 )
 from harness.guest.procfs import NODES, Zones, parse_node_list, parse_zoneinfo
 
+# A shell's exit status for a command it could not find or not execute: a guest image
+# without its tool, never the kernel's answer.
+MISSING_TOOL = (126, 127)
+
 
 @dataclass(frozen=True)
 class CommandResult:
@@ -37,21 +41,38 @@ class CommandResult:
     stdout: str
     stderr: str
 
-    def check(self) -> CommandResult:
-        if self.status != 0:
+    def check(self, *, exercises_kernel: bool = False) -> CommandResult:
+        """The result, if the command succeeded.
+
+        :raises GuestCommandError: a command that exercises the kernel failed.
+        :raises GuestToolError: the harness's own plumbing failed, or a tool is missing.
+        """
+        if self.status == 0:
+            return self
+        if exercises_kernel and self.status not in MISSING_TOOL:
             raise GuestCommandError(self)
-        return self
+        raise GuestToolError(self)
+
+    def describe(self) -> str:
+        err = self.stderr.strip().splitlines()
+        return f"(exit {self.status}): {self.command}" + (f": {err[-1]}" if err else "")
 
 
 class GuestCommandError(KernelFailure):
-    """A guest command a scenario relies on failed: the guest kernel said no."""
+    """A guest command that exercises the kernel (a sysfs write, ndctl create-namespace,
+    dropping caches) failed: the guest kernel said no."""
 
     def __init__(self, result: CommandResult) -> None:
-        err = result.stderr.strip().splitlines()
-        super().__init__(
-            f"guest command failed (exit {result.status}): {result.command}"
-            + (f": {err[-1]}" if err else "")
-        )
+        super().__init__(f"guest command failed {result.describe()}")
+        self.result = result
+
+
+class GuestToolError(InfrastructureError):
+    """A command the harness runs for itself (reading files, gzip, ndctl list, a wait
+    loop) failed, or a tool the image should have is missing: the infrastructure's."""
+
+    def __init__(self, result: CommandResult) -> None:
+        super().__init__(f"guest plumbing failed {result.describe()}")
         self.result = result
 
 
@@ -76,6 +97,7 @@ class GuestHost(Protocol):
         """Mark the VM lost; the error that says why (a panic is the kernel's)."""
 
 
+_WAIT_EXPIRED = 99  # wait_until's loop ran out of time (any other failure is the loop's)
 # A command quiet this long makes the harness ask whether the VM still lives; twice that,
 # and a second SSH session must answer too, else the guest is lost.
 HEARTBEAT = 5.0
@@ -197,11 +219,25 @@ class GuestShell:
     # -- commands ------------------------------------------------------------------------
 
     def run(self, command: str, *, check: bool = True, timeout: float = 120.0) -> CommandResult:
+        """A command the harness runs for itself (reads, waits, set-up).
+
+        :raises GuestToolError: it failed (with ``check``): the infrastructure's.
+        """
+        result = self._result(command, timeout)
+        return result.check() if check else result
+
+    def exercise(self, command: str, *, timeout: float = 120.0) -> CommandResult:
+        """A command that exercises the kernel: its failure is the kernel's answer.
+
+        :raises GuestCommandError: the kernel refused it (a missing tool: GuestToolError).
+        """
+        return self._result(command, timeout).check(exercises_kernel=True)
+
+    def _result(self, command: str, timeout: float) -> CommandResult:
         stdout, stderr, status = self._exec(command, timeout)
-        result = CommandResult(
+        return CommandResult(
             command, status, stdout.decode(errors="replace"), stderr.decode(errors="replace")
         )
-        return result.check() if check else result
 
     def read_bytes(self, path: str, offset: int, length: int, *, timeout: float = 120.0) -> bytes:
         """Raw bytes of a file, e.g. a /proc/kpageflags range (dd seeks, no text mangling).
@@ -213,8 +249,8 @@ class GuestShell:
             f"skip={offset} count={length} 2>/dev/null | gzip -1"
         )
         stdout, stderr, status = self._exec(cmd, timeout)
-        if status != 0:
-            raise GuestCommandError(CommandResult(cmd, status, "", stderr.decode()))
+        if status != 0:  # plumbing: dd of a proc file, gzip
+            raise GuestToolError(CommandResult(cmd, status, "", stderr.decode()))
         try:
             return gzip.decompress(stdout)
         except (OSError, EOFError) as exc:  # a truncated or garbled stream, not the kernel's
@@ -353,10 +389,13 @@ class GuestShell:
         script = (
             f"end=$(( $(cut -d. -f1 /proc/uptime) + {int(timeout) + 1} )); "
             f"until {condition}; do "
-            "[ $(cut -d. -f1 /proc/uptime) -ge $end ] && exit 1; usleep 20000; done"
+            f"[ $(cut -d. -f1 /proc/uptime) -ge $end ] && exit {_WAIT_EXPIRED}; "
+            "usleep 20000 || exit; done"
         )
-        if self.run(script, check=False, timeout=timeout + 30).status != 0:
+        result = self.run(script, check=False, timeout=timeout + 30)
+        if result.status == _WAIT_EXPIRED:
             raise AssertionError(f"no {what} in the guest within {timeout:g} s")
+        result.check()  # the loop itself failed (usleep missing): the plumbing's
 
     def wait_blocks_online(self, addr: int, size: int, *, timeout: float) -> None:
         """Wait until every memory block of [addr, addr + size) exists and is online."""

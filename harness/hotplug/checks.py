@@ -9,6 +9,11 @@ from harness.guest.kpageflags import KPF, Histogram, format_flags, leading_run, 
 from harness.guest.memory import MemoryBlock
 
 
+class Refused(AssertionError):
+    """The kernel refused a step the scenario asked for (a block would not go online or
+    offline): a failed check, which a cleanup may expect."""
+
+
 @dataclass(frozen=True)
 class FlagRule:
     """A property every block's page-flag histogram must have."""
@@ -21,10 +26,13 @@ class FlagRule:
 
 
 def every_page_is(value: int) -> FlagRule:
-    """Every page reads exactly ``value`` (e.g. NOPAGE, or {} for no flags at all)."""
+    """Every page reads exactly ``value`` (e.g. NOPAGE, or {} for no flags at all); there
+    must be pages."""
     name = format_flags(value)
 
     def problem(h: Histogram) -> str | None:
+        if not h.total:
+            return NOTHING_TO_CHECK
         bad = h.total - h.exactly(value)
         return f"{bad} pages not {name}" if bad else None
 
@@ -32,10 +40,13 @@ def every_page_is(value: int) -> FlagRule:
 
 
 def no_page(*flags: KPF) -> FlagRule:
+    """No page carries any of ``flags``; there must be pages."""
     bits = mask(*flags)
     names = " or ".join(f.name for f in flags)
 
     def problem(h: Histogram) -> str | None:
+        if not h.total:
+            return NOTHING_TO_CHECK
         bad = h.with_any(bits)
         return f"{bad} pages with {names}" if bad else None
 
@@ -43,6 +54,8 @@ def no_page(*flags: KPF) -> FlagRule:
 
 
 def at_least(flag: KPF, fraction: float) -> FlagRule:
+    """At least ``fraction`` of the pages carry ``flag`` (an empty histogram has 0 %)."""
+
     def problem(h: Histogram) -> str | None:
         seen = h.fraction(flag)
         return None if seen >= fraction else f"only {seen:.0%} {flag.name}"
@@ -50,14 +63,22 @@ def at_least(flag: KPF, fraction: float) -> FlagRule:
     return FlagRule(f">= {fraction:.0%} {flag.name}", problem)
 
 
+NOTHING_TO_CHECK = "no pages read: a rule over zero pages proves nothing"
+
+
 def flags_report(
     seen: dict[int, tuple[range, Histogram]], rules: Sequence[FlagRule], why: str
 ) -> str | None:
-    """None if every block satisfies every rule, else the per-block failure text."""
+    """None if every block satisfies every rule, else the per-block failure text. No blocks
+    at all, or a block with no pages, fails: a rule over nothing holds for any kernel."""
     lines = []
-    failed = False
+    failed = not seen or not rules
+    if not seen:
+        lines.append("  FAIL no memory blocks to check")
     for index, (pfns, hist) in sorted(seen.items()):
         problems = [p for rule in rules if (p := rule.problem(hist))]
+        if not hist.total:
+            problems = [NOTHING_TO_CHECK]
         failed |= bool(problems)
         mark = "FAIL" if problems else "ok  "
         lines.append(
@@ -77,13 +98,17 @@ def flags_report(
 def memmap_report(
     seen: dict[int, tuple[range, list[int]]], pages: int, flags: int, why: str
 ) -> str | None:
-    """Each block must start with exactly ``pages`` pfns of value ``flags`` (its memmap)."""
-    lines, failed = [], False
+    """Each block must start with exactly ``pages`` pfns of value ``flags`` (its memmap);
+    no blocks, or a block with no pfns read, fails."""
+    lines, failed = [], not seen
+    if not seen:
+        lines.append("  FAIL no memory blocks to check")
     for index, (pfns, values) in sorted(seen.items()):
         lead = leading_run(values, pfns.start)
         got = lead.length if lead and lead.value == flags else 0
         # With no memmap expected, the block must not start with one.
         bad = got != pages if pages else bool(lead and lead.value == flags and flags)
+        bad |= not values
         failed |= bad
         first = str(lead) if lead else "nothing readable"
         lines.append(f"  {'FAIL' if bad else 'ok  '} memory{index}: leading run {first}")
@@ -112,12 +137,14 @@ def virtio_mem_report(
     plugged pages read like online memory, and together they add up to the device size."""
     offline_bit = 1 << KPF.OFFLINE
     online_rules = (no_page(KPF.NOPAGE, KPF.RESERVED), at_least(KPF.BUDDY, 0.8))
-    lines, failed, plugged = [], False, 0
+    lines, failed, plugged = [], not seen, 0
+    if not seen:
+        lines.append("  FAIL no memory blocks to check")
     for index, (_, hist) in sorted(seen.items()):
         fake = Histogram({v: n for v, n in hist.counts.items() if v & offline_bit})
         real = Histogram({v: n for v, n in hist.counts.items() if not v & offline_bit})
         plugged += real.total * page_size
-        problems = []
+        problems = [] if hist.total else [NOTHING_TO_CHECK]
         if fake.total != fake.exactly(unplugged):
             problems.append(f"unplugged pages not all {format_flags(unplugged)}")
         if real.total:

@@ -21,9 +21,9 @@ import itertools
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from harness.errors import QMPCommandError, UsageError
+from harness.errors import KernelFailure, QMPCommandError, UsageError
 from harness.hotplug.records import Dimm, Nvdimm, Resize, Unplug, UnplugResult, VirtioMem
-from harness.qemu.qmp import Event, EventTimeout, event_is
+from harness.qemu.qmp import Event, EventTimeout, Match, event_is
 
 if TYPE_CHECKING:
     from harness.qemu.machine import QemuMachine
@@ -35,6 +35,40 @@ ACPI_SOURCE_INSERT = 1
 ACPI_SOURCE_EJECT = 3
 
 _ids = itertools.count(1)
+
+
+class NoAcknowledgement(KernelFailure):
+    """A live guest (QEMU answers QMP, the guest answers SSH) never acknowledged a device
+    it had to: the kernel's ACPI or virtio side did not do its part."""
+
+
+def _add(machine: QemuMachine, backend: dict[str, object], device: dict[str, object]) -> None:
+    """object-add the backend, then device_add the device; the backend (and the device's
+    PCIe port) are given back if QEMU refuses the device.
+
+    :raises QMPCommandError: QEMU refused one of them (its message).
+    """
+    machine.qmp("object-add", backend)
+    try:
+        machine.qmp("device_add", device)
+    except BaseException:
+        machine.release_port(str(device["id"]))
+        machine.qmp("object-del", {"id": backend["id"]})
+        raise
+
+
+def _acknowledged(
+    machine: QemuMachine, match: Match, *, after: int, timeout: float, what: str
+) -> Event:
+    """The guest's acknowledgement of a device (an event it must cause).
+
+    :raises NoAcknowledgement: none came while the guest was alive.
+    :raises VMLost: the VM went away meanwhile.
+    """
+    try:
+        return machine.events.wait(match, after=after, timeout=timeout, what=what)
+    except EventTimeout as exc:
+        raise NoAcknowledgement(f"the guest kernel never acknowledged it: {exc}") from exc
 
 
 def plug_dimm(
@@ -58,19 +92,15 @@ def plug_dimm(
     n = next(_ids)
     dimm = Dimm(id=f"dimm{n}", memdev=f"dimm{n}-mem", size=size)
     mark = machine.events.mark()
-    machine.qmp("object-add", {"qom-type": "memory-backend-ram", "id": dimm.memdev, "size": size})
     args: dict[str, object] = {"driver": "pc-dimm", "id": dimm.id, "memdev": dimm.memdev}
     if node is not None:
         args["node"] = node
     if addr is not None:
         args["addr"] = addr
-    try:
-        machine.qmp("device_add", args)
-    except BaseException:
-        machine.qmp("object-del", {"id": dimm.memdev})
-        raise
+    _add(machine, {"qom-type": "memory-backend-ram", "id": dimm.memdev, "size": size}, args)
     if arch.acpi_memory_hotplug:
-        ost = machine.events.wait(
+        ost = _acknowledged(
+            machine,
             _ost(dimm.id, ACPI_SOURCE_INSERT),
             after=mark,
             timeout=ack_timeout,
@@ -133,7 +163,7 @@ def _fill_from_qemu(machine: QemuMachine, dimm: Dimm) -> None:
     dimm.hotplugged, dimm.node = info["hotplugged"], info.get("node", 0)
 
 
-def _ost(device: str, source: int) -> Any:
+def _ost(device: str, source: int) -> Match:
     def match(event: Event) -> bool:
         info = event.get("data", {}).get("info", {})
         return bool(
@@ -145,7 +175,7 @@ def _ost(device: str, source: int) -> Any:
     return match
 
 
-def _unplug_verdict(device: str) -> Any:
+def _unplug_verdict(device: str) -> Match:
     """DEVICE_DELETED, or any event by which the guest refuses the eject."""
     refused_ost = _ost(device, ACPI_SOURCE_EJECT)
 
@@ -174,9 +204,6 @@ def plug_virtio_mem(
         raise UsageError(f"virtio-mem is not available on {machine.arch.name} (QEMU 7.2)")
     n = next(_ids)
     dev = VirtioMem(id=f"vmem{n}", memdev=f"vmem{n}-mem", max_size=max_size)
-    machine.qmp(
-        "object-add", {"qom-type": "memory-backend-ram", "id": dev.memdev, "size": max_size}
-    )
     args: dict[str, object] = {
         "driver": "virtio-mem-pci",
         "id": dev.id,
@@ -186,12 +213,7 @@ def plug_virtio_mem(
     }
     if block_size:
         args["block-size"] = block_size
-    try:
-        machine.qmp("device_add", args)
-    except BaseException:
-        machine.release_port(dev.id)
-        machine.qmp("object-del", {"id": dev.memdev})
-        raise
+    _add(machine, {"qom-type": "memory-backend-ram", "id": dev.memdev, "size": max_size}, args)
     refresh_virtio_mem(machine, dev)
     if requested:
         resize_virtio_mem(machine, dev, requested)
@@ -215,7 +237,8 @@ def resize_virtio_mem(
     """Set requested-size; wait for the size-change event that reports exactly it.
 
     A guest that cannot satisfy the request (unmovable pages in the way) keeps retrying
-    quietly: then the wait ends at ``timeout`` and the result says so.
+    quietly: then the wait ends at ``timeout`` and the result says so (``reached``), for
+    the scenario to judge.
     """
     mark = machine.events.mark()
     machine.qmp("qom-set", {"path": dev.id, "property": "requested-size", "value": requested})
@@ -265,27 +288,20 @@ def plug_nvdimm(
     path = machine.workdir / f"{dev.id}.img"
     with path.open("wb") as f:
         f.truncate(total)  # sparse: costs no disk until written
-    machine.qmp(
-        "object-add",
-        {
-            "qom-type": "memory-backend-file",
-            "id": dev.memdev,
-            "mem-path": str(path),
-            "size": total,
-            "share": True,
-        },
-    )
+    backend: dict[str, object] = {
+        "qom-type": "memory-backend-file",
+        "id": dev.memdev,
+        "mem-path": str(path),
+        "size": total,
+        "share": True,
+    }
     args: dict[str, object] = {"driver": arch.nvdimm_driver, "id": dev.id, "memdev": dev.memdev}
     if label_size is not None:
         args["label-size"] = label_size
         args["uuid"] = str(uuid.uuid4())  # spapr wants one; x86 accepts it
     if addr is not None:
         args["addr"] = addr
-    try:
-        machine.qmp("device_add", args)
-    except BaseException:
-        machine.qmp("object-del", {"id": dev.memdev})
-        raise
+    _add(machine, backend, args)
     dev.addr = memory_devices(machine)[dev.id]["addr"]
     # NFIT hotplug: QEMU notifies the guest, which re-reads _FIT; there is no QMP event for
     # its completion, so wait (bounded) in the guest for the new region.

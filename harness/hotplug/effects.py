@@ -19,6 +19,19 @@ The arithmetic (mm/memory_hotplug.c, the same in 6.1 and 6.12 unless noted):
 * page_ext (mm/page_ext.c, where a boot option or debug config needs it): each section's
   table is allocated at online (MEM_GOING_ONLINE -> init_section_page_ext) and freed at
   offline, and alloc_page_ext counts it in nr_memmap_pages too.
+* the direct map (x86, DirectMap* in /proc/meminfo): arch_add_memory -> init_memory_mapping
+  maps the range (update_page_count), arch_remove_memory -> remove_pagetable unmaps it.
+* the node: add_memory_resource onlines it and registers it in sysfs (__try_online_node,
+  __register_one_node) and links each new block under it (register_memory_blocks_under_node);
+  try_remove_memory -> try_offline_node takes it down again once it spans no pages, holds no
+  block and has no CPU (unregister_one_node).
+
+And what must hold after every step (``node_invariants``): a node has N_MEMORY exactly while
+its zones have present pages, N_NORMAL_MEMORY while its kernel zones do (node_states_set_node
+at online, node_states_clear_node at offline); kswapdN and kcompactdN run exactly for the
+N_MEMORY nodes (online_pages -> kswapd_run / kcompactd_run, offline_pages -> kswapd_stop /
+kcompactd_stop); a node is in a memory tier exactly while it has N_MEMORY (mm/memory-tiers.c,
+memtier_hotplug_callback); a node's MemTotal is its zones' managed pages (si_meminfo_node).
 """
 
 from __future__ import annotations
@@ -30,29 +43,36 @@ from dataclasses import dataclass
 from harness.guest.files import Files
 from harness.guest.memory import (
     LAYOUT_FILES,
-    LAYOUT_LINKS,
     MemoryBlock,
     MemoryLayout,
     parse_meminfo,
     parse_memory,
 )
 from harness.guest.procfs import Zones, parse_node_list, parse_zoneinfo
-from harness.guest.shell import GuestShell
 
-STRUCT_PAGE = 64  # sizeof(struct page) without debug options
 _NODE = "/sys/devices/system/node"
 _NODE_LISTS = ("online", "has_memory", "has_normal_memory")
 _FWMAP = "/sys/firmware/memmap"  # none on pseries
-_FILES = (
+_TIERS = "/sys/devices/virtual/memory_tiering"  # mm/memory-tiers.c (v6.1)
+STATE_FILES = (
     "/proc/zoneinfo",
     "/proc/meminfo",
     *(f"{_NODE}/{name}" for name in _NODE_LISTS),
+    f"{_NODE}/node[0-9]*/meminfo",
+    f"{_NODE}/node[0-9]*/cpulist",
+    f"{_TIERS}/memory_tier*/nodelist",
+    "/proc/[0-9]*/comm",  # kswapdN, kcompactdN
     "/proc/iomem",
     f"{_FWMAP}/*/*",
     "/proc/vmstat",
     *LAYOUT_FILES,
 )
 _FWMAP_FILE = re.compile(rf"{_FWMAP}/(\d+)/(start|end|type)$")
+_NODE_FILE = re.compile(rf"{_NODE}/node(\d+)/(meminfo|cpulist)$")
+_TIER_FILE = re.compile(rf"{_TIERS}/memory_tier\d+/nodelist$")
+_KTHREAD = re.compile(r"^(kswapd|kcompactd)(\d+)$")
+KERNEL_ZONES = ("DMA", "DMA32", "Normal")  # zone_idx <= ZONE_NORMAL: N_NORMAL_MEMORY
+DIRECT_MAP = ("DirectMap4k", "DirectMap2M", "DirectMap4M", "DirectMap1G")
 
 Range = tuple[int, int, str]  # start, end (inclusive, as the kernel prints it), name
 
@@ -66,10 +86,10 @@ class HotplugState:
     firmware_memmap: frozenset[Range]
     memmap_pages: int | None  # vmstat nr_memmap_pages (v6.11+), None before
     layout: MemoryLayout  # the memory blocks, read in the same command
-
-    @classmethod
-    def read(cls, guest: GuestShell) -> HotplugState:
-        return cls.parse(guest.read_files(_FILES, LAYOUT_LINKS))
+    node_mem_total: dict[int, int]  # node (its sysfs directory exists) -> its MemTotal, bytes
+    node_cpus: dict[int, frozenset[int]]  # node -> its CPUs
+    tiered: frozenset[int] | None  # nodes in some memory tier; None: no memory tiers
+    kthreads: frozenset[tuple[str, int]]  # ("kswapd", node), ("kcompactd", node) running
 
     @classmethod
     def parse(cls, files: Files) -> HotplugState:
@@ -89,6 +109,13 @@ class HotplugState:
             if e.keys() == {"start", "end", "type"}
         )
         count = re.search(r"^nr_memmap_pages (\d+)$", files.get("/proc/vmstat", ""), re.M)
+        node_mem, node_cpus = _nodes(files)
+        tiers = [parse_node_list(t) for p, t in files.items() if _TIER_FILE.match(p)]
+        threads = frozenset(
+            (m[1], int(m[2]))
+            for p, t in files.items()
+            if p.startswith("/proc/") and (m := _KTHREAD.match(t.strip()))
+        )
         return cls(
             parse_zoneinfo(files.get("/proc/zoneinfo", "")),
             parse_meminfo(files.get("/proc/meminfo", "")),
@@ -98,11 +125,41 @@ class HotplugState:
             fw,
             int(count[1]) if count else None,
             parse_memory(files),
+            node_mem,
+            node_cpus,
+            frozenset().union(*tiers) if tiers else None,
+            threads,
         )
 
     def zone(self, node: int, name: str) -> tuple[int, int, int]:
         z = self.zones.get((node, name))
         return (z.present, z.managed, z.spanned) if z else (0, 0, 0)
+
+    def direct_map(self) -> int | None:
+        """Bytes the kernel's direct map covers (x86 DirectMap*); None where not shown."""
+        sizes = [self.meminfo[k] for k in DIRECT_MAP if k in self.meminfo]
+        return sum(sizes) if sizes else None
+
+    def node_present(self, node: int, zones: Iterable[str] | None = None) -> int:
+        return sum(
+            z.present
+            for (n, name), z in self.zones.items()
+            if n == node and (zones is None or name in zones)
+        )
+
+
+def _nodes(files: Files) -> tuple[dict[int, int], dict[int, frozenset[int]]]:
+    """Each node directory's MemTotal and CPUs."""
+    mem: dict[int, int] = {}
+    cpus: dict[int, frozenset[int]] = {}
+    for path, text in files.items():
+        if m := _NODE_FILE.match(path):
+            node = int(m[1])
+            if m[2] == "cpulist":
+                cpus[node] = parse_node_list(text)
+            elif total := re.search(r"MemTotal:\s+(\d+) kB", text):
+                mem[node] = int(total[1]) << 10
+    return mem, cpus
 
 
 @dataclass(frozen=True)
@@ -137,10 +194,12 @@ def added(
     zones: bool = True,
     unit: int | None = None,
     page_ext: int = 0,
+    node: int | None = None,
 ) -> list[Finding]:
     """A device's memory was added, in one add (ACPI: the whole DIMM) or one per ``unit``
     bytes (pseries DLPAR: per LMB); ``zones``: its blocks stayed offline, so no zone moved;
-    ``page_ext``: pages of the page_ext tables of the sections that went online too."""
+    ``page_ext``: pages of the page_ext tables of the sections that went online too;
+    ``node``: the NUMA node it went to."""
     out = (
         _zones_unchanged(
             before, after, "an add associates no zone (move_pfn_range_to_zone runs at online)"
@@ -172,6 +231,46 @@ def added(
             )
         )
     out += _memmap_count(before, after, memmap_pages, page_ext, "populate_section_memmap")
+    out += _direct_map(before, after, size, "arch_add_memory -> init_memory_mapping")
+    return out + _blocks_added(after, addr, size, node)
+
+
+def _blocks_added(after: HotplugState, addr: int, size: int, node: int | None) -> list[Finding]:
+    """The range's memory blocks exist, linked under their node, which is online."""
+    blocks = after.layout.covering(addr, size)
+    want = size // after.layout.block_size
+    out = []
+    if len(blocks) != want:
+        out.append(
+            Finding(
+                "/sys/devices/system/memory",
+                f"{want} memory blocks for {addr:#x}-{addr + size - 1:#x}",
+                f"{len(blocks)}: {[b.index for b in blocks]}",
+                "add_memory_resource -> create_memory_block_devices",
+            )
+        )
+    if node is None:
+        return out
+    astray = {b.index: b.node for b in blocks if b.node != node}
+    if astray:
+        out.append(
+            Finding(
+                "/sys/devices/system/memory/memoryN/nodeK",
+                f"every block linked under node{node}",
+                ", ".join(f"memory{i} under node{n}" for i, n in astray.items()),
+                "add_memory_resource -> register_memory_blocks_under_node",
+            )
+        )
+    if node not in after.nodes["online"] or node not in after.node_mem_total:
+        out.append(
+            Finding(
+                f"/sys/devices/system/node/online, node{node}/",
+                f"node {node} online, its directory registered",
+                f"online {sorted(after.nodes['online'])}, directories "
+                f"{sorted(after.node_mem_total)}",
+                "add_memory_resource -> __try_online_node, node_set_online, __register_one_node",
+            )
+        )
     return out
 
 
@@ -184,9 +283,11 @@ def removed(
     *,
     zones: bool = True,
     page_ext: int = 0,
+    node: int | None = None,
 ) -> list[Finding]:
     """A device's memory was removed; ``zones``: it was offline already, so no zone moved;
-    ``page_ext``: pages of the page_ext tables of its sections that were online."""
+    ``page_ext``: pages of the page_ext tables of its sections that were online; ``node``:
+    the NUMA node its blocks were under."""
     out = (
         _zones_unchanged(before, after, "its blocks were offline: removal touches no zone")
         if zones
@@ -212,13 +313,148 @@ def removed(
             )
         )
     out += _memmap_count(before, after, -memmap_pages, -page_ext, "depopulate_section_memmap")
+    out += _direct_map(before, after, -size, "arch_remove_memory -> remove_pagetable")
+    left = after.layout.covering(addr, size)
+    if left:
+        out.append(
+            Finding(
+                "/sys/devices/system/memory",
+                "no memory block left in the removed range",
+                ", ".join(f"memory{b.index}" for b in left),
+                "try_remove_memory -> remove_memory_block_devices",
+            )
+        )
+    return out + ([] if node is None else _node_after_removal(after, node))
+
+
+def _node_after_removal(after: HotplugState, node: int) -> list[Finding]:
+    """try_offline_node: the node goes offline (and its sysfs directory away) once it spans
+    no pages, no memory block is linked under it and no CPU is on it; else it stays."""
+    spans = any(z.spanned for (n, _), z in after.zones.items() if n == node)
+    blocks = [b.index for b in after.layout.blocks.values() if b.node == node]
+    cpus = after.node_cpus.get(node, frozenset())
+    keep = spans or bool(blocks) or bool(cpus)
+    online = node in after.nodes["online"]
+    registered = node in after.node_mem_total
+    if (online, registered) == (keep, keep):
+        return []
+    why = (
+        f"it still spans pages: {spans}, holds blocks: {blocks or 'none'}, "
+        f"has CPUs: {sorted(cpus) or 'none'}"
+    )
+    return [
+        Finding(
+            f"/sys/devices/system/node/online, node{node}/",
+            f"node {node} {'online' if keep else 'offline, its directory gone'} ({why})",
+            f"{'online' if online else 'offline'}, directory {'present' if registered else 'gone'}",
+            "try_remove_memory -> try_offline_node (node_set_offline, unregister_one_node)",
+        )
+    ]
+
+
+def _direct_map(before: HotplugState, after: HotplugState, delta: int, why: str) -> list[Finding]:
+    """x86: the direct map grows and shrinks by exactly the device (update_page_count)."""
+    was, now = before.direct_map(), after.direct_map()
+    if was is None or now is None or now - was == delta:
+        return []
+    return [
+        Finding(
+            "/proc/meminfo DirectMap4k+2M+1G",
+            f"{delta >> 10:+d} kB",
+            f"{(now - was) >> 10:+d} kB",
+            f"{why} (update_page_count): the direct map of the range and its page tables",
+        )
+    ]
+
+
+# -- what holds after every step -----------------------------------------------------------
+
+
+def node_invariants(state: HotplugState, page_size: int) -> list[Finding]:
+    """What every node's state must agree on, whatever the step (see the module's doc)."""
+    nodes = set(state.nodes["online"]) | set(state.node_mem_total) | {n for n, _ in state.zones}
+    compaction = any(kind == "kcompactd" for kind, _ in state.kthreads)
+    out = []
+    for n in sorted(nodes):
+        memory = state.node_present(n) > 0
+        normal = state.node_present(n, KERNEL_ZONES) > 0
+        checks = [
+            ("has_memory", n in state.nodes["has_memory"], memory, "node_states_*_node: N_MEMORY"),
+            (
+                "has_normal_memory",
+                n in state.nodes["has_normal_memory"],
+                normal,
+                "node_states_*_node: N_NORMAL_MEMORY (zones up to Normal)",
+            ),
+            (
+                f"kswapd{n}",
+                ("kswapd", n) in state.kthreads,
+                memory,
+                "online_pages -> kswapd_run, offline_pages -> kswapd_stop",
+            ),
+            (
+                f"node{n}/ directory",
+                n in state.node_mem_total,
+                n in state.nodes["online"],
+                "__register_one_node with node_set_online, unregister_one_node with "
+                "node_set_offline",
+            ),
+        ]
+        if compaction:
+            checks.append(
+                (
+                    f"kcompactd{n}",
+                    ("kcompactd", n) in state.kthreads,
+                    memory,
+                    "online_pages -> kcompactd_run, offline_pages -> kcompactd_stop",
+                )
+            )
+        if state.tiered is not None:
+            checks.append(
+                (
+                    "a memory tier",
+                    n in state.tiered,
+                    memory,
+                    "memtier_hotplug_callback: set_node_memory_tier / clear_node_memory_tier",
+                )
+            )
+        for what, seen, want, why in checks:
+            if seen != want:
+                out.append(
+                    Finding(
+                        f"node {n}: {what}",
+                        f"{'present' if want else 'absent'} (node {n} has "
+                        f"{state.node_present(n)} present pages)",
+                        "present" if seen else "absent",
+                        why,
+                    )
+                )
+        out += _node_mem_total(state, n, page_size)
     return out
 
 
-def memmap_pages_of(size: int, section_size: int, page_size: int) -> int:
-    """nr_memmap_pages of ``size`` bytes: each section's memmap, rounded up to pages."""
+def _node_mem_total(state: HotplugState, node: int, page_size: int) -> list[Finding]:
+    if node not in state.node_mem_total:
+        return []
+    managed = sum(z.managed for (n, _), z in state.zones.items() if n == node) * page_size
+    seen = state.node_mem_total[node]
+    if seen == managed:
+        return []
+    return [
+        Finding(
+            f"/sys/devices/system/node/node{node}/meminfo MemTotal",
+            f"{managed >> 10} kB (its zones' managed pages)",
+            f"{seen >> 10} kB",
+            "si_meminfo_node: a node's MemTotal is its zones' managed pages",
+        )
+    ]
+
+
+def memmap_pages_of(size: int, section_size: int, page_size: int, struct_page: int) -> int:
+    """nr_memmap_pages of ``size`` bytes: each section's memmap (``struct_page`` bytes per
+    page), rounded up to pages (section_nr_vmemmap_pages)."""
     sections = size // section_size
-    return sections * -(-(section_size // page_size) * STRUCT_PAGE // page_size)
+    return sections * -(-(section_size // page_size) * struct_page // page_size)
 
 
 def page_ext_table_pages(dmesg: str, boot_sections: int, page_size: int) -> int:

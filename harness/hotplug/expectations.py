@@ -1,10 +1,13 @@
 """What a scenario expects, derived from facts about the kernel and QEMU under test.
 
 One place, keyed by facts read from the guest, its image and QEMU (never by a test's own
-if-ladder). Each version-dependent rule cites the kernel change that introduced it. Every
-answer carries ``why``, which failure messages print, and any rule can be overridden from
-the command line (``--memhp-expect NAME=VALUE``) by a developer whose patched kernel is meant
-to behave differently.
+if-ladder). What the kernel reports about itself is read, not looked up by version: its
+config, its memmap_on_memory mode (the module parameter), sizeof(struct page) and the section
+size (its VMCOREINFO). Where only a version can tell (a behaviour under test changed), the
+rule cites the change in one form, ``commit 0123456789ab ("subject") (in vX.Y)`` (``Commit``),
+and its boundary comes from that citation. Every answer carries ``why``, which failure
+messages print, and any rule can be overridden from the command line (``--memhp-expect
+NAME=VALUE``) by a developer whose patched kernel is meant to behave differently.
 """
 
 from __future__ import annotations
@@ -15,13 +18,68 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from harness.arch import Arch
-from harness.errors import UsageError
+from harness.errors import InfrastructureError, UsageError
 from harness.guest.kpageflags import KPF
 from harness.hotplug.checks import FlagRule, at_least, every_page_is, no_page
 from harness.hotplug.records import Unplug
 from harness.kconfig import KernelConfig
 
 T = TypeVar("T", covariant=True)  # an Expected[str] is an Expected[object]
+
+
+@dataclass(frozen=True)
+class Commit:
+    """A kernel (or QEMU) change a rule depends on, cited as drgn's vmtest cites them."""
+
+    hash: str  # 12 hex digits
+    subject: str
+    release: str  # the first release holding it: "v6.11", "QEMU v8.1.0"
+
+    def __str__(self) -> str:
+        return f'commit {self.hash} ("{self.subject}") (in {self.release})'
+
+    @property
+    def version(self) -> tuple[int, int, int]:
+        return parse_release(self.release.rsplit("v", 1)[-1])
+
+
+# The kernel and QEMU changes the rules below depend on (checked against the upstream
+# trees; see README "Expectations").
+DEFAULT_ONLINE_BOOL = Commit(
+    "8604d9e534a3", "memory_hotplug: introduce CONFIG_MEMORY_HOTPLUG_DEFAULT_ONLINE", "v4.7"
+)
+DEFAULT_ONLINE_TYPE = Commit(
+    "44d46b76c3a4", "mm: add build-time option for hotplug memory default online type", "v6.14"
+)
+MEMMAP_ON_MEMORY = Commit(
+    "a08a2ae34613", "mm,memory_hotplug: allocate memmap from the added memory range", "v5.13"
+)
+MEMMAP_FORCE = Commit(
+    "2d1f649c7c08",
+    "mm/memory_hotplug: support memmap_on_memory when memmap is not aligned to pageblocks",
+    "v6.6",
+)
+MEMMAP_PER_BLOCK = Commit(
+    "6b8f0798b85a", "mm/memory_hotplug: split memmap_on_memory requests across memblocks", "v6.8"
+)
+MEMMAP_PAGE_OFFLINE = Commit(
+    "503b158fc30f",
+    "mm/memory_hotplug: initialize memmap of !ZONE_DEVICE with PageOffline() instead of "
+    "PageReserved()",
+    "v6.11",
+)
+KPAGEFLAGS_ZERO = Commit(
+    "a40b3fa844b4", "fs/proc/page: refactor to reduce code duplication", "v6.16"
+)
+AUTO_MOVABLE = Commit(
+    "e83a437faa62", 'mm/memory_hotplug: introduce "auto-movable" online policy', "v5.15"
+)
+FREE_TO_TAIL = Commit(
+    "7fef431be9c9", "mm/page_alloc: place pages to tail in __free_pages_core()", "v5.10"
+)
+QEMU_VIRTIO_MEM_UNPLUG = Commit(
+    "339a8bbdfed9", "virtio-mem-pci: Device unplug support", "QEMU v8.1.0"
+)
 
 ONLINE_TYPES = ("offline", "online", "online_kernel", "online_movable")
 # Expectations a developer may override (--memhp-expect NAME=VALUE): name -> values.
@@ -62,6 +120,37 @@ class KernelFacts:
     firmware_onlines_dimms: bool = False  # pseries DLPAR
     build: str = ""  # uname -v
     overrides: Mapping[str, str] = field(default_factory=dict)
+    # /sys/module/memory_hotplug/parameters/memmap_on_memory as the kernel reads it (Y, N,
+    # force); None: the kernel has no such parameter (no CONFIG_MHP_MEMMAP_ON_MEMORY)
+    memmap_on_memory_param: str | None = None
+    struct_page_size: int | None = None  # VMCOREINFO SIZE(page); None: not reported
+    section_bits: int | None = None  # VMCOREINFO NUMBER(SECTION_SIZE_BITS)
+
+    @property
+    def struct_page(self) -> int:
+        """sizeof(struct page), as the kernel's VMCOREINFO says.
+
+        :raises InfrastructureError: the kernel does not say (no /proc/kcore).
+        """
+        if self.struct_page_size is None:
+            raise InfrastructureError(
+                f"{self.release} does not report sizeof(struct page): /proc/kcore has no "
+                "VMCOREINFO note (build it with CONFIG_PROC_KCORE, as kconfigs/guest.config does)"
+            )
+        return self.struct_page_size
+
+    @property
+    def section_size(self) -> int:
+        """Bytes per memory section (1 << SECTION_SIZE_BITS), as VMCOREINFO says.
+
+        :raises InfrastructureError: the kernel does not say (no /proc/kcore).
+        """
+        if self.section_bits is None:
+            raise InfrastructureError(
+                f"{self.release} does not report its section size: /proc/kcore has no "
+                "VMCOREINFO note (build it with CONFIG_PROC_KCORE, as kconfigs/guest.config does)"
+            )
+        return 1 << self.section_bits
 
     @property
     def version(self) -> tuple[int, int, int]:
@@ -108,10 +197,9 @@ def _override(facts: KernelFacts, name: str) -> Expected[str] | None:
 
 # -- online policy ---------------------------------------------------------------------------
 
-# CONFIG_MHP_DEFAULT_ONLINE_TYPE_* choice: upstream 44d46b76c3a4 ("mm: add build-time option
-# to set hotplug default type", v6.14), backported by Debian to 6.12.110. Before it, the
-# bool CONFIG_MEMORY_HOTPLUG_DEFAULT_ONLINE ("memory_hotplug: introduce
-# CONFIG_MEMORY_HOTPLUG_DEFAULT_ONLINE", v4.7) chose between offline and online.
+# The CONFIG_MHP_DEFAULT_ONLINE_TYPE_* choice (DEFAULT_ONLINE_TYPE; Debian builds it from
+# 6.12.111-1, stable 6.12.110 backported it). Before it, the bool of DEFAULT_ONLINE_BOOL
+# chose between offline and online. The config says which one a kernel has.
 _ONLINE_TYPE_CHOICE = {
     "MHP_DEFAULT_ONLINE_TYPE_OFFLINE": "offline",
     "MHP_DEFAULT_ONLINE_TYPE_ONLINE_AUTO": "online",
@@ -130,23 +218,19 @@ def default_online_policy(facts: KernelFacts) -> Expected[str]:
         return Expected(name, param, f"memhp_default_state={param} on the command line")
     for option, policy in _ONLINE_TYPE_CHOICE.items():
         if facts.config.get(option) == "y":
-            return Expected(
-                name,
-                policy,
-                f"{facts.config.line(option)} (choice added by "
-                "44d46b76c3a4, v6.14; Debian 6.12.110+)",
-            )
+            return Expected(name, policy, f"{facts.config.line(option)} ({DEFAULT_ONLINE_TYPE})")
     option = "MEMORY_HOTPLUG_DEFAULT_ONLINE"
-    if facts.config.get(option) is None and not facts.config.options:
-        raise LookupError(
-            f"no kernel config for {facts.release}: cannot tell its default "
-            "online policy (give --memhp-expect online_policy=...)"
+    if not facts.config.options:
+        raise InfrastructureError(
+            f"no kernel config for {facts.release}: cannot tell its default online policy "
+            "(give the kernel's config, or --memhp-expect online_policy=...)"
         )
     policy = "online" if facts.config.get(option) == "y" else "offline"
     return Expected(
         name,
         policy,
-        f"{facts.config.line(option)} (no MHP_DEFAULT_ONLINE_TYPE choice in this kernel)",
+        f"{facts.config.line(option)} ({DEFAULT_ONLINE_BOOL}; no MHP_DEFAULT_ONLINE_TYPE "
+        "choice in this kernel)",
     )
 
 
@@ -191,14 +275,11 @@ def no_memmap_flags(facts: KernelFacts) -> Expected[int]:
     name = "no_memmap_flags"
     if (o := _override(facts, name)) is not None:
         return Expected(name, (1 << KPF.NOPAGE) if o.value == "nopage" else 0, o.why)
-    if facts.version >= (6, 16, 0):
+    if facts.version >= KPAGEFLAGS_ZERO.version:
         # kpage_read() writes 0 when pfn_to_online_page() is NULL and never passes NULL to
         # stable_page_flags(): NOPAGE is gone, such pfns look like pages with no flags.
         return Expected(
-            name,
-            0,
-            "pfn_to_online_page() is NULL and kpage_read() reports 0 "
-            '("fs/proc/page: refactor to reduce code duplication", v6.16)',
+            name, 0, f"pfn_to_online_page() is NULL and kpage_read() reports 0 ({KPAGEFLAGS_ZERO})"
         )
     return Expected(
         name,
@@ -216,9 +297,8 @@ def page_flags(facts: KernelFacts, state: str) -> Expected[tuple[FlagRule, ...]]
             name, (every_page_is(none.value),), f"offline sections are not online: {none.why}"
         )
     # Onlining hands every page to the buddy: generic_online_page() -> __free_pages_core()
-    # clears PG_reserved (6.1) or PageOffline (6.12, "mm/memory_hotplug: initialize memmap
-    # of !ZONE_DEVICE with PageOffline() instead of PageReserved()", v6.12). A few dozen
-    # pages are allocated at once, so BUDDY is a majority, not all.
+    # clears PG_reserved (before MEMMAP_PAGE_OFFLINE, v6.11) or PageOffline (since). A few
+    # dozen pages are allocated at once, so BUDDY is a majority, not all.
     return Expected(
         name,
         (no_page(KPF.NOPAGE, KPF.RESERVED, KPF.OFFLINE), at_least(KPF.BUDDY, 0.8)),
@@ -230,65 +310,72 @@ def page_flags(facts: KernelFacts, state: str) -> Expected[tuple[FlagRule, ...]]
 
 
 def memmap_on_memory(facts: KernelFacts) -> Expected[bool]:
-    """Whether this kernel can put a hot-added block's memmap on the block itself."""
+    """Whether this kernel can put a hot-added block's memmap on the block itself: it has
+    the memmap_on_memory parameter exactly when CONFIG_MHP_MEMMAP_ON_MEMORY is set."""
     name = "memmap_on_memory_supported"
-    option = "MHP_MEMMAP_ON_MEMORY"
-    return Expected(
-        name,
-        facts.config.get(option) == "y",
-        f'{facts.config.line(option)} ("mm,memory_hotplug: allocate memmap on '
-        'the hot-added range", v5.13)',
-    )
+    if facts.memmap_on_memory_param is None:
+        return Expected(
+            name,
+            False,
+            f"no memory_hotplug.memmap_on_memory parameter: "
+            f"{facts.config.line('MHP_MEMMAP_ON_MEMORY')} ({MEMMAP_ON_MEMORY})",
+        )
+    return Expected(name, True, f"CONFIG_MHP_MEMMAP_ON_MEMORY=y ({MEMMAP_ON_MEMORY})")
 
 
 def memmap_on_memory_mode(facts: KernelFacts) -> Expected[str | None]:
-    """What memory_hotplug.memmap_on_memory= asks of this kernel: "on", "force" or None."""
+    """The memmap_on_memory mode the kernel took: "on", "force" or None (off), as its
+    parameter reads. The kernel decides what a command line's value means: a 6.1 kernel
+    reads "force" as N (a bool parameter before MEMMAP_FORCE)."""
     name = "memmap_on_memory_mode"
-    mode = facts.param("memory_hotplug.memmap_on_memory")
-    if mode in ("1", "y", "Y", "on"):
-        return Expected(name, "on", f"memory_hotplug.memmap_on_memory={mode}")
-    if mode == "force":
-        if facts.version < (6, 6, 0):
-            # Before the force mode the parameter is a bool, and kstrtobool() reads a
-            # leading 'f' as false.
-            return Expected(
-                name,
-                None,
-                "memmap_on_memory=force reads as N before v6.6 "
-                '(a bool parameter; "mm/memory_hotplug: support memmap_on_memory '
-                'when memmap is not aligned to pageblocks" added force)',
-            )
-        return Expected(name, "force", "memory_hotplug.memmap_on_memory=force (v6.6)")
-    return Expected(name, None, "memory_hotplug.memmap_on_memory not on the command line")
+    param = facts.memmap_on_memory_param
+    asked = facts.param("memory_hotplug.memmap_on_memory")
+    said = f"memory_hotplug.memmap_on_memory reads {param}" + (
+        f" (the command line asked for {asked})" if asked is not None else ""
+    )
+    if param == "force":
+        return Expected(name, "force", f"{said} ({MEMMAP_FORCE})")
+    if param == "Y":
+        return Expected(name, "on", said)
+    return Expected(name, None, said if param is not None else memmap_on_memory(facts).why)
 
 
-def dimm_unplug(facts: KernelFacts) -> Expected[frozenset[Unplug]]:
-    """Outcomes of device_del for a DIMM whose blocks are online (the guest offlines them)."""
+def dimm_unplug(facts: KernelFacts) -> Expected[Unplug]:
+    """device_del of a DIMM whose blocks are online and hold nothing the kernel cannot move
+    (Movable, a self-hosted memmap, or a Normal block whose memmap went elsewhere): the guest
+    offlines and removes them."""
     name = "dimm_unplug"
-    ok = frozenset({Unplug.DELETED})
     if not facts.firmware_onlines_dimms:
-        return Expected(name, ok, "ACPI eject offlines the (movable) blocks, then removes them")
-    if memmap_on_memory_mode(facts).value and memmap_on_memory(facts).value:
-        return Expected(name, ok, "memmap_on_memory: each LMB's memmap lives inside it")
-    if default_online_policy(facts).value == "online_movable":
-        return Expected(name, ok, "LMBs onlined to ZONE_MOVABLE at add time hold no memmap")
-    if facts.version >= (6, 12, 0):
-        # Without memmap_on_memory the vmemmap of later LMBs is allocated from the earlier,
-        # already online (Normal) LMBs of the same DIMM; DLPAR removal then meets an
-        # unmovable page and rolls back (MEM_UNPLUG_ERROR + DEVICE_UNPLUG_GUEST_ERROR), or
-        # fails on the first LMB and tells QEMU nothing. Seen at times, not always.
+        return Expected(name, Unplug.DELETED, "ACPI eject offlines the blocks, then removes them")
+    return Expected(
+        name,
+        Unplug.DELETED,
+        "DLPAR removal offlines each LMB, then removes it (dlpar_memory_remove_by_ic); "
+        f"onlined memory is used last ({FREE_TO_TAIL}), so nothing pins it meanwhile",
+    )
+
+
+def dimm_unplug_holding_memmap(facts: KernelFacts) -> Expected[Unplug]:
+    """device_del of a DIMM whose Normal block holds the memmap of memory added after it on
+    the same node (vmemmap_populate allocates on the node, alloc_pages_node): offlining it
+    fails (has_unmovable_pages), so the removal is refused, each arch in its own way."""
+    name = "dimm_unplug_holding_memmap"
+    if not facts.firmware_onlines_dimms:
         return Expected(
             name,
-            frozenset({Unplug.DELETED, Unplug.REFUSED, Unplug.NO_EVENT}),
-            "pseries 6.12 with the memmap of later LMBs in earlier ones: "
-            "removal may be refused, with or without an event",
+            Unplug.REFUSED,
+            "ACPI eject: the offline fails, acpi_scan reports it with a failing _OST "
+            "(0x80-0x83) and QEMU keeps the DIMM",
         )
-    return Expected(name, ok, "pseries DLPAR removal of Normal LMBs holding no memmap")
+    return Expected(
+        name,
+        Unplug.NO_EVENT,
+        "DLPAR: the first LMB's offline fails, so nothing was removed and nothing is rolled "
+        "back (dlpar_memory_remove_by_ic): the hypervisor is never told, QEMU sends no event",
+    )
 
 
 # -- memmap_on_memory ----------------------------------------------------------------------
-
-STRUCT_PAGE = 64  # sizeof(struct page) on 64-bit kernels without debug options
 
 
 def memmap_init(facts: KernelFacts) -> Expected[str]:
@@ -299,18 +386,13 @@ def memmap_init(facts: KernelFacts) -> Expected[str]:
     name = "memmap_init"
     if (o := _override(facts, name)) is not None:
         return o
-    if facts.version >= (6, 11, 0):
-        return Expected(
-            name,
-            "offline",
-            '"mm/memory_hotplug: initialize memmap of '
-            '!ZONE_DEVICE with PageOffline() instead of PageReserved()" (v6.11)',
-        )
+    if facts.version >= MEMMAP_PAGE_OFFLINE.version:
+        return Expected(name, "offline", str(MEMMAP_PAGE_OFFLINE))
     return Expected(
         name,
         "reserved",
-        "before v6.11 hot-added memmap is initialised "
-        "PG_reserved (memmap_init_range, MEMINIT_HOTPLUG)",
+        f"hot-added memmap is initialised PG_reserved (memmap_init_range, MEMINIT_HOTPLUG) "
+        f"before {MEMMAP_PAGE_OFFLINE}",
     )
 
 
@@ -329,27 +411,23 @@ def self_hosted_memmap(
     mode = memmap_on_memory_mode(facts)
     if mode.value is None:
         return Expected(name, none, mode.why)
-    supported = memmap_on_memory(facts)
-    if not supported.value:
-        return Expected(name, none, supported.why)
-    if facts.version < (6, 6, 0) and device_blocks != 1:
+    if facts.version < MEMMAP_PER_BLOCK.version and device_blocks != 1:
         return Expected(
             name,
             none,
-            "before v6.6 only a device of exactly one memory block "
-            "gets its memmap on itself (mhp_supports_memmap_on_memory(size))",
+            "only a device of exactly one memory block gets its memmap on itself "
+            f"(mhp_supports_memmap_on_memory(size)) before {MEMMAP_PER_BLOCK}",
         )
-    pages = block_size // page_size * STRUCT_PAGE // page_size
+    pages = block_size // page_size * facts.struct_page // page_size
     if pages * page_size % pageblock:
-        # The vmemmap must fill whole pageblocks; "force" pads it ("mm/memory_hotplug:
-        # support memmap_on_memory when memmap is not aligned to pageblocks", v6.6).
+        # The vmemmap must fill whole pageblocks; "force" pads it (MEMMAP_FORCE).
         if mode.value != "force":
             return Expected(
                 name,
                 none,
-                f"a block's memmap ({pages} pages) does not fill whole "
-                f"{pageblock >> 10} KiB pageblocks; only memmap_on_memory=force "
-                "pads it (v6.6)",
+                f"a block's memmap ({pages} pages of {facts.struct_page}-byte struct pages) "
+                f"does not fill whole {pageblock >> 10} KiB pageblocks; only "
+                f"memmap_on_memory=force pads it ({MEMMAP_FORCE})",
             )
         per_block = pageblock // page_size
         pages = -(-pages // per_block) * per_block
@@ -357,12 +435,7 @@ def self_hosted_memmap(
     value = 1 << KPF.OWNER_PRIVATE
     if init.value == "reserved":
         value |= 1 << KPF.RESERVED
-    since = (
-        'per memory block since "mm/memory_hotplug: split memmap_on_memory requests '
-        'across memblocks" (v6.6)'
-        if device_blocks != 1
-        else "one-block device"
-    )
+    since = f"per memory block since {MEMMAP_PER_BLOCK}" if device_blocks != 1 else "one block"
     return Expected(
         name,
         SelfHostedMemmap(pages, value),
@@ -403,18 +476,18 @@ def virtio_mem_unplug(facts: KernelFacts) -> Expected[frozenset[Unplug]]:
     name = "virtio_mem_device_del"
     if (o := _override(facts, name)) is not None:
         return Expected(name, frozenset({Unplug(o.value)}), o.why)
-    if facts.qemu_version >= (8, 1, 0):
+    qemu = ".".join(map(str, facts.qemu_version))
+    if facts.qemu_version >= QEMU_VIRTIO_MEM_UNPLUG.version:
         return Expected(
             name,
             frozenset({Unplug.DELETED}),
-            f"QEMU {'.'.join(map(str, facts.qemu_version))}: virtio-mem unplug "
-            "is allowed once size is 0 (QEMU 8.1)",
+            f"QEMU {qemu}: virtio-mem unplug is allowed once size is 0 ({QEMU_VIRTIO_MEM_UNPLUG})",
         )
     return Expected(
         name,
         frozenset({Unplug.REJECTED}),
-        f'QEMU {".".join(map(str, facts.qemu_version))}: "virtio based memory '
-        'devices cannot be unplugged" before QEMU 8.1',
+        f'QEMU {qemu}: "virtio based memory devices cannot be unplugged" before '
+        f"{QEMU_VIRTIO_MEM_UNPLUG}",
     )
 
 
@@ -454,7 +527,10 @@ def kernel_supports(feature: str, config: KernelConfig, arch: Arch) -> Expected[
     """Whether a kernel (by its config, before booting it) can take part in a scenario."""
     options, purpose = kernel_options(feature, arch)
     if not config.options:
-        return Expected(feature, True, "no config to check: assume yes")
+        raise InfrastructureError(
+            f"no kernel config to check {feature} against ({config.source}): a missing fact "
+            "is not a yes"
+        )
     missing = [o for o in options if not config.enabled(o)]
     if missing:
         return Expected(
@@ -467,8 +543,8 @@ def kernel_supports(feature: str, config: KernelConfig, arch: Arch) -> Expected[
 
 
 # -- the auto-movable online policy ------------------------------------------------------------
-# "mm/memory_hotplug: add "auto-movable" online policy" (v5.15, the series "mm/memory_hotplug:
-# "auto-movable" online policy and memory groups"): MMOP_ONLINE goes to ZONE_MOVABLE while
+# AUTO_MOVABLE (the series "mm/memory_hotplug: "auto-movable" online policy and memory
+# groups"): MMOP_ONLINE goes to ZONE_MOVABLE while
 # all Movable memory stays within auto_movable_ratio percent of the boot-time kernel memory
 # (auto_movable_can_online_movable); a static memory group (an ACPI DIMM) is decided as a
 # whole, memory without a group (pseries DLPAR) per block, and a dynamic group (virtio-mem)
@@ -499,7 +575,7 @@ def auto_movable_zones(
         tuple(zones),
         f"auto-movable, ratio {ratio}, {kernel_early} kernel pages at boot, {kind}: "
         "Movable while Movable + the unit <= ratio x kernel / 100 "
-        "(auto_movable_can_online_movable)",
+        f"(auto_movable_can_online_movable, {AUTO_MOVABLE})",
     )
 
 
@@ -528,27 +604,4 @@ def fresh_valid_zones(facts: KernelFacts) -> Expected[tuple[str, ...] | None]:
         "contig-zones: a block no zone spans "
         "goes to the kernel zone by default (default_zone_for_pfn), Movable "
         "is the alternative (valid_zones_show)",
-    )
-
-
-def zone_device_raises_max_pfn(facts: KernelFacts) -> Expected[bool]:
-    """Whether adding ZONE_DEVICE memory (devdax) makes its pfns readable in /proc/kpageflags
-    by raising max_pfn. x86 add_pages() skips update_end_of_memory_vars() for pgmap memory
-    since "x86/mm/init: Handle the special case of device private pages in add_pages(), to
-    not increase max_pfn" (v6.15; stable 6.1.141 and 6.12.31); powerpc always raises it."""
-    name = "zone_device_raises_max_pfn"
-    if facts.arch != "x86_64":
-        return Expected(name, True, "powerpc add_pages() always calls update_end_of_memory_vars()")
-    v = facts.version
-    fixed = (
-        v >= (6, 15, 0)
-        or (v[:2] == (6, 12) and v >= (6, 12, 31))
-        or (v[:2] == (6, 1) and v >= (6, 1, 141))
-    )
-    return Expected(
-        name,
-        not fixed,
-        "x86 add_pages() with a pgmap leaves max_pfn alone (v6.15, 6.12.31, 6.1.141)"
-        if fixed
-        else "before v6.15 (6.12.31, 6.1.141) x86 add_pages() raises max_pfn for ZONE_DEVICE too",
     )

@@ -62,14 +62,14 @@ def namespace(guest: GuestShell, region: str, mode: str = "fsdax") -> Namespace:
     found = namespaces(guest, region)
     if found:
         return found[0]
-    out = guest.run(f"ndctl create-namespace -r {shlex.quote(region)} -m {mode}").stdout
+    out = guest.exercise(f"ndctl create-namespace -r {shlex.quote(region)} -m {mode}").stdout
     info = json.loads(out)
     return Namespace.of(info, _resource(guest, info["dev"]))
 
 
 def reconfigure(guest: GuestShell, namespace: str, mode: str) -> Namespace:
     """ndctl create-namespace -f -e NS -m MODE (fsdax, devdax, raw)."""
-    out = guest.run(f"ndctl create-namespace -f -e {shlex.quote(namespace)} -m {mode}").stdout
+    out = guest.exercise(f"ndctl create-namespace -f -e {shlex.quote(namespace)} -m {mode}").stdout
     info = json.loads(out)
     return Namespace.of(info, _resource(guest, info["dev"]))
 
@@ -84,14 +84,14 @@ def to_system_ram(guest: GuestShell, chardev: str) -> PhysRange:
     can be smaller than the device.
     """
     dev = shlex.quote(chardev)
-    guest.run(
+    guest.exercise(
         f"echo {dev} > /sys/bus/dax/drivers/device_dax/unbind && "
         f"echo {dev} > /sys/bus/dax/drivers/kmem/new_id"
     )
     iomem = guest.run("cat /proc/iomem").stdout
     m = re.search(r"^\s*([0-9a-f]+)-([0-9a-f]+) : System RAM \(kmem\)", iomem, re.M)
     if not m:
-        raise AssertionError("daxctl reported success but /proc/iomem has no System RAM (kmem)")
+        raise AssertionError("kmem took the device but /proc/iomem has no System RAM (kmem)")
     start, end = int(m.group(1), 16), int(m.group(2), 16) + 1
     return PhysRange(start, end - start)
 
@@ -104,11 +104,16 @@ def to_devdax(guest: GuestShell, chardev: str) -> int:
     res = guest.run(f"echo {dev} > /sys/bus/dax/drivers/kmem/unbind", check=False)
     if res.status != 0:
         return write_errno(res.stderr)
-    guest.run(
+    guest.exercise(
         f"echo {dev} > /sys/bus/dax/drivers/kmem/remove_id 2>/dev/null; "
         f"echo {dev} > /sys/bus/dax/drivers/device_dax/bind"
     )
     return 0
+
+
+def has_chardev(guest: GuestShell, name: str) -> bool:
+    """Whether /dev/NAME is a character device (a dax device the kernel created)."""
+    return guest.run(f"test -c /dev/{shlex.quote(name)}", check=False).status == 0
 
 
 def disable_namespace(guest: GuestShell, namespace: str) -> CommandResult:

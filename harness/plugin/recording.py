@@ -1,28 +1,64 @@
-"""Result records for --memhp-results: one per scenario run, with its page-flag picture, and
-the JUnit suite properties (kernel, arch, QEMU) read back from them."""
+"""What --memhp-results keeps: one result record per scenario run, its page-flag picture, the
+run record (and a MISS record for each selected scenario an interruption kept from running),
+and the JUnit suite properties (kernel, arch, QEMU, the run's completeness)."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from harness.plugin import stash
 from harness.preflight import Target
-from harness.report.pagemap import Snapshot
+from harness.report import write as write_reports
+from harness.report.pagemap import BlockView, Snapshot
 from harness.report.picture import render_png
-from harness.report.results import Result, Status, StepMap, classify, save
+from harness.report.results import Result, RunRecord, StepMap, load, save, save_runs
+from harness.verdict import Status
+
+if TYPE_CHECKING:
+    from harness.hotplug.vm import HotplugVM
 
 NO_CALLSPEC = type("NoCallspec", (), {"params": {}})()
 
 
+class PageFlagRecorder:
+    """A step observer (HotplugVM.observers): the page-flag map of the step's range after
+    each step. Attached only for --memhp-results: each map reads 8 bytes per page."""
+
+    def __init__(self) -> None:
+        self.snapshots: list[Snapshot] = []
+
+    def __call__(self, vm: HotplugVM, step: str, addr: int, size: int) -> None:
+        if addr < 0:
+            return
+        layout = vm.memory()
+        page = vm.guest.page_size()
+        by_phys = {b.phys_index: b for b in layout.covering(addr, size)}
+        views = []
+        for phys in range(addr // layout.block_size, (addr + size) // layout.block_size):
+            b = by_phys.get(phys)
+            views.append(
+                BlockView(b.index, b.state, b.zone) if b else BlockView(None, "absent", None)
+            )
+        pfns = range(addr // page, (addr + size) // page)
+        values = vm.guest.kpageflags(pfns)
+        self.snapshots.append(
+            Snapshot.of(step, pfns.start, layout.block_size // page, views, values)
+        )
+
+
 def record(
-    item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport, results_dir: Path
+    item: pytest.Item,
+    call: pytest.CallInfo[None],
+    report: pytest.TestReport,
+    status: Status,
+    results_dir: Path,
 ) -> None:
     """Write (or update) this scenario's result record; pictures when the call ends."""
     exc = call.excinfo.value if call.excinfo else None
-    status = classify(exc, call.when, report.skipped)
     previous = item.stash.get(stash.RESULT, None)
     if call.when == "setup" and status is Status.PASS:
         return  # the call phase decides
@@ -49,8 +85,9 @@ def record(
         log_excerpt=log_excerpt(exc, report),
         maps=previous.maps if previous else [],
     )
-    if call.when == "call" and v is not None and v.snapshots:
-        result.maps = [draw(v.snapshots, results_dir, result.slug)]
+    recorder = item.stash.get(stash.RECORDER, None)
+    if call.when == "call" and recorder is not None and recorder.snapshots:
+        result.maps = [draw(recorder.snapshots, results_dir, result.slug)]
     item.stash[stash.RESULT] = result
     save(result, results_dir)
 
@@ -85,10 +122,13 @@ def message(exc: BaseException | None, report: pytest.TestReport) -> str:
 
 
 def log_excerpt(exc: BaseException | None, report: pytest.TestReport) -> str:
-    """Why it failed, in full: the check's expected-vs-seen text, dmesg, the console."""
+    """Why it failed, in full: the check's expected-vs-seen text, dmesg, the console, and
+    for a bug in memhp its traceback."""
     if exc is None or report.skipped:
         return ""
     parts = [str(exc)]
+    if any(title.startswith("memhp: a bug in memhp") for title, _ in report.sections):
+        parts.append(f"--- traceback ---\n{report.longreprtext}")
     parts += [
         f"--- {title} ---\n{text}"
         for title, text in report.sections
@@ -106,7 +146,51 @@ def scenario_name(nodeid: str, target_ids: list[str]) -> tuple[str, str]:
     return (f"{name}[{extra}]" if extra else name), target
 
 
-def junit_properties(config: pytest.Config, results: list[Result]) -> None:
+# -- the run as a whole ---------------------------------------------------------------------
+
+
+def finish_results(
+    config: pytest.Config, results_dir: Path, run: RunRecord, never_ran: list[str]
+) -> None:
+    """On the controller, once: MISS records for the scenarios a signal kept from running,
+    the run record, the JUnit properties, KCIDB and HTML."""
+    if run.interrupted_by:
+        for nodeid in never_ran:
+            missed = _never_ran(config, nodeid, run)
+            if missed is not None:
+                save(missed, results_dir)
+    save_runs([run], results_dir)
+    results = load(results_dir)
+    _junit(config, results, run, never_ran)
+    kc, page = write_reports(results_dir)
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    if tr is not None:
+        tr.write_line(f"memhp: {len(results)} results; KCIDB {kc}, report {page}")
+
+
+def _never_ran(config: pytest.Config, nodeid: str, run: RunRecord) -> Result | None:
+    """The MISS record of a selected scenario that never started (None: not a scenario)."""
+    targets = {t.id: t for t in config.stash[stash.PLAN].targets}
+    scenario, target_id = scenario_name(nodeid, list(targets))
+    target = targets.get(target_id)
+    if target is None:
+        return None
+    return Result(
+        nodeid=nodeid,
+        scenario=scenario,
+        arch=target.arch.name,
+        kernel=target.kernel,
+        status=Status.MISS,
+        phase="not run",
+        start_time=time.time(),
+        duration=0.0,
+        message=f"never ran: the run was {run.describe()}",
+    )
+
+
+def _junit(config: pytest.Config, results: list[Result], run: RunRecord, never: list[str]) -> None:
+    """Suite properties (kernel, arch, QEMU, the run), and an error entry for each test a
+    signal kept from running: a CI system that reads only JUnit must see the gap."""
     from _pytest.junitxml import xml_key  # LogXML: where record_testsuite_property writes
 
     xml = config.stash.get(xml_key, None)
@@ -116,4 +200,19 @@ def junit_properties(config: pytest.Config, results: list[Result]) -> None:
     for arch, kernel, release, qemu, accel in seen:
         xml.add_global_property("memhp_target", f"{arch} {kernel} ({release})")
         xml.add_global_property("memhp_qemu", f"{qemu} {accel}")
+    xml.add_global_property("memhp_run", run.describe())
     xml.add_global_property("memhp_generated", time.strftime("%Y-%m-%dT%H:%M:%S"))
+    if not run.interrupted_by:
+        return
+    for nodeid in never:
+        path, _, name = nodeid.partition("::")
+        xml.pytest_runtest_logreport(
+            pytest.TestReport(
+                nodeid,
+                (path, None, name),
+                {},
+                "failed",
+                f"never ran: the run was {run.describe()}",
+                "setup",
+            )
+        )

@@ -1,13 +1,22 @@
-"""What the plugin's hooks keep on pytest's config and items, shared by its modules."""
+"""What the hooks keep on pytest's config and items, shared by the plugin's modules."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import pytest
 
 from harness.hotplug.vm import HotplugVM
 from harness.preflight import Plan
-from harness.report.results import Result
+from harness.report.results import Result, RunRecord
+
+if TYPE_CHECKING:
+    from harness.plugin.recording import PageFlagRecorder
 
 PLAN = pytest.StashKey[Plan]()  # config: the validated run
+RUN_RECORD = pytest.StashKey[RunRecord]()  # config: the run as a whole, once it finished
 VM = pytest.StashKey[HotplugVM]()  # item: the guest the scenario got
+RECORDER: pytest.StashKey[PageFlagRecorder] = (
+    pytest.StashKey()
+)  # item: its page-flag pictures, if recorded
 RESULT = pytest.StashKey[Result]()  # item: its result record so far

@@ -48,7 +48,7 @@ from harness.images.image import Image
 from harness.progress import progress
 from harness.qemu.accel import Accel, choose_accel
 from harness.qemu.console import ConsoleLog
-from harness.qemu.qmp import QMP, EventLog
+from harness.qemu.qmp import QMP, EventLog, EventTimeout
 
 PORT_ATTEMPTS = 5
 
@@ -418,15 +418,20 @@ class QemuMachine:
         )
         mark = self.events.mark()
         self.qmp(command, args)
-        done = self.events.wait(
-            lambda e: (
-                e["event"] == "MIGRATION"
-                and e["data"]["status"] in ("completed", "failed", "cancelled")
-            ),
-            after=mark,
-            timeout=timeout,
-            what=f"{command} to complete",
-        )
+        try:
+            done = self.events.wait(
+                lambda e: (
+                    e["event"] == "MIGRATION"
+                    and e["data"]["status"] in ("completed", "failed", "cancelled")
+                ),
+                after=mark,
+                timeout=timeout,
+                what=f"{command} to complete",
+            )
+        except EventTimeout as exc:  # QEMU's own migration: never the guest kernel's
+            raise LaunchError(
+                str(exc), cmdline=self._cmdline_str(), console_tail=self.qemu_log()
+            ) from exc
         if done["data"]["status"] != "completed":
             raise LaunchError(
                 f"{command} {args}: migration {done['data']['status']}",

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from qemu.qmp import EventListener, ExecuteError, QMPClient, QMPError
 
-from harness.errors import InfrastructureError, KernelFailure, QMPCommandError, VMLost
+from harness.errors import InfrastructureError, QMPCommandError, VMLost, WaitTimeout
 
 T = TypeVar("T")
 log = logging.getLogger("memhp.qmp")
@@ -32,15 +32,17 @@ Match = Callable[[Event], bool]
 HEARTBEAT = 5.0
 
 
-class EventTimeout(KernelFailure):
-    """An expected QMP event did not arrive in time although the VM was alive: the guest
-    never answered (an ACPI acknowledgement, a virtio-mem resize)."""
+class EventTimeout(WaitTimeout):
+    """An expected QMP event did not arrive in time although the VM was alive (QEMU answers
+    QMP, the guest SSH). Neutral: the caller that knows what was due judges it."""
 
     def __init__(self, what: str, timeout: float, seen: list[Event]) -> None:
         names = ", ".join(e["event"] for e in seen[-8:]) or "none"
         super().__init__(
             f"no {what} within {timeout:g} s although the guest is alive (events since: {names})"
         )
+        self.what = what
+        self.timeout = timeout
         self.seen = seen
 
 

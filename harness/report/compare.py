@@ -8,7 +8,8 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass, field
 
-from harness.report.results import Result, Status
+from harness.report.results import Result
+from harness.verdict import Status
 
 Key = tuple[str, str, str]  # arch, kernel spec, scenario
 

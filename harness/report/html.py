@@ -10,7 +10,8 @@ from collections.abc import Sequence
 
 from harness.report.kcidb import BuildOutcome
 from harness.report.pagemap import COLOURS, LABELS
-from harness.report.results import Checkout, Result, Status
+from harness.report.results import Checkout, Result
+from harness.verdict import Status
 
 STATUS_COLOUR = {
     Status.PASS: "#3a3",

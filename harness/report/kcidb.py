@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.report.results import Checkout, Result, Status
+from harness.report.results import Checkout, Result
+from harness.verdict import Status
 
 ORIGIN = "memhp"
 KCIDB_VERSION = {"major": 5, "minor": 3}

@@ -1,62 +1,21 @@
-"""One result model for every report (KCIDB, HTML, series and bisect verdicts).
+"""One result model for every report (KCIDB, HTML, JUnit, series and bisect verdicts).
 
 The pytest plugin writes one ``Result`` per scenario run into a results directory (each xdist
-worker writes its own files); the reports read them back. The status names are KCIDB's:
-
-* FAIL  the kernel is at fault (a check failed, the guest panicked, dmesg splat);
-* ERROR the scenario did not complete for a reason that is not the kernel's (harness or
-  infrastructure: QEMU died, the VM was lost, SSH never came);
-* MISS  the scenario never ran because the infrastructure failed first (e.g. boot);
-* SKIP  not applicable here (the arch or kernel lacks what it needs);
-* PASS.
+worker writes its own files), and one ``RunRecord`` for the run as a whole (how many were
+selected, how many ran, whether a signal cut it short); the reports read them back. What a
+status means is decided in one place, ``harness.verdict``.
 """
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import json
 import re
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import InfrastructureError, KernelFailure
-
-
-class Status(enum.Enum):
-    FAIL = "FAIL"
-    ERROR = "ERROR"
-    MISS = "MISS"
-    PASS = "PASS"
-    SKIP = "SKIP"
-
-    @property
-    def infrastructure(self) -> bool:
-        return self in (Status.ERROR, Status.MISS)
-
-
-PRIORITY = [Status.FAIL, Status.ERROR, Status.MISS, Status.PASS, Status.SKIP]  # KCIDB's order
-
-
-def worst(statuses: Iterable[Status]) -> Status | None:
-    """The summary status of several runs (KCIDB: the highest priority one)."""
-    seen = set(statuses)
-    return next((s for s in PRIORITY if s in seen), None)
-
-
-def classify(exc: BaseException | None, when: str, skipped: bool) -> Status:
-    """The status of one pytest phase from what it raised."""
-    if skipped:
-        return Status.SKIP
-    if exc is None:
-        return Status.PASS
-    if isinstance(exc, InfrastructureError):
-        return Status.MISS if when == "setup" else Status.ERROR
-    if isinstance(exc, (AssertionError, KernelFailure)):
-        return Status.FAIL
-    return Status.ERROR  # a harness bug or bad input: not the kernel's verdict
+from harness.verdict import Status
 
 
 @dataclass(frozen=True)
@@ -149,3 +108,49 @@ def load_checkout(results_dir: Path) -> Checkout | None:
         return None
     d = json.loads(path.read_text())
     return Checkout(**dict(d, patches=tuple(d.get("patches", ()))))
+
+
+RUN = "run.json"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run as a whole: a report that lists only what finished must say what did not."""
+
+    selected: int  # tests pytest selected
+    ran: int  # of those, how many reached a verdict
+    interrupted_by: str | None = None  # the signal that cut the run short (SIGTERM, SIGINT)
+    stopped: str | None = None  # pytest stopped early as asked (--maxfail, -x)
+    label: str = ""  # which run, when several are merged (a shard's directory)
+
+    @property
+    def never_ran(self) -> int:
+        return self.selected - self.ran
+
+    @property
+    def complete(self) -> bool:
+        return self.interrupted_by is None and self.stopped is None and not self.never_ran
+
+    def describe(self) -> str:
+        """One line: 'interrupted by SIGTERM: 142 of 265 selected ran, 123 never ran'."""
+        where = f"{self.label}: " if self.label else ""
+        counts = f"{self.ran} of {self.selected} selected ran, {self.never_ran} never ran"
+        if self.interrupted_by:
+            return f"{where}INTERRUPTED by {self.interrupted_by}: {counts}"
+        if self.stopped:
+            return f"{where}stopped early as asked ({self.stopped}): {counts}"
+        return f"{where}complete: {self.ran} of {self.selected} selected ran"
+
+
+def save_runs(runs: list[RunRecord], results_dir: Path) -> None:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / RUN).write_text(json.dumps([asdict(r) for r in runs], indent=1))
+
+
+def load_runs(results_dir: Path) -> list[RunRecord]:
+    """The run records of a results directory (several after a merge; none from memhp
+    before they existed)."""
+    path = results_dir / RUN
+    if not path.is_file():
+        return []
+    return [RunRecord(**d) for d in json.loads(path.read_text())]

@@ -19,16 +19,19 @@ import json
 import re
 import subprocess
 import sys
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness import kbuild
 from harness.arch import get_arch
-from harness.errors import MemhpError, UsageError
+from harness.errors import BuildError, MemhpError, UsageError
 from harness.progress import progress
-from harness.report.results import Status
+from harness.verdict import Status
 from harness.workflows.gittree import Worktree
 from harness.workflows.runner import run_scenarios
+
+STOP = 128  # git bisect run: abort the bisection
 
 
 class Verdict(enum.IntEnum):
@@ -73,7 +76,7 @@ def step(cfg: StepConfig, commit: str | None) -> StepResult:
     short = f"{sha[:12]} {wt.subject(sha)[:60]}"
     try:
         build_dir = kbuild.build(wt.path, arch, base=cfg.kbuild_base)
-    except UsageError as exc:
+    except (BuildError, kbuild.KconfigError) as exc:  # this commit cannot be tested
         return _log(StepResult(sha, Verdict.SKIP, f"{short}: build failed: {exc}"))
     for i in range(1, cfg.repeat + 1):
         run = run_scenarios(
@@ -117,6 +120,7 @@ class Culprit:
 
 def bisect(cfg: StepConfig, good: str, bad: str) -> Culprit:
     wt = Worktree(Path(cfg.tree))
+    kbuild.check_tools(get_arch(cfg.arch))  # a missing compiler is usage, before any step
     with wt.locked():
         wt.reset_state()
         good_sha, bad_sha = wt.resolve(good), wt.resolve(bad)
@@ -173,4 +177,8 @@ def step_main(config_json: str) -> int:
         return int(step(cfg, None).verdict)
     except MemhpError as exc:  # the harness itself cannot go on: stop the bisection
         print(f"memhp bisect step: {exc}", file=sys.stderr)
-        return 128
+        return STOP
+    except Exception:  # memhp's own bug must not read as "bad" (git bisect: exit 1)
+        traceback.print_exc()
+        print("memhp bisect step: internal error (a bug in memhp): stopping", file=sys.stderr)
+        return STOP

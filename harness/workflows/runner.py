@@ -13,11 +13,12 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import EXIT_INFRA, HarnessError, UsageError
+from harness.errors import EXIT_INFRA, EXIT_USAGE, HarnessError, UsageError
 from harness.progress import progress
-from harness.report.results import RECORDS, Result, Status, load, worst
+from harness.report.results import RECORDS, Result, load, load_runs
 from harness.resources import CHECKOUT, TESTCASES
 from harness.scenarios import Selection
+from harness.verdict import Status, worst
 
 
 @dataclass(frozen=True)
@@ -76,9 +77,10 @@ def run_scenarios(
     ):
         proc = subprocess.run(cmd, cwd=CHECKOUT or TESTCASES, stdout=out, stderr=subprocess.STDOUT)
     results = load(results_dir)
-    # pytest-xdist ends a --maxfail stop as "Interrupted" (exit 2), like bad input
-    stopped = maxfail > 0 and any(r.status is Status.FAIL for r in results)
-    if proc.returncode == 2 and not stopped:
+    interrupted = [r.interrupted_by for r in load_runs(results_dir) if r.interrupted_by]
+    if interrupted:  # the signal reached this process too (its process group)
+        raise KeyboardInterrupt(f"the scenarios were interrupted by {interrupted[0]}")
+    if proc.returncode == EXIT_USAGE:
         raise UsageError(f"the scenarios refused their input: {_last_line(log)} (log: {log})")
     if proc.returncode in (4, 5) or (proc.returncode > 5 and proc.returncode != EXIT_INFRA):
         raise HarnessError(

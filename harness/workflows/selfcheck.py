@@ -18,9 +18,9 @@ from pathlib import Path
 
 from harness import cache, kbuild
 from harness.arch import Arch
-from harness.errors import UsageError
+from harness.errors import BuildError, UsageError
 from harness.progress import progress
-from harness.report.results import Status
+from harness.verdict import Status
 from harness.workflows.runner import run_scenarios
 
 # The scenario files a mutant is run through (the quick ones; cycles, load and the kernel's
@@ -305,7 +305,7 @@ def _one(
     try:
         try:
             kbuild.build(work, arch, base="tinyconfig", out=build_dir)
-        except UsageError:
+        except BuildError:
             return Outcome(m, built=False)
         if _object_digest(build_dir, m.path) == unmutated:
             return Outcome(m, built=True, compiled=False)

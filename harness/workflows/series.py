@@ -17,10 +17,11 @@ from pathlib import Path
 
 from harness import kbuild, report
 from harness.arch import get_arch
-from harness.errors import UsageError
+from harness.errors import BuildError, UsageError
 from harness.progress import progress
 from harness.report.kcidb import BuildOutcome
-from harness.report.results import Checkout, Status, save_checkout
+from harness.report.results import Checkout, save_checkout
+from harness.verdict import Status
 from harness.workflows.gittree import GitError, Worktree
 from harness.workflows.runner import Run, run_scenarios
 
@@ -195,6 +196,8 @@ def verify(
                 f"base-commit {series.base_commit} (from {mbox.name}) is not in "
                 f"{wt.repo}: fetch it, or give --base REV"
             ) from None
+    for arch in arches:  # a missing compiler is usage, before anything is applied
+        kbuild.check_tools(get_arch(arch))
     with wt.locked():
         wt.reset_state()
         base_sha = wt.checkout(base_rev)
@@ -266,7 +269,7 @@ def _build_and_test(
     try:
         with progress(f"series patch {row.number} ({row.title[:50]}): build {arch_name}"):
             build_dir = kbuild.build(wt.path, arch, base=kbuild_base, fragments=fragments)
-    except (UsageError, GitError) as exc:
+    except (BuildError, kbuild.KconfigError, GitError) as exc:  # the patch's failure to build
         row.built[arch_name] = False
         row.build_error[arch_name] = str(exc)
         return
