@@ -29,7 +29,7 @@ from harness.images import lockfile
 from harness.qemu.accel import ACCELS, choose_accel
 from harness.qemu.machine import MachineConfig, QemuMachine
 from harness.report import compare, merge, submit
-from harness.report.results import RECORDS
+from harness.report.results import RECORDS, load_runs
 from harness.report.results import load as load_results
 from harness.resources import TESTCASES
 from harness.scenarios import Selection, check_pytest_args
@@ -517,7 +517,12 @@ def _report_compare(args: argparse.Namespace, _: list[str]) -> int:
     for d in (args.base, args.new):
         if not (d / RECORDS).is_dir():
             raise UsageError(f"{d} is not a memhp results directory (no {RECORDS}/)")
-    result = compare.compare(load_results(args.base), load_results(args.new))
+    result = compare.compare(
+        load_results(args.base),
+        load_results(args.new),
+        load_runs(args.base),
+        load_runs(args.new),
+    )
     print(result.text())
     if args.html:
         args.html.write_text(result.html(str(args.base), str(args.new)))

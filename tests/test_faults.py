@@ -139,6 +139,9 @@ def only(child: Child, scenario: str) -> Result:
         ("test_qemu_stopped", Status.ERROR, "stopped (SIGSTOP?)"),
         ("test_qemu_stopped_during_command", Status.ERROR, "stopped (SIGSTOP?)"),
         ("test_guest_panics", Status.FAIL, "guest kernel panicked"),
+        ("test_harness_bug", Status.ERROR, "KeyError: 'memhp_target'"),
+        ("test_guest_tool_missing", Status.ERROR, "memhp-no-such-tool"),
+        ("test_panic_during_cleanup", Status.FAIL, "guest kernel panicked"),
     ],
 )
 def test_fault_gets_its_verdict_in_bounded_time(
@@ -158,8 +161,13 @@ def test_fault_gets_its_verdict_in_bounded_time(
     assert says in result.message + result.log_excerpt, result.message
     assert result.duration <= VERDICT_BOUND, f"{result.duration:.0f} s to a verdict"
     assert child.returncode == (1 if status is Status.FAIL else 3), child.output[-2000:]
-    if status is Status.ERROR:
+    if scenario.startswith("test_qemu"):
         assert "console tail" in result.log_excerpt  # a lost VM shows where the guest was
+    if scenario == "test_harness_bug":  # whose bug it is, and where
+        assert "a bug in memhp" in result.log_excerpt and "Traceback" not in result.message
+        assert "scenarios.py" in result.log_excerpt, result.log_excerpt
+    if scenario == "test_panic_during_cleanup":
+        assert result.phase == "teardown", result
 
 
 # -- signals to the runner ------------------------------------------------------------------
@@ -224,10 +232,15 @@ def test_signal_ends_the_run_cleanly_and_reports_what_finished(
     record_property("seconds_to_exit", round(seconds, 1))
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, output[-3000:]
     assert "passed" in output.splitlines()[-1], output[-3000:]  # pytest's summary line
+    said = f"INTERRUPTED by {sig.name}: 1 of 2 selected reached a verdict, 1 did not"
+    assert said in output, output[-3000:]
     doc = json.loads((results / "kcidb.json").read_text())
-    assert {t["path"].rsplit(".", 1)[-1]: t["status"] for t in doc["tests"]}.get(
-        "passes"
-    ) == "PASS", doc["tests"]
+    statuses = {t["path"].rsplit(".", 1)[-1]: t["status"] for t in doc["tests"]}
+    assert statuses == {"passes": "PASS", "waits_for_a_signal": "MISS"}, doc["tests"]
+    assert doc["builds"][0]["misc"]["memhp_runs"] == [said], doc["builds"]
+    assert said in (results / "report.html").read_text()
+    junit = (results / "junit.xml").read_text()
+    assert said in junit and "waits_for_a_signal" in junit, junit[-2000:]
 
 
 # A run started in the background by a shell without job control (`nohup sh -c '... &'`)
@@ -359,6 +372,8 @@ def _path_without_qemu(tmp_path: Path) -> str:
         (["run", "--accel", "kvm"], {}, "KVM was requested but cannot be used"),
         (["run"], {"MEMHP_CACHE": "/proc/memhp-cache"}, "is not writable"),
         (["run", "--arch", "x86_64"], {"PATH": "NO_QEMU"}, "qemu-system-x86_64 not found"),
+        (["run", "--no-such-option"], {}, "unrecognized arguments: --no-such-option"),
+        (["run", "-k", "dimm and"], {}, "-k 'dimm and' is not a pytest expression"),
     ],
     ids=[
         "unknown-line",
@@ -369,6 +384,8 @@ def _path_without_qemu(tmp_path: Path) -> str:
         "kvm-unusable",
         "unwritable-cache",
         "no-qemu",
+        "argument-pytest-refuses",
+        "bad-k-expression",
     ],
 )
 def test_bad_input_is_one_line_and_exit_2_before_any_boot(

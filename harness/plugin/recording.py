@@ -184,7 +184,7 @@ def _never_ran(config: pytest.Config, nodeid: str, run: RunRecord) -> Result | N
         phase="not run",
         start_time=time.time(),
         duration=0.0,
-        message=f"never ran: the run was {run.describe()}",
+        message=f"no verdict: it never finished, the run was {run.describe()}",
     )
 
 
@@ -212,7 +212,7 @@ def _junit(config: pytest.Config, results: list[Result], run: RunRecord, never: 
                 (path, None, name),
                 {},
                 "failed",
-                f"never ran: the run was {run.describe()}",
+                f"no verdict: it never finished, the run was {run.describe()}",
                 "setup",
             )
         )

@@ -46,7 +46,7 @@ def _run_line(tr: Any, config: pytest.Config) -> None:
     tr.write_line(run.describe(), red=bool(run.interrupted_by), bold=True)
     if run.interrupted_by:
         tr.write_line(
-            "  the scenarios that never ran are MISS in the reports; no verdict on them",
+            "  the scenarios that never finished are MISS in the reports: no verdict on them",
         )
 
 

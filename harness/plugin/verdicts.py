@@ -135,6 +135,7 @@ class RunWatch:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.statuses: dict[str, Status] = {}
+        self.finished: set[str] = set()  # tests whose teardown was reported
         self.selected: list[str] = []
         self.interrupted_by: str | None = None  # a signal's name
         self.stopped: str | None = None  # why pytest stopped early on request (--maxfail, -x)
@@ -145,7 +146,9 @@ class RunWatch:
             self.statuses[nodeid] = status
 
     def never_ran(self) -> list[str]:
-        return [n for n in self.selected if n not in self.statuses]
+        """Selected tests that never finished (a signal cut them, or kept them from
+        starting)."""
+        return [n for n in self.selected if n not in self.finished]
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.selected = [i.nodeid for i in session.items]
@@ -161,6 +164,8 @@ class RunWatch:
         status = status_of(report)
         if status is not None:
             self._note(report.nodeid, status)
+        if report.when == "teardown":
+            self.finished.add(report.nodeid)
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:  # a scenario file that does not import: memhp's bug
@@ -183,7 +188,7 @@ class RunWatch:
             )
         run = RunRecord(
             selected=len(self.selected),
-            ran=len([n for n in self.selected if n in self.statuses]),
+            ran=len([n for n in self.selected if n in self.finished]),
             interrupted_by=self.interrupted_by,
             stopped=self.stopped,
         )
@@ -197,7 +202,7 @@ def _requested_stops() -> tuple[type[BaseException], ...]:
     """The KeyboardInterrupts pytest and xdist raise for a stop the user asked for."""
     stops: list[type[BaseException]] = [pytest.Session.Interrupted]
     with contextlib.suppress(ImportError):
-        from xdist.dsession import Interrupted
+        from xdist.dsession import Interrupted  # type: ignore[import-untyped]
 
         stops.append(Interrupted)
     return tuple(stops)

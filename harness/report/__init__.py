@@ -17,16 +17,18 @@ from pathlib import Path
 
 from harness.report.html import html_report
 from harness.report.kcidb import BuildOutcome, kcidb
-from harness.report.results import RECORDS, load, load_checkout
+from harness.report.results import RECORDS, load, load_checkout, load_runs
 
 
 def write(results_dir: Path, builds: Sequence[BuildOutcome] = ()) -> tuple[Path, Path]:
-    """kcidb.json and report.html for everything in ``results_dir``."""
+    """kcidb.json and report.html for everything in ``results_dir``: its results, and its
+    run records (a run a signal cut short says so in both)."""
     (results_dir / RECORDS).mkdir(parents=True, exist_ok=True)  # an empty shard: none
     results = load(results_dir)
     checkout = load_checkout(results_dir)
+    runs = load_runs(results_dir)
     kc = results_dir / "kcidb.json"
-    kc.write_text(json.dumps(kcidb(results, checkout, builds), indent=1))
+    kc.write_text(json.dumps(kcidb(results, checkout, builds, runs=runs), indent=1))
     page = results_dir / "report.html"
-    page.write_text(html_report(results, checkout, builds))
+    page.write_text(html_report(results, checkout, builds, runs=runs))
     return kc, page

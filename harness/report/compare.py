@@ -8,7 +8,7 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass, field
 
-from harness.report.results import Result
+from harness.report.results import Result, RunRecord
 from harness.verdict import Status
 
 Key = tuple[str, str, str]  # arch, kernel spec, scenario
@@ -40,6 +40,7 @@ class Comparison:
     vanished: list[Flip] = field(default_factory=list)
     changed: list[Flip] = field(default_factory=list)  # e.g. PASS -> SKIP
     unchanged: int = 0
+    incomplete: list[str] = field(default_factory=list)  # "new: INTERRUPTED by SIGTERM: ..."
 
     def sections(self) -> list[tuple[str, list[Flip]]]:
         return [
@@ -52,7 +53,7 @@ class Comparison:
         ]
 
     def text(self) -> str:
-        out = []
+        out = [f"incomplete run, {line}" for line in self.incomplete]
         for title, flips in self.sections():
             if flips:
                 out.append(f"{title}: {len(flips)}")
@@ -72,6 +73,9 @@ class Comparison:
             "h2.r{color:#c22}h2.f{color:#3a3}</style>",
             f"<h1>memhp: {e(new)} against {e(base)}</h1><p>{e(self.text().splitlines()[-1])}",
         ]
+        out += [
+            f"<p style='color:#c22'><b>incomplete run, {e(line)}</b>" for line in self.incomplete
+        ]
         for (title, flips), cls in zip(self.sections(), ("r", "f", "", "", "", ""), strict=True):
             if not flips:
                 continue
@@ -87,12 +91,19 @@ class Comparison:
         return "\n".join(out)
 
 
-def compare(base: list[Result], new: list[Result]) -> Comparison:
+def compare(
+    base: list[Result],
+    new: list[Result],
+    base_runs: list[RunRecord] | None = None,
+    new_runs: list[RunRecord] | None = None,
+) -> Comparison:
     def keyed(results: list[Result]) -> dict[Key, Result]:
         return {(r.arch, r.kernel, r.scenario): r for r in results}
 
     before, after = keyed(base), keyed(new)
     c = Comparison()
+    for side, runs in (("base", base_runs or []), ("new", new_runs or [])):
+        c.incomplete += [f"{side}: {r.describe()}" for r in runs if not r.complete]
     for key in sorted(before.keys() | after.keys()):
         b, n = before.get(key), after.get(key)
         flip = Flip(key, b, n)

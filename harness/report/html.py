@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from harness.report.kcidb import BuildOutcome
 from harness.report.pagemap import COLOURS, LABELS
-from harness.report.results import Checkout, Result
+from harness.report.results import Checkout, Result, RunRecord
 from harness.verdict import Status
 
 STATUS_COLOUR = {
@@ -44,14 +44,25 @@ def _badge(s: Status) -> str:
 
 
 def html_report(
-    results: Sequence[Result], checkout: Checkout | None = None, builds: Sequence[BuildOutcome] = ()
+    results: Sequence[Result],
+    checkout: Checkout | None = None,
+    builds: Sequence[BuildOutcome] = (),
+    runs: Sequence[RunRecord] = (),
 ) -> str:
     e = html.escape
     counts = Counter(r.status for r in results)
+    cut = [r for r in runs if not r.complete]
+    title = "memhp report" + (" (INCOMPLETE RUN)" if cut else "")
     out = [
-        "<!doctype html><meta charset=utf-8><title>memhp report</title>",
-        f"<style>{CSS}</style><h1>memhp report</h1>",
+        f"<!doctype html><meta charset=utf-8><title>{title}</title>",
+        f"<style>{CSS}</style><h1>{title}</h1>",
     ]
+    for run in cut:
+        colour = STATUS_COLOUR[Status.FAIL if run.interrupted_by else Status.MISS]
+        out.append(
+            f'<p class="s" style="background:{colour};padding:.4em">{e(run.describe())}; '
+            "what never ran has no verdict (MISS below)</p>"
+        )
     if checkout is not None:
         out.append(
             f"<p>Tree <b>{e(checkout.tree)}</b> at <code>{e(checkout.commit[:12])}"

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.report.results import Checkout, Result
+from harness.report.results import Checkout, Result, RunRecord
 from harness.verdict import Status
 
 ORIGIN = "memhp"
@@ -59,8 +59,11 @@ def kcidb(
     checkout: Checkout | None = None,
     builds: Sequence[BuildOutcome] = (),
     run_id: str | None = None,
+    runs: Sequence[RunRecord] = (),
 ) -> dict[str, Any]:
-    """The KCIDB v5.3 document: checkouts, builds, one test per scenario run."""
+    """The KCIDB v5.3 document: checkouts, builds, one test per scenario run (a scenario an
+    interruption kept from running is a MISS test); each build's misc says whether the run
+    that tested it was complete (KCIDB has no object for a run)."""
     run = run_id or uuid.uuid4().hex[:12]
     checkouts: dict[str, dict[str, Any]] = {}
     build_docs: dict[tuple[str, str], dict[str, Any]] = {}
@@ -95,6 +98,7 @@ def kcidb(
                 "config_name": _config_name(kernel),
                 "status": Status.PASS.value,
                 "comment": f"{kernel}" + (f" ({release})" if release else ""),
+                "misc": {"memhp_runs": [r.describe() for r in runs]},
             }
         return str(build_docs[key]["id"])
 

@@ -9,6 +9,7 @@ replaces the one it repeats.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -19,10 +20,13 @@ from harness.report.results import (
     RECORDS,
     Checkout,
     Result,
+    RunRecord,
     load,
     load_checkout,
+    load_runs,
     save,
     save_checkout,
+    save_runs,
 )
 
 
@@ -50,9 +54,16 @@ def merge(dirs: list[Path], out: Path) -> list[Result]:
     checkout = _common_checkout(dirs)
     if checkout is not None:
         save_checkout(checkout, out)
+    save_runs(_runs(dirs), out)
     merge_junit([d / "junit.xml" for d in dirs], out / "junit.xml")
     report.write(out)
     return load(out)
+
+
+def _runs(dirs: list[Path]) -> list[RunRecord]:
+    """Every source's run records, each labelled with its directory (a merge of merges
+    keeps the labels it had)."""
+    return [dataclasses.replace(r, label=r.label or d.name) for d in dirs for r in load_runs(d)]
 
 
 def _common_checkout(dirs: list[Path]) -> Checkout | None:

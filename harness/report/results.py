@@ -118,7 +118,7 @@ class RunRecord:
     """One run as a whole: a report that lists only what finished must say what did not."""
 
     selected: int  # tests pytest selected
-    ran: int  # of those, how many reached a verdict
+    ran: int  # of those, how many reached a verdict (the rest never ran, or never finished)
     interrupted_by: str | None = None  # the signal that cut the run short (SIGTERM, SIGINT)
     stopped: str | None = None  # pytest stopped early as asked (--maxfail, -x)
     label: str = ""  # which run, when several are merged (a shard's directory)
@@ -132,14 +132,17 @@ class RunRecord:
         return self.interrupted_by is None and self.stopped is None and not self.never_ran
 
     def describe(self) -> str:
-        """One line: 'interrupted by SIGTERM: 142 of 265 selected ran, 123 never ran'."""
+        """One line: 'INTERRUPTED by SIGTERM: 142 of 265 selected reached a verdict, 123 did
+        not'."""
         where = f"{self.label}: " if self.label else ""
-        counts = f"{self.ran} of {self.selected} selected ran, {self.never_ran} never ran"
+        counts = (
+            f"{self.ran} of {self.selected} selected reached a verdict, {self.never_ran} did not"
+        )
         if self.interrupted_by:
             return f"{where}INTERRUPTED by {self.interrupted_by}: {counts}"
         if self.stopped:
             return f"{where}stopped early as asked ({self.stopped}): {counts}"
-        return f"{where}complete: {self.ran} of {self.selected} selected ran"
+        return f"{where}complete: {self.ran} of {self.selected} selected reached a verdict"
 
 
 def save_runs(runs: list[RunRecord], results_dir: Path) -> None:

@@ -71,3 +71,27 @@ def test_waits_for_a_signal(vm: HotplugVM) -> None:
     _guest_is_up(vm)
     vm.guest.run("sleep 600")
     time.sleep(600)
+
+
+def test_harness_bug(vm: HotplugVM) -> None:
+    """memhp's own bug mid-scenario (a KeyError): ERROR with its traceback, never a FAIL."""
+    vm.guest.run("true")
+    _ = {}["memhp_target"]
+
+
+@pytest.mark.memhp(fresh=True)
+def test_guest_tool_missing(vm: HotplugVM) -> None:
+    """A tool the harness runs in the guest is not there: the image's problem (ERROR)."""
+    vm.guest.run("memhp-no-such-tool --version")
+
+
+def test_panic_during_cleanup(vm: HotplugVM) -> None:
+    """A scenario that passes, and a kernel that panics when the cleanup offlines what the
+    scenario left plugged: the scenario's FAIL (in its teardown)."""
+    dimm = vm.plug_dimm(vm.arch.dimm_align)
+    (block,) = vm.online(dimm, "online_movable")
+    state = f"/sys/devices/system/memory/memory{block.index}/state"
+    vm.guest.run(
+        f'(while [ "$(cat {state})" = online ]; do usleep 10000; done; '
+        "echo c > /proc/sysrq-trigger) >/dev/null 2>&1 </dev/null &"
+    )
