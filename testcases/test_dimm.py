@@ -19,7 +19,7 @@ from harness.guest.kpageflags import KPF
 from harness.hotplug import expectations
 from harness.hotplug.devices import OST_EJECT_REFUSED
 from harness.hotplug.records import Dimm, Unplug
-from harness.hotplug.vm import HotplugVM
+from harness.hotplug.vm import HotplugVM, pin_with_slab
 
 pytestmark = pytest.mark.needs_kernel("memory-hotremove")
 
@@ -114,9 +114,7 @@ def test_dimm_remove_refused_when_pinned(vm: HotplugVM) -> None:
     blocks = vm.online(dimm, "online_kernel")
     # Boot RAM (1 GiB) is all DMA32, so new kernel allocations prefer this block: tmpfs
     # inodes and dentries are slab, which offlining cannot migrate.
-    vm.guest.run("mkdir -p /tmp/pin && cd /tmp/pin && seq 1 20000 | xargs touch")
-    pinned = vm.flags(blocks[0]).with_flag(KPF.SLAB)
-    assert pinned, "setup: no slab page landed in the block, nothing pins it"
+    pinned = pin_with_slab(vm, blocks)
 
     result = vm.unplug_dimm(dimm, timeout=30.0)
 

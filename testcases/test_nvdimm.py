@@ -55,10 +55,9 @@ def test_nvdimm_raw_namespace_has_no_memmap(vm: HotplugVM, how: str) -> None:
     assert size == ns.size, f"/dev/{ns.blockdev} is {size} bytes, namespace {ns.size}"
     vm.guest.exercise(f"dd if=/dev/{ns.blockdev} of=/dev/null bs=64k count=16 2>/dev/null")
     vm.plug_dimm(vm.arch.dimm_align)  # raises max_pfn above the device (see devdax below)
-    read = vm.expect_no_memmap(
+    vm.expect_no_memmap(
         ns.start, ns.size, why="raw pmem has no memmap (no pfn device, no devm_memremap_pages)"
     )
-    assert read == ns.size // vm.guest.page_size(), f"only {read} pfns readable"
 
 
 @pytest.mark.parametrize("how", PLUGGED)
@@ -101,10 +100,9 @@ def test_nvdimm_devdax_pfns_have_no_online_memmap(vm: HotplugVM) -> None:
     # A DIMM plugged above the device does raise max_pfn (add_pages), making every one of
     # its pfns readable.
     vm.plug_dimm(vm.arch.dimm_align)
-    read = vm.expect_no_memmap(
+    vm.expect_no_memmap(
         dax.start, dax.size, why="ZONE_DEVICE sections are never onlined (pagemap_range)"
     )
-    assert read == dax.size // vm.guest.page_size(), f"only {read} pfns readable"
 
 
 @pytest.mark.memhp(cmdline=OFFLINE, fresh=True)

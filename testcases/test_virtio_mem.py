@@ -12,7 +12,7 @@ import pytest
 from harness.hotplug import expectations
 from harness.hotplug.coldplug import VirtioMemSpec
 from harness.hotplug.records import VirtioMem
-from harness.hotplug.vm import HotplugVM
+from harness.hotplug.vm import HotplugVM, pin_with_slab
 
 pytestmark = [pytest.mark.needs("virtio-mem"), pytest.mark.needs_kernel("virtio-mem")]
 
@@ -80,12 +80,12 @@ def test_virtio_mem_shrink_refused_when_pinned(vm: HotplugVM) -> None:
     dev = _device(vm, "hotplugged")
     block_size = vm.memory().block_size
     assert vm.resize(dev, block_size).reached
-    vm.guest.run("mkdir -p /tmp/pin && cd /tmp/pin && seq 1 20000 | xargs touch")
+    pinned = pin_with_slab(vm, vm.blocks(dev))
 
     resize = vm.resize(dev, 0, timeout=15.0)
 
     assert not resize.reached and resize.size > resize.requested, resize.describe()
-    vm.expect_blocks(vm.blocks(dev), "online", "Normal", why="the guest could not unplug it")
+    vm.expect_blocks(vm.blocks(dev), "online", "Normal", why=f"{pinned} slab pages pin it")
 
 
 @pytest.mark.memhp(cmdline=ONLINE_MOVABLE, fresh=True)

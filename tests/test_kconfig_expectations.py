@@ -1,21 +1,41 @@
-"""Unit tests for harness.kconfig and the online-policy rules of harness.expectations."""
+"""Unit tests for harness.kconfig and the rules of harness.hotplug.expectations: the online
+policy from the config, each version rule on both sides of its boundary, and the facts the
+kernel reports about itself (missing ones are infrastructure errors, never a default)."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 
 from harness import kconfig
+from harness.arch import X86_64
 from harness.errors import InfrastructureError, UsageError
+from harness.guest.kpageflags import KPF
 from harness.hotplug.expectations import (
+    KPAGEFLAGS_ZERO,
+    MEMMAP_FORCE,
+    MEMMAP_PAGE_OFFLINE,
+    MEMMAP_PER_BLOCK,
     OVERRIDES,
+    QEMU_VIRTIO_MEM_UNPLUG,
     BlockState,
     KernelFacts,
     auto_movable_zones,
     default_online_policy,
+    dimm_unplug,
+    dimm_unplug_holding_memmap,
     hot_added_block_state,
+    kernel_supports,
+    memmap_init,
+    memmap_on_memory_mode,
+    no_memmap_flags,
     parse_overrides,
     parse_release,
+    self_hosted_memmap,
+    virtio_mem_unplug,
 )
+from harness.hotplug.records import Unplug
 
 CONFIG = """\
 #
@@ -222,3 +242,119 @@ def test_auto_movable_virtio_mem_blocks_repeat_three_movable_one_normal() -> Non
 
 def test_auto_movable_without_boot_memory_is_always_normal() -> None:
     assert set(auto_movable_zones(0, [32768] * 4).value) == {"Normal"}
+
+
+# -- version rules, each on both sides of its boundary; facts the kernel reports ------------
+
+
+def at(release: str, **over: object) -> KernelFacts:
+    """Facts of a kernel of upstream version ``release`` (Debian's uname -v form)."""
+    over = {"struct_page_size": 64, **over}
+    return dataclasses.replace(facts(NEW_STYLE), build=f"#1 SMP Debian {release}-1", **over)
+
+
+def test_citations_have_one_form_and_give_their_release() -> None:
+    assert str(MEMMAP_PAGE_OFFLINE).startswith('commit 503b158fc30f ("mm/memory_hotplug: ')
+    assert str(MEMMAP_PAGE_OFFLINE).endswith('") (in v6.11)')
+    assert MEMMAP_PAGE_OFFLINE.version == (6, 11, 0)
+    assert QEMU_VIRTIO_MEM_UNPLUG.version == (8, 1, 0)
+    for commit in (MEMMAP_PAGE_OFFLINE, KPAGEFLAGS_ZERO, MEMMAP_PER_BLOCK, MEMMAP_FORCE):
+        assert len(commit.hash) == 12 and int(commit.hash, 16) >= 0
+
+
+@pytest.mark.parametrize(
+    ("release", "value"), [("6.15.11", 1 << KPF.NOPAGE), ("6.16.0", 0), ("7.2.1", 0)]
+)
+def test_no_memmap_flags_change_at_v6_16(release: str, value: int) -> None:
+    got = no_memmap_flags(at(release))
+    assert got.value == value
+    assert ("a40b3fa844b4" in got.why) == (value == 0)
+
+
+@pytest.mark.parametrize(
+    ("release", "value"), [("6.10.14", "reserved"), ("6.11.0", "offline"), ("6.12.118", "offline")]
+)
+def test_memmap_init_changes_at_v6_11(release: str, value: str) -> None:
+    got = memmap_init(at(release))
+    assert got.value == value and "503b158fc30f" in got.why
+
+
+@pytest.mark.parametrize(
+    ("param", "asked", "mode"),
+    [
+        (None, "1", None),  # no parameter: no CONFIG_MHP_MEMMAP_ON_MEMORY
+        ("N", "force", None),  # a 6.1 bool reads force as N
+        ("Y", "1", "on"),
+        ("force", "force", "force"),
+    ],
+)
+def test_memmap_on_memory_mode_is_what_the_kernel_took(
+    param: str | None, asked: str, mode: str | None
+) -> None:
+    f = at(
+        "6.12.118",
+        memmap_on_memory_param=param,
+        cmdline=(f"memory_hotplug.memmap_on_memory={asked}",),
+    )
+    got = memmap_on_memory_mode(f)
+    assert got.value == mode
+    if param is not None:
+        assert f"reads {param}" in got.why and f"asked for {asked}" in got.why
+
+
+@pytest.mark.parametrize(("release", "pages"), [("6.7.12", 0), ("6.8.0", 512)])
+def test_two_block_devices_host_their_memmap_per_block_from_v6_8(release: str, pages: int) -> None:
+    f = at(release, memmap_on_memory_param="Y")
+    got = self_hosted_memmap(
+        f, device_blocks=2, block_size=128 << 20, page_size=4096, pageblock=2 << 20
+    )
+    assert got.value.pages == pages and "6b8f0798b85a" in got.why
+
+
+@pytest.mark.parametrize(
+    ("struct_page", "param", "pages"),
+    [
+        (64, "Y", 512),  # 2 MiB of memmap: whole pageblocks
+        (56, "Y", 0),  # 448 pages: not whole pageblocks, and only force pads
+        (56, "force", 512),  # padded to the pageblock
+    ],
+)
+def test_self_hosted_memmap_follows_the_kernels_struct_page(
+    struct_page: int, param: str, pages: int
+) -> None:
+    f = at("6.12.118", memmap_on_memory_param=param, struct_page_size=struct_page)
+    got = self_hosted_memmap(
+        f, device_blocks=1, block_size=128 << 20, page_size=4096, pageblock=2 << 20
+    )
+    assert got.value.pages == pages, got
+
+
+def test_a_kernel_that_does_not_say_its_struct_page_size_is_an_infrastructure_error() -> None:
+    f = at("6.12.118", memmap_on_memory_param="Y", struct_page_size=None)
+    with pytest.raises(InfrastructureError, match="CONFIG_PROC_KCORE"):
+        self_hosted_memmap(
+            f, device_blocks=1, block_size=128 << 20, page_size=4096, pageblock=2 << 20
+        )
+
+
+@pytest.mark.parametrize(
+    ("qemu", "outcome"),
+    [((7, 2, 22), Unplug.REJECTED), ((8, 0, 5), Unplug.REJECTED), ((8, 1, 0), Unplug.DELETED)],
+)
+def test_virtio_mem_device_del_from_qemu_8_1(qemu: tuple[int, int, int], outcome: Unplug) -> None:
+    got = virtio_mem_unplug(at("6.12.118", qemu_version=qemu))
+    assert got.value == frozenset({outcome}) and "339a8bbdfed9" in got.why
+
+
+@pytest.mark.parametrize(("pseries", "outcome"), [(False, Unplug.REFUSED), (True, Unplug.NO_EVENT)])
+def test_a_dimm_holding_a_later_memmap_is_refused_each_arch_its_way(
+    pseries: bool, outcome: Unplug
+) -> None:
+    f = at("6.12.118", firmware_onlines_dimms=pseries)
+    assert dimm_unplug_holding_memmap(f).value is outcome
+    assert dimm_unplug(f).value is Unplug.DELETED
+
+
+def test_no_config_is_no_answer_for_a_feature() -> None:
+    with pytest.raises(InfrastructureError, match="a missing fact is not a yes"):
+        kernel_supports("virtio-mem", kconfig.parse(""), X86_64)

@@ -11,14 +11,24 @@ import kcidb_io
 import pytest
 
 from harness import report
-from harness.errors import KernelFailure, VMLost
+from harness.errors import (
+    BuildError,
+    ConditionNotMet,
+    GuestPanic,
+    KernelFailure,
+    UsageError,
+    VMLost,
+)
 from harness.guest.kpageflags import KPF, mask
+from harness.guest.shell import CommandResult, GuestCommandError, GuestToolError
+from harness.hotplug.devices import NoAcknowledgement
+from harness.qemu.qmp import EventTimeout
 from harness.report.html import html_report
 from harness.report.kcidb import BuildOutcome, kcidb
 from harness.report.pagemap import BlockView, PageClass, Snapshot, classify
 from harness.report.picture import render_png
 from harness.report.results import Checkout, Result, StepMap, load, save, save_checkout
-from harness.verdict import Status
+from harness.verdict import Status, exit_status, is_harness_bug
 from harness.verdict import classify as classify_status
 
 
@@ -134,12 +144,56 @@ def test_results_round_trip_and_reports_are_written(tmp_path: Path) -> None:
         (VMLost("gone"), "call", False, Status.ERROR),
         (VMLost("gone"), "setup", False, Status.MISS),
         (KeyError("harness bug"), "call", False, Status.ERROR),
+        (KeyError("harness bug"), "setup", False, Status.ERROR),
+        (UsageError("bad input mid-run"), "call", False, Status.ERROR),
+        (GuestPanic("panic in the cleanup"), "teardown", False, Status.FAIL),
+        (
+            GuestToolError(CommandResult("gzip -1", 127, "", "not found")),
+            "call",
+            False,
+            Status.ERROR,
+        ),
+        (
+            GuestCommandError(CommandResult("echo 1 > x", 1, "", "EBUSY")),
+            "call",
+            False,
+            Status.FAIL,
+        ),
+        (EventTimeout("ACPI_DEVICE_OST", 30.0, []), "call", False, Status.ERROR),
+        (NoAcknowledgement("never acknowledged"), "call", False, Status.FAIL),
+        (ConditionNotMet("set-up: no slab landed"), "call", False, Status.ERROR),
+        (BuildError("compile error"), "setup", False, Status.ERROR),
     ],
 )
 def test_status_keeps_the_kernel_apart_from_the_infrastructure(
     exc: BaseException | None, when: str, skipped: bool, status: Status
 ) -> None:
     assert classify_status(exc, when, skipped) is status
+
+
+@pytest.mark.parametrize(
+    ("statuses", "interrupted", "code"),
+    [
+        ([Status.PASS, Status.SKIP], False, 0),
+        ([], False, 0),
+        ([Status.PASS, Status.FAIL, Status.ERROR], False, 1),
+        ([Status.PASS, Status.ERROR], False, 3),
+        ([Status.MISS], False, 3),
+        ([Status.PASS], True, 2),
+        ([Status.ERROR], True, 2),
+        ([Status.FAIL], True, 1),  # an interruption does not undo a kernel failure
+    ],
+)
+def test_exit_status_has_one_meaning_per_code(
+    statuses: list[Status], interrupted: bool, code: int
+) -> None:
+    assert exit_status(statuses, interrupted=interrupted) == code
+
+
+def test_a_harness_bug_is_told_apart_from_memhp_errors() -> None:
+    assert is_harness_bug(KeyError("x")) and is_harness_bug(TypeError("x"))
+    assert not is_harness_bug(VMLost("x")) and not is_harness_bug(AssertionError("x"))
+    assert not is_harness_bug(None)
 
 
 def test_page_classes_pick_the_telling_flag() -> None:

@@ -373,6 +373,7 @@ def _direct_map(before: HotplugState, after: HotplugState, delta: int, why: str)
 def node_invariants(state: HotplugState, page_size: int) -> list[Finding]:
     """What every node's state must agree on, whatever the step (see the module's doc)."""
     nodes = set(state.nodes["online"]) | set(state.node_mem_total) | {n for n, _ in state.zones}
+    nodes |= {n for _, n in state.kthreads} | set(state.tiered or ())  # left behind, too
     compaction = any(kind == "kcompactd" for kind, _ in state.kthreads)
     out = []
     for n in sorted(nodes):

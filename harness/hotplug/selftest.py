@@ -22,6 +22,9 @@ from harness.images.image import Image
 
 SCRIPT = "tools/testing/selftests/memory-hotplug/mem-on-off-test.sh"
 KSFT_PASS, KSFT_SKIP = 0, 4
+# What the script prints when it reaches its second half; without the module it exits 0
+# before it ("memory-notifier-error-inject module is not available").
+INJECTION = "Test with memory notifier error injection"
 
 
 def script_for(image: Image, arch: Arch) -> tuple[Path | None, str]:

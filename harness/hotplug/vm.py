@@ -14,9 +14,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
-from harness.errors import InfrastructureError
+from harness.errors import ConditionNotMet, InfrastructureError
 from harness.guest import kpageflags
-from harness.guest.kpageflags import Histogram
+from harness.guest.kpageflags import KPF, Histogram
 from harness.guest.memory import LAYOUT_LINKS, MemoryBlock, MemoryLayout
 from harness.guest.shell import GuestShell
 from harness.hotplug import checks, devices, effects
@@ -461,20 +461,20 @@ class HotplugVM:
         if report:
             raise AssertionError(report)
 
-    def expect_no_memmap(self, start: int, size: int, why: str) -> int:
+    def expect_no_memmap(self, start: int, size: int, why: str) -> None:
         """Every pfn of [start, start + size) reads as having no online memmap (ZONE_DEVICE,
-        offline memory). Reads may end early at max_pfn (EOF); returns how many were read."""
+        offline memory), and every one of them is readable (a rule over no pfns, or over
+        the part before max_pfn, proves nothing)."""
         pfns = kpageflags.pfn_range(start, size, self.guest.page_size())
         values = self.guest.kpageflags(pfns)
         expected = no_memmap_flags(self.facts)
         hist = Histogram.of(values)
-        if hist.total != hist.exactly(expected.value):
+        if len(values) != len(pfns) or hist.total != hist.exactly(expected.value):
             raise AssertionError(
-                f"pfns {pfns.start:#x}-{pfns.stop - 1:#x}: expected every readable pfn "
+                f"pfns {pfns.start:#x}-{pfns.stop - 1:#x}: expected every one readable and "
                 f"{kpageflags.format_flags(expected.value)} ({expected.why}; {why}); "
-                f"seen {hist.summary()} over {len(values)} readable pfns"
+                f"seen {hist.summary()} over {len(values)} of {len(pfns)} pfns"
             )
-        return len(values)
 
     def expect_blocks(
         self, blocks: Sequence[MemoryBlock], state: str, zone: str | None = None, why: str = ""
@@ -529,6 +529,20 @@ class HotplugVM:
 # What the kernel prints when it refuses to offline a block (has_unmovable_pages'
 # dump_page, offline_pages' "Offline failed"): the refusal itself, not a splat.
 REFUSAL_NOISE = (r"page dumped because: unmovable page", r"Offline failed")
+
+
+def pin_with_slab(vm: HotplugVM, blocks: Sequence[MemoryBlock]) -> int:
+    """Fill ``blocks`` (online, ZONE_NORMAL, where new kernel allocations go first) with slab
+    pages (tmpfs inodes and dentries), which offlining cannot migrate; how many landed there.
+
+    :raises ConditionNotMet: none did: nothing pins the blocks, the scenario proves nothing.
+    """
+    vm.guest.run("mkdir -p /tmp/pin && cd /tmp/pin && seq 1 20000 | xargs touch")
+    pinned = sum(h.with_flag(KPF.SLAB) for _, h in vm.histograms(blocks).values())
+    if not pinned:
+        where = ", ".join(f"memory{b.index}" for b in blocks)
+        raise ConditionNotMet(f"set-up: no slab page landed in {where}: nothing pins it")
+    return pinned
 
 
 def _refusals(results: dict[int, int], action: str) -> str:
