@@ -27,7 +27,8 @@ from harness.errors import (
 )
 from harness.images import lockfile
 from harness.qemu.accel import ACCELS, choose_accel
-from harness.qemu.machine import MachineConfig, QemuMachine
+from harness.qemu.config import MachineConfig
+from harness.qemu.machine import QemuMachine
 from harness.report import compare, merge, submit
 from harness.report.results import RECORDS, load_runs
 from harness.report.results import load as load_results

@@ -22,6 +22,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import KernelFailure, QMPCommandError, UsageError
+from harness.hotplug.ports import PciePorts
 from harness.hotplug.records import Dimm, Nvdimm, Resize, Unplug, UnplugResult, VirtioMem
 from harness.qemu.qmp import Event, EventTimeout, Match, event_is
 
@@ -42,7 +43,12 @@ class NoAcknowledgement(KernelFailure):
     it had to: the kernel's ACPI or virtio side did not do its part."""
 
 
-def _add(machine: QemuMachine, backend: dict[str, object], device: dict[str, object]) -> None:
+def _add(
+    machine: QemuMachine,
+    backend: dict[str, object],
+    device: dict[str, object],
+    ports: PciePorts | None = None,
+) -> None:
     """object-add the backend, then device_add the device; the backend (and the device's
     PCIe port) are given back if QEMU refuses the device.
 
@@ -52,7 +58,8 @@ def _add(machine: QemuMachine, backend: dict[str, object], device: dict[str, obj
     try:
         machine.qmp("device_add", device)
     except BaseException:
-        machine.release_port(str(device["id"]))
+        if ports is not None:
+            ports.release(str(device["id"]))
         machine.qmp("object-del", {"id": backend["id"]})
         raise
 
@@ -119,7 +126,12 @@ def plug_dimm(
 
 
 def unplug(
-    machine: QemuMachine, device: str, memdev: str, *, timeout: float = 30.0
+    machine: QemuMachine,
+    device: str,
+    memdev: str,
+    *,
+    timeout: float = 30.0,
+    ports: PciePorts | None = None,
 ) -> UnplugResult:
     """Ask for removal; wait for QEMU's verdict. The backend is deleted only on success."""
     mark = machine.events.mark()
@@ -139,7 +151,8 @@ def unplug(
     seen = machine.events.since(mark)
     if event["event"] == "DEVICE_DELETED":
         machine.qmp("object-del", {"id": memdev})
-        machine.release_port(device)
+        if ports is not None:
+            ports.release(device)
         return UnplugResult(Unplug.DELETED, event, seen)
     return UnplugResult(Unplug.REFUSED, event, seen)
 
@@ -197,7 +210,12 @@ def _unplug_verdict(device: str) -> Match:
 
 
 def plug_virtio_mem(
-    machine: QemuMachine, max_size: int, *, requested: int = 0, block_size: int | None = None
+    machine: QemuMachine,
+    ports: PciePorts,
+    max_size: int,
+    *,
+    requested: int = 0,
+    block_size: int | None = None,
 ) -> VirtioMem:
     """Hot-plug a virtio-mem-pci on a free PCIe root port."""
     if not machine.arch.supports("virtio-mem-pci"):
@@ -209,11 +227,16 @@ def plug_virtio_mem(
         "id": dev.id,
         "memdev": dev.memdev,
         "requested-size": 0,
-        "bus": machine.take_port(dev.id),
+        "bus": ports.take(dev.id),
     }
     if block_size:
         args["block-size"] = block_size
-    _add(machine, {"qom-type": "memory-backend-ram", "id": dev.memdev, "size": max_size}, args)
+    backend: dict[str, object] = {
+        "qom-type": "memory-backend-ram",
+        "id": dev.memdev,
+        "size": max_size,
+    }
+    _add(machine, backend, args, ports)
     refresh_virtio_mem(machine, dev)
     if requested:
         resize_virtio_mem(machine, dev, requested)
@@ -256,9 +279,9 @@ def resize_virtio_mem(
 
 
 def unplug_virtio_mem(
-    machine: QemuMachine, dev: VirtioMem, *, timeout: float = 30.0
+    machine: QemuMachine, ports: PciePorts, dev: VirtioMem, *, timeout: float = 30.0
 ) -> UnplugResult:
-    return unplug(machine, dev.id, dev.memdev, timeout=timeout)
+    return unplug(machine, dev.id, dev.memdev, timeout=timeout, ports=ports)
 
 
 # -- NVDIMM ----------------------------------------------------------------------------------

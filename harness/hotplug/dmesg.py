@@ -9,28 +9,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-# What a kernel developer treats as "the kernel complained", with the name shown in reports.
-BAD_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (name, re.compile(rx))
-    for name, rx in (
-        # Specific kinds first: "BUG: Bad page state" is reported as "bad page", not "bug".
-        ("bad page", r"Bad page (?:state|map)"),
-        ("soft lockup", r"soft lockup"),
-        ("sanitizer", r"\b(?:UBSAN|KASAN|KFENCE|KMSAN):"),
-        ("warning", r"\bWARNING: (?:CPU|at)\b"),
-        ("bug", r"\bBUG: |kernel BUG at"),
-        ("oops", r"\bOops\b"),
-        ("panic", r"Kernel panic"),
-        ("hard lockup", r"hard LOCKUP"),
-        ("rcu stall", r"rcu.*(?:detected stalls|self-detected stall)"),
-        ("hung task", r"blocked for more than \d+ seconds"),
-        ("gpf", r"general protection fault"),
-        ("bad access", r"Unable to handle kernel|unable to handle page fault"),
-        ("list corruption", r"list_(?:add|del) corruption"),
-        ("refcount", r"refcount_t: "),
-        ("page dump", r"page dumped because"),
-    )
-)
+from harness.guest.kernel_log import SPLATS
 
 
 @dataclass(frozen=True)
@@ -44,7 +23,7 @@ def find_splats(lines: Iterable[str], allow: Iterable[str] = ()) -> list[Splat]:
     allowed = [re.compile(a) for a in allow]
     found = []
     for line in lines:
-        for kind, pattern in BAD_PATTERNS:
+        for kind, pattern in SPLATS:
             if pattern.search(line) and not any(a.search(line) for a in allowed):
                 found.append(Splat(kind, line))
                 break

@@ -33,6 +33,7 @@ from harness.hotplug.expectations import (
     self_hosted_memmap,
     virtio_mem_unplugged_flags,
 )
+from harness.hotplug.ports import PciePorts
 from harness.hotplug.records import Dimm, Nvdimm, Resize, Span, Unplug, UnplugResult, VirtioMem
 from harness.kconfig import KernelConfig
 from harness.kconfig import load as load_config
@@ -85,6 +86,7 @@ class HotplugVM:
         self.virtio_mems: list[VirtioMem] = []
         self.nvdimms: list[Nvdimm] = []
         self.observers: list[StepObserver] = []
+        self.ports = PciePorts(self.arch)  # for hot-plugged PCI devices (virtio-mem-pci)
         self.dmesg_start = 0  # dmesg lines of this boot before the scenario began
         self._page_ext = self._page_ext_table_pages()
 
@@ -175,7 +177,7 @@ class HotplugVM:
 
     @logged
     def plug_virtio_mem(self, max_size: int) -> VirtioMem:
-        dev = devices.plug_virtio_mem(self.machine, max_size)
+        dev = devices.plug_virtio_mem(self.machine, self.ports, max_size)
         self.virtio_mems.append(dev)
         return dev
 
@@ -219,7 +221,7 @@ class HotplugVM:
 
     @logged
     def unplug_virtio_mem(self, dev: VirtioMem) -> UnplugResult:
-        result = devices.unplug_virtio_mem(self.machine, dev)
+        result = devices.unplug_virtio_mem(self.machine, self.ports, dev)
         if result.outcome is Unplug.DELETED:
             self.virtio_mems.remove(dev)
         return result
@@ -247,7 +249,7 @@ class HotplugVM:
     @logged
     def machine_unplug(self, device: str, memdev: str) -> UnplugResult:
         """device_del for any memory device, with QEMU's verdict."""
-        return devices.unplug(self.machine, device, memdev)
+        return devices.unplug(self.machine, device, memdev, ports=self.ports)
 
     def memory_devices(self) -> dict[str, dict[str, object]]:
         return devices.memory_devices(self.machine)

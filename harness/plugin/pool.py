@@ -18,7 +18,8 @@ from harness.preflight import Target
 from harness.progress import progress
 from harness.qemu import snapshots
 from harness.qemu.accel import choose_accel, tcg_artifact
-from harness.qemu.machine import ColdPlug, MachineConfig, QemuMachine
+from harness.qemu.config import ColdPlug, MachineConfig
+from harness.qemu.machine import QemuMachine
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import re
 import socket
 import threading
 import time
@@ -11,19 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness.errors import BootTimeout, GuestPanic, KernelFailure, VMLost
-
-# A panic ends the wait at once; these lines start the kernel's own panic report.
-PANIC_RE = re.compile(
-    r"Kernel panic - not syncing|kernel BUG at|BUG: kernel NULL pointer dereference|"
-    r"BUG: unable to handle|Oops: "
-)
-# What a hung guest kernel prints while it still can: a guest that stops answering and
-# shows one of these is the kernel's failure, not a lost VM.
-LOCKUP_RE = re.compile(
-    r"soft lockup|hard LOCKUP|rcu: INFO: \S+ (?:self-)?detected stall|"
-    r"blocked for more than \d+ seconds"
-)
-HEARTBEAT = 5.0  # how often a boot wait asks whether QEMU still answers
+from harness.guest.kernel_log import LOCKUP, PANIC
+from harness.liveness import HEARTBEAT
 
 
 class ConsoleLog:
@@ -87,7 +75,7 @@ class ConsoleLog:
     def lockup(self) -> str | None:
         """The console from the first lockup or stall report on, if it shows one."""
         with self._cond:
-            m = LOCKUP_RE.search(self._text)
+            m = LOCKUP.search(self._text)
             if not m:
                 return None
             start = self._text.rfind("\n", 0, m.start()) + 1
@@ -113,7 +101,7 @@ class ConsoleLog:
                 text = self._text[after:]
                 if marker in text:
                     return
-                if PANIC_RE.search(text):
+                if PANIC.search(text):
                     panic = self._report_locked()
                     raise GuestPanic(
                         f"guest kernel panicked: {panic.splitlines()[0]}", console_tail=panic
@@ -147,7 +135,7 @@ class ConsoleLog:
         return self._panic_locked() or self._tail_locked()
 
     def _panic_locked(self) -> str | None:
-        m = PANIC_RE.search(self._text)
+        m = PANIC.search(self._text)
         if not m:
             return None
         start = self._text.rfind("\n", 0, m.start()) + 1

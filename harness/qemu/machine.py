@@ -25,14 +25,11 @@ import subprocess
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any
 
-from harness.arch import Arch, GiB
 from harness.errors import (
-    GuestPanic,
     HarnessError,
     ImageError,
     InfrastructureError,
@@ -44,73 +41,21 @@ from harness.errors import (
 )
 from harness.guest.markers import READY_MARKER, SSHD_FAILED_MARKER, SSHD_MARKER
 from harness.guest.shell import GuestShell
-from harness.images.image import Image
+from harness.liveness import QMP_TIMEOUT
 from harness.progress import progress
-from harness.qemu.accel import Accel, choose_accel
+from harness.qemu.accel import choose_accel
+from harness.qemu.config import MachineConfig
 from harness.qemu.console import ConsoleLog
+from harness.qemu.judge import judge
 from harness.qemu.qmp import QMP, EventLog, EventTimeout
 
 PORT_ATTEMPTS = 5
 
 
-class ColdPlug(Protocol):
-    """A device on QEMU's command line; see harness.coldplug."""
-
-    def qemu_args(self, workdir: Path, arch: Arch) -> list[str]: ...
-
-
 _counter = itertools.count()
 NAME_PREFIX = "memhp-"  # QEMU's -name and the private dir: memhp-<harness pid>-<n>
-QMP_TIMEOUT = 10.0  # QEMU answers QMP in milliseconds; silence this long means trouble
 # query-status states of a VM that serves its guest (the migration ones: saving, restoring).
 SERVING = frozenset({"running", "inmigrate", "finish-migrate", "postmigrate", "prelaunch"})
-
-
-@dataclass(frozen=True)
-class MachineConfig:
-    arch: Arch
-    image: Image
-    cmdline: tuple[str, ...] = ()  # extra kernel parameters
-    memory: int = 1 * GiB  # boot RAM
-    maxmem: int = 16 * GiB
-    slots: int = 8  # DIMM slots
-    smp: int = 2
-    accel: Accel | None = None  # None: choose_accel()
-    qemu_binary: str | None = None  # None: the arch's qemu_binary on $PATH
-    qemu_args: tuple[str, ...] = ()  # anything else for QEMU's command line
-    coldplug: tuple[ColdPlug, ...] = ()  # memory devices present from the start
-    boot_timeout: float | None = None  # None: the arch's TCG bound (KVM: a third)
-    labels: dict[str, str] = field(default_factory=dict)  # free-form, for reports
-    restore_from: Path | None = None  # a saved boot (harness.qemu.snapshots) to start from
-    numa: tuple[int, ...] = ()  # boot RAM of each NUMA node (0: memoryless); (): no NUMA
-    reboot: bool = False  # a guest reboot (or system_reset) restarts it instead of ending QEMU
-
-    def boot_memory(self) -> int:
-        return sum(self.numa) if self.numa else self.memory
-
-    def numa_args(self) -> list[str]:
-        """-numa nodes: node i gets numa[i] bytes (none: memoryless) and CPUs round-robin
-        over the nodes that have memory."""
-        if not self.numa:
-            return []
-        with_memory = [i for i, size in enumerate(self.numa) if size]
-        cpus: dict[int, list[int]] = {i: [] for i in range(len(self.numa))}
-        for cpu in range(self.smp):
-            cpus[with_memory[cpu % len(with_memory)]].append(cpu)
-        args = []
-        for node, size in enumerate(self.numa):
-            spec = f"node,nodeid={node}"
-            if size:
-                args += ["-object", f"memory-backend-ram,id=numa{node},size={size}"]
-                spec += f",memdev=numa{node}"
-            spec += "".join(f",cpus={c}" for c in cpus[node])
-            args += ["-numa", spec]
-        return args
-
-    def kernel_cmdline(self) -> str:
-        # panic=-1 + -no-reboot: a panicking guest makes QEMU exit at once.
-        base = [f"console={self.arch.console}", "panic=-1", "log_buf_len=8M", "printk.time=1"]
-        return " ".join(base + list(self.cmdline))
 
 
 class QemuMachine:
@@ -133,7 +78,6 @@ class QemuMachine:
         self.lost: str | None = None  # why the VM was declared lost
         self.killed = False  # shutdown had to SIGKILL QEMU
         self._lost_lock = threading.Lock()
-        self._ports: dict[str, str] = {}  # PCIe root port -> device plugged there
 
     # -- context manager -----------------------------------------------------------------
 
@@ -202,7 +146,17 @@ class QemuMachine:
         qmp_ours, qmp_theirs = socket.socketpair()
         con_ours, con_theirs = socket.socketpair()
         self.port = _free_port()
-        self.cmdline = [binary, *self._args(qmp_theirs.fileno(), con_theirs.fileno())]
+        self.cmdline = [
+            binary,
+            *self.config.qemu_args(
+                name=self.name,
+                accel=self.accel,
+                qmp_fd=qmp_theirs.fileno(),
+                console_fd=con_theirs.fileno(),
+                ssh_port=self.port,
+                workdir=self.workdir,
+            ),
+        ]
         log = (self._dir / "qemu.log").open("wb")
         try:
             # setpriv execs QEMU with PR_SET_PDEATHSIG set: no preexec_fn (unsafe while
@@ -249,50 +203,6 @@ class QemuMachine:
             ) from None
         self.qemu_version = _qemu_version(self._qmp.execute("query-version", timeout=QMP_TIMEOUT))
 
-    def _args(self, qmp_fd: int, con_fd: int) -> list[str]:
-        c = self.config
-        img = c.image
-        return [
-            "-name",
-            self.name,
-            "-machine",
-            self.arch.machine,
-            *self.accel.qemu_args(self.arch),
-            *self.arch.firmware_args(),
-            "-smp",
-            str(c.smp),
-            "-m",
-            f"{c.boot_memory() // (1 << 20)}M,slots={c.slots},maxmem={c.maxmem // (1 << 20)}M",
-            *c.numa_args(),
-            "-nodefaults",
-            "-no-user-config",
-            "-display",
-            "none",
-            *(() if c.reboot else ("-no-reboot",)),
-            "-kernel",
-            str(img.kernel),
-            "-initrd",
-            str(img.initramfs),
-            "-append",
-            c.kernel_cmdline(),
-            "-chardev",
-            f"socket,id=mon,fd={qmp_fd}",
-            "-mon",
-            "chardev=mon,mode=control",
-            "-chardev",
-            f"socket,id=con,fd={con_fd}",
-            "-serial",
-            "chardev:con",
-            "-netdev",
-            f"user,id=net0,hostfwd=tcp:127.0.0.1:{self.port}-:22",
-            "-device",
-            "virtio-net-pci,netdev=net0",
-            *(a for port in self.arch.hotplug_ports for a in ("-device", port)),
-            *(a for dev in c.coldplug for a in dev.qemu_args(self.workdir, self.arch)),
-            *c.qemu_args,
-            *(("-incoming", "defer") if c.restore_from is not None else ()),
-        ]
-
     @staticmethod
     def _watch(proc: subprocess.Popen[bytes], events: EventLog) -> None:
         code = proc.wait()
@@ -322,13 +232,7 @@ class QemuMachine:
         with progress(f"boot: {self.arch.name} {self.config.image.spec} ({self.accel.name})"):
             try:
                 self.console.wait_for(SSHD_MARKER, timeout, refuse=SSHD_FAILED_MARKER, probe=probe)
-                self.guest = GuestShell(
-                    self.port,
-                    self.config.image.host_key,
-                    str(self.config.image.client_key),
-                    host=self,
-                )
-                self.guest.connect(left())
+                self._connect_guest(left())
                 self.console.wait_for(READY_MARKER, left(), probe=probe)
             except KernelFailure as exc:
                 damage = self.config.image.damage()
@@ -339,6 +243,13 @@ class QemuMachine:
                     ) from exc
                 raise
         self.boot_seconds = time.monotonic() - start
+
+    def _connect_guest(self, timeout: float) -> None:
+        """A new SSH session to the guest (every boot, restore and reboot gets its own: what
+        a GuestShell caches is one boot's), within ``timeout``."""
+        image = self.config.image
+        self.guest = GuestShell(self.port, image.host_key, str(image.client_key), host=self)
+        self.guest.connect(timeout)
 
     # -- saved boots -----------------------------------------------------------------------
 
@@ -367,10 +278,7 @@ class QemuMachine:
             )
             if self.qmp("query-status").get("status") != "running":
                 self.qmp("cont")
-            self.guest = GuestShell(
-                self.port, self.config.image.host_key, str(self.config.image.client_key), host=self
-            )
-            self.guest.connect(max(5.0, timeout - (time.monotonic() - start)))
+            self._connect_guest(max(5.0, timeout - (time.monotonic() - start)))
         self.boot_seconds = time.monotonic() - start
 
     def reset(self, timeout: float | None = None) -> None:
@@ -403,10 +311,7 @@ class QemuMachine:
             self.console.wait_for(
                 SSHD_MARKER, bound, refuse=SSHD_FAILED_MARKER, probe=probe, after=mark
             )
-            self.guest = GuestShell(
-                self.port, self.config.image.host_key, str(self.config.image.client_key), host=self
-            )
-            self.guest.connect(max(5.0, bound - (time.monotonic() - start)))
+            self._connect_guest(max(5.0, bound - (time.monotonic() - start)))
             self.console.wait_for(
                 READY_MARKER, max(5.0, bound - (time.monotonic() - start)), probe=probe, after=mark
             )
@@ -477,21 +382,6 @@ class QemuMachine:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
-    def take_port(self, device: str) -> str:
-        """A free PCIe root port for a hot-plugged PCI device."""
-        for spec in self.arch.hotplug_ports:
-            port = spec.split("id=", 1)[1].split(",", 1)[0]
-            if port not in self._ports:
-                self._ports[port] = device
-                return port
-        raise UsageError(
-            f"no free PCIe root port for {device} on {self.arch.name} "
-            f"({len(self._ports)} in use): unplug a device first"
-        )
-
-    def release_port(self, device: str) -> None:
-        self._ports = {p: d for p, d in self._ports.items() if d != device}
-
     def alive(self) -> bool:
         """QEMU runs and the VM was not declared lost."""
         return self._proc is not None and self._proc.poll() is None and self.lost is None
@@ -561,25 +451,15 @@ class QemuMachine:
             # let the console reader drain, before judging.
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(2.0)
-        error: MemhpError
         if self.console is not None:
             self.console.drained(2.0 if first else 0.0)
-            if panic := self.console.panic():
-                error = GuestPanic(
-                    f"guest kernel panicked: {panic.splitlines()[0]}", console_tail=panic
-                )
-            elif lockup := self.console.lockup():
-                error = KernelFailure(
-                    f"guest kernel locked up: {lockup.splitlines()[0]}", console_tail=lockup
-                )
-            else:
-                error = kind(
-                    f"{message} (QEMU {self._process_state()})",
-                    console_tail=self.console.tail(),
-                    cmdline=self._cmdline_str(),
-                )
-        else:
-            error = kind(message, cmdline=self._cmdline_str())
+        error = judge(
+            self.console,
+            message,
+            kind=kind,
+            qemu_state=self._process_state(),
+            cmdline=self._cmdline_str(),
+        )
         if self.guest is not None:
             self.guest.lose(error)
         return error

@@ -21,15 +21,12 @@ from typing import Any, TypeVar
 from qemu.qmp import EventListener, ExecuteError, QMPClient, QMPError
 
 from harness.errors import InfrastructureError, QMPCommandError, VMLost, WaitTimeout
+from harness.liveness import HEARTBEAT
 
 T = TypeVar("T")
 log = logging.getLogger("memhp.qmp")
 Event = dict[str, Any]
 Match = Callable[[Event], bool]
-
-
-# How often a long wait asks whether the VM still lives (a frozen QEMU sends no events).
-HEARTBEAT = 5.0
 
 
 class EventTimeout(WaitTimeout):

@@ -19,7 +19,7 @@ from harness import cache
 
 if TYPE_CHECKING:
     from harness.qemu.accel import Accel
-    from harness.qemu.machine import MachineConfig
+    from harness.qemu.config import MachineConfig
 
 ENV = "MEMHP_RESTORE"  # 0: always boot
 
@@ -46,7 +46,7 @@ def path_for(config: MachineConfig, accel: Accel) -> Path | None:
         f"{config.memory}:{config.maxmem}:{config.slots}:{config.smp}:{config.numa}",
         f"reboot={config.reboot}",
         config.kernel_cmdline(),
-        *config.qemu_args,
+        *config.qemu_args_extra,
         *config.arch.hotplug_ports,
     ]
     key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:20]
