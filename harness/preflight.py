@@ -4,6 +4,9 @@ Kernel specs must resolve, the QEMU binaries exist, arch, accelerator and every 
 NAME=VALUE be valid, the lock file (if any) pin every spec, and the cache be writable. The
 first problem is a UsageError whose one line says what to do; the pytest plugin and the CLI
 turn it into exit status 2 before collecting a single scenario.
+
+An archive that does not answer is not bad input (the same command works once it does): the
+run goes on, says so, and the target's scenarios are MISS (exit status 3).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from harness.images.apt import AptCache
 from harness.images.lockfile import Lock
 from harness.images.lockfile import load as load_lock
 from harness.images.tools import HOST_TOOLS, host_tool
+from harness.progress import progress
 from harness.qemu.accel import choose_accel
 
 DEFAULT_ARCHES = ("x86_64", "ppc64le")
@@ -131,7 +135,13 @@ def _check_kernel(target: Target, lock: Lock | None) -> None:
     try:
         apt.update()
     except ArchiveError as exc:
+        # Not bad input: the same command works once the archive answers. The run goes on,
+        # and this target's scenarios are MISS (infrastructure, exit 3), unless an image
+        # of it is cached (the build uses it, and says so).
         if images.cached(spec, arch) is None:
-            raise UsageError(f"{spec} ({arch.name}): {exc}, and no image of it is cached") from None
-        return  # the run uses the cached image, and says so
+            progress.note(
+                f"{spec} ({arch.name}): {exc}, and no image of it is cached: its "
+                "scenarios will be MISS"
+            )
+        return
     specs.debian_candidates(spec, arch, apt)
