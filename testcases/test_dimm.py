@@ -4,7 +4,7 @@ Each test runs once per target (``--memhp-arch`` x ``--memhp-kernel``). Unless m
 otherwise, guests boot with the arch profile's scenario command line (x86:
 ``memhp_default_state=offline``, so a DIMM waits for the test to online it; pseries:
 ``online_movable``, as DLPAR onlines LMBs itself). What depends on the kernel comes from
-``harness.expectations`` and says why when it fails.
+``harness.hotplug.expectations`` and says why when it fails.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """memmap_on_memory: a hot-added block carries its own memmap in its first pages.
 
 Which blocks get one, and how those pages read in /proc/kpageflags, changed between
-kernels (RESERVED|OWNER_PRIVATE on 6.1, OWNER_PRIVATE on 6.12); harness.expectations says
+kernels (RESERVED|OWNER_PRIVATE on 6.1, OWNER_PRIVATE on 6.12); harness.hotplug.expectations says
 which applies and why.
 """
 

@@ -1,4 +1,4 @@
-"""Unit tests for harness.arch (kernel sniffing, profiles) and harness.accel (KVM or TCG)."""
+"""Unit tests for harness.arch (kernel sniffing, profiles) and harness.qemu.accel (KVM or TCG)."""
 
 from __future__ import annotations
 

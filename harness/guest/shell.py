@@ -28,6 +28,7 @@ from harness.guest.memory import (
     parse_memory,
 )
 from harness.guest.procfs import NODES, Zones, parse_node_list, parse_zoneinfo
+from harness.liveness import HEARTBEAT
 
 # A shell's exit status for a command it could not find or not execute: a guest image
 # without its tool, never the kernel's answer.
@@ -98,9 +99,8 @@ class GuestHost(Protocol):
 
 
 _WAIT_EXPIRED = 99  # wait_until's loop ran out of time (any other failure is the loop's)
-# A command quiet this long makes the harness ask whether the VM still lives; twice that,
-# and a second SSH session must answer too, else the guest is lost.
-HEARTBEAT = 5.0
+# A command quiet for HEARTBEAT makes the harness ask whether the VM still lives; twice
+# that, and a second SSH session must answer too, else the guest is lost.
 log = logging.getLogger("memhp.ssh")
 
 
@@ -155,7 +155,11 @@ class GuestShell:
     # -- connection ----------------------------------------------------------------------
 
     def connect(self, timeout: float) -> None:
-        """Connect, retrying while sshd is still coming up, until ``timeout``."""
+        """Connect, retrying while sshd is still coming up, until ``timeout``.
+
+        :raises SSHError: no connection in time, or the keys do not match the image's.
+        :raises VMLost: the VM went away meanwhile (GuestPanic: its kernel panicked).
+        """
         deadline = time.monotonic() + timeout
         kind, b64 = self._host_key.split()[:2]
         key = paramiko.PKey.from_type_string(kind, base64.b64decode(b64))
@@ -366,7 +370,11 @@ class GuestShell:
 
     def set_block_states(self, indices: Sequence[int], state: str) -> dict[int, int]:
         """Write ``state`` to each memoryN/state in turn, in one command; block index ->
-        0 on success, else the errno the kernel returned."""
+        0 on success, else the errno the kernel returned (its refusal is the caller's to
+        judge).
+
+        :raises InfrastructureError: the guest did not report a write's outcome.
+        """
         if not indices:
             return {}
         script = (
@@ -423,7 +431,10 @@ class GuestShell:
 
     def boot(self) -> Boot:
         """What this boot of the guest is (release, command line, sizes): read once, since
-        every boot, restore and reboot gets a new GuestShell."""
+        every boot, restore and reboot gets a new GuestShell.
+
+        :raises InfrastructureError: the read does not parse.
+        """
         if self._boot is None:
             out = self.run(BOOT_READ).stdout
             try:
@@ -439,6 +450,11 @@ class GuestShell:
         return self.boot().pageblock_size
 
     def kpageflags(self, pfns: range) -> list[int]:
+        """/proc/kpageflags of ``pfns``; fewer values when the file ends (at max_pfn).
+
+        :raises GuestToolError: the guest's dd or gzip failed; SSHError: the data came
+            back garbled.
+        """
         offset, length = kpageflags.byte_range(pfns)
         raw = self.read_bytes("/proc/kpageflags", offset, length)
         return kpageflags.unpack(raw)

@@ -90,7 +90,7 @@ class Pool:
 
     def _boot_retrying_tcg_artifacts(self, target: Target, boot: Boot) -> QemuMachine:
         """Boot; retry once only a failure the harness names as an artifact of QEMU's
-        emulation (harness.accel.tcg_artifact), and say so. Any other boot failure stands:
+        emulation (harness.qemu.accel.tcg_artifact), and say so. Any other boot failure stands:
         a kernel that fails to boot half the time must not pass."""
         try:
             return self._boot(target, boot)

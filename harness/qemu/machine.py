@@ -86,7 +86,13 @@ class QemuMachine:
         return self
 
     def start(self) -> None:
-        """Launch and wait until ready; on any failure (Ctrl-C too) QEMU is ended."""
+        """Launch and wait until ready; on any failure (Ctrl-C too) QEMU is ended.
+
+        :raises UsageError: no QEMU binary or setpriv.
+        :raises LaunchError: QEMU would not start, or the saved boot would not restore.
+        :raises BootTimeout, ImageError, SSHError: the boot did not become ready.
+        :raises KernelFailure: the guest kernel panicked or could not run its init.
+        """
         try:
             self.launch()
             if self.config.restore_from is not None:
@@ -355,7 +361,11 @@ class QemuMachine:
     def qmp(
         self, command: str, args: dict[str, object] | None = None, timeout: float = QMP_TIMEOUT
     ) -> Any:
-        """A QMP command; no answer in ``timeout`` marks the machine lost."""
+        """A QMP command; no answer in ``timeout`` marks the machine lost.
+
+        :raises QMPCommandError: QEMU refused it (its message).
+        :raises VMLost: no answer, or the VM was lost before (GuestPanic: a panic).
+        """
         if self._qmp is None:
             raise HarnessError(f"{self.name} is not launched")
         if self.lost is not None:
@@ -389,7 +399,10 @@ class QemuMachine:
     # -- liveness ------------------------------------------------------------------------
 
     def check_alive(self, doing: str, quiet: float) -> None:
-        """Raise the lost-VM error (or the kernel's panic) unless QEMU answers QMP."""
+        """Return if QEMU answers QMP and runs the VM.
+
+        :raises VMLost: it does not (GuestPanic or KernelFailure: the console shows why).
+        """
         if self.lost is not None:
             raise VMLost(f"the VM was lost already ({self.lost})")
         problem = self._unresponsive()

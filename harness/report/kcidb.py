@@ -2,7 +2,7 @@
 
 (JUnit comes from pytest itself, ``--junitxml``; the plugin adds kernel/arch/QEMU as suite
 properties.) KCIDB statuses keep the kernel's verdicts apart from ours: FAIL is the kernel,
-ERROR/MISS the harness or infrastructure, SKIP not applicable (see harness.results).
+ERROR/MISS the harness or infrastructure, SKIP not applicable (harness.verdict decides which).
 """
 
 from __future__ import annotations
