@@ -35,6 +35,8 @@ class Arch:
     console: str  # guest console device for console=
     default_flavour: str  # Debian flavour suffix of the generic kernel
     default_kernels: tuple[str, ...]  # the matrix when no --memhp-kernel is given
+    # (kernel, QEMU) targets the default matrix adds: newer QEMU on the newest kernel line
+    default_qemu_targets: tuple[tuple[str, str], ...] = ()
     flavours: dict[str, str] = field(default_factory=dict)  # spec suffix -> Debian flavour
     dimm_align: int = 128 * MiB  # QEMU's granularity for pc-dimm sizes
     # Memory devices QEMU can plug on this machine (QEMU 7.2).
@@ -45,8 +47,9 @@ class Arch:
     firmware_onlines_dimms: bool = False
     # A DIMM is added memory block by memory block (pseries DLPAR: dlpar_add_lmb), not whole.
     adds_per_block: bool = False
-    # Faster firmware than the default, used when the file exists.
-    fast_firmware: tuple[str, ...] = ()
+    # Faster firmware than the default (a file of QEMU's data directory, for -bios), used
+    # where the QEMU has it.
+    fast_firmware: str | None = None
     # Boot the decompressed ELF vmlinux through its PVH entry (skips the bzImage stub).
     pvh_boot: bool = False
     boot_timeout_tcg: float = 90.0
@@ -104,9 +107,10 @@ class Arch:
     def supports(self, device: str) -> bool:
         return device in self.devices
 
-    def firmware_args(self) -> list[str]:
-        if self.fast_firmware and Path(self.fast_firmware[-1]).exists():
-            return list(self.fast_firmware)
+    def firmware_args(self, datadir: Path) -> list[str]:
+        """-bios for the fast firmware, where ``datadir`` (the QEMU's own) has it."""
+        if self.fast_firmware and (datadir / self.fast_firmware).is_file():
+            return ["-bios", str(datadir / self.fast_firmware)]
         return []
 
 
@@ -140,6 +144,7 @@ X86_64 = Arch(
     console="ttyS0",
     default_flavour="amd64",
     default_kernels=("debian:6.1", "debian:6.12", "debian:7.2"),
+    default_qemu_targets=(("debian:7.2", "debian:10.0"),),
     flavours={"cloud": "cloud-amd64", "rt": "rt-amd64"},
     dimm_align=128 * MiB,
     devices=frozenset({"pc-dimm", "virtio-mem-pci", "nvdimm"}),
@@ -152,7 +157,7 @@ X86_64 = Arch(
     scenario_cmdline=("memhp_default_state=offline",),
     # qboot (Debian's qemu-system-data) boots ~0.3-0.5 s sooner than SeaBIOS under TCG and
     # still hands QEMU's ACPI tables (memory hotplug) to the kernel.
-    fast_firmware=("-bios", "/usr/share/qemu/qboot.rom"),
+    fast_firmware="qboot.rom",
 )
 
 PPC64LE = Arch(

@@ -26,6 +26,7 @@ from harness.errors import (
     UsageError,
 )
 from harness.images import lockfile
+from harness.qemu import builds
 from harness.qemu.accel import ACCELS, choose_accel
 from harness.qemu.config import MachineConfig
 from harness.qemu.machine import QemuMachine
@@ -142,7 +143,12 @@ def _parser() -> argparse.ArgumentParser:
         f"{preflight.matrix_help()})",
     )
     _arch_option(run, multiple=True)
-    _accel_option(run)
+    run.add_argument(
+        "--accel",
+        choices=ACCELS,
+        help="accelerator (default: $MEMHP_ACCEL or auto: KVM only where it works)",
+    )
+    _qemu_option(run, multiple=True)
     run.add_argument(
         "--expect",
         action="append",
@@ -267,6 +273,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run every scenario on each mutant (default: stop at the first that catches it)",
     )
+    _qemu_option(sc, multiple=False)
     sc.add_argument("--out", type=Path, metavar="DIR", help="results (default ./memhp-out/)")
     sc.set_defaults(func=_selfcheck)
 
@@ -405,6 +412,25 @@ def _accel_option(p: argparse.ArgumentParser) -> None:
         choices=ACCELS,
         help="accelerator (default: $MEMHP_ACCEL or auto: KVM only where it works)",
     )
+    _qemu_option(p, multiple=False)
+
+
+def _qemu_option(p: argparse.ArgumentParser, multiple: bool) -> None:
+    if multiple:
+        p.add_argument(
+            "--qemu",
+            action="append",
+            metavar="SPEC",
+            help=f"QEMU to run the guests: {builds.SPEC_HELP}; repeatable, each crossed with "
+            "every kernel (default: the host's, and the default matrix adds QEMU 10.0 on the "
+            "newest x86-64 kernel line)",
+        )
+    else:
+        p.add_argument(
+            "--qemu",
+            metavar="SPEC",
+            help=f"QEMU to run the guests: {builds.SPEC_HELP} (default: host)",
+        )
 
 
 def _image_build(args: argparse.Namespace, _: list[str]) -> int:
@@ -465,6 +491,7 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
     selection = Selection(
         kernels=tuple(args.kernel or ()),
         arches=tuple(args.arch or ()),
+        qemus=tuple(args.qemu or ()),
         accel=args.accel,
         expects=tuple(args.expect),
         lock=args.lock,
@@ -493,7 +520,12 @@ def _selfcheck(args: argparse.Namespace, _: list[str]) -> int:
 
     out = _out_dir(args, "selfcheck").resolve()
     result = selfcheck.run(
-        args.tree, get_arch(args.arch), out, only=args.only, every_catcher=args.every_catcher
+        args.tree,
+        get_arch(args.arch),
+        out,
+        only=args.only,
+        every_catcher=args.every_catcher,
+        qemu=args.qemu,
     )
     print(result.table())
     print(f"results: {out}")
@@ -544,6 +576,7 @@ def _series_verify(args: argparse.Namespace, _: list[str]) -> int:
         select=args.select,
         kbuild_base=args.kbuild_base,
         accel=args.accel,
+        qemu=args.qemu,
         out=out,
     )
     print(result.table())
@@ -564,6 +597,7 @@ def _bisect(args: argparse.Namespace, _: list[str]) -> int:
         kbuild_base=args.kbuild_base,
         out=str(out),
         accel=args.accel,
+        qemu=args.qemu,
     )
     culprit = bisect.bisect(cfg, args.good, args.bad)
     print(
@@ -581,9 +615,14 @@ def bisect_step_main(config: str) -> int:
 
 def _shell(args: argparse.Namespace, _: list[str]) -> int:
     arch = get_arch(args.arch)
+    qemu = builds.resolve(args.qemu or builds.HOST, arch)  # before anything is built
     image = images.build(args.kernel, arch)
     config = MachineConfig(
-        arch=arch, image=image, cmdline=tuple(args.append), accel=choose_accel(arch, args.accel)
+        arch=arch,
+        image=image,
+        cmdline=tuple(args.append),
+        accel=choose_accel(arch, args.accel),
+        qemu=qemu,
     )
     with QemuMachine(config) as machine, tempfile.TemporaryDirectory() as tmp:
         known = Path(tmp) / "known_hosts"

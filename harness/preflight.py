@@ -12,7 +12,6 @@ run goes on, says so, and the target's scenarios are MISS (exit status 3).
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,21 +26,26 @@ from harness.images.lockfile import Lock
 from harness.images.lockfile import load as load_lock
 from harness.images.tools import HOST_TOOLS, host_tool
 from harness.progress import progress
+from harness.qemu import builds
 from harness.qemu.accel import choose_accel
+from harness.qemu.builds import QemuBuild
 
 DEFAULT_ARCHES = ("x86_64", "ppc64le")
 
 
 @dataclass(frozen=True)
 class Target:
-    """One (arch, kernel spec) the scenarios run on."""
+    """One (arch, kernel spec, QEMU spec) the scenarios run on."""
 
     arch: Arch
     kernel: str
+    qemu: str = builds.HOST
 
     @property
     def id(self) -> str:
-        return f"{self.arch.name}-{self.kernel}"
+        """The test id part: the host's QEMU is left out, as before QEMU was an axis."""
+        qemu = "" if self.qemu == builds.HOST else f"-qemu-{self.qemu}"
+        return f"{self.arch.name}-{self.kernel}{qemu}"
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,11 @@ class Plan:
     targets: tuple[Target, ...]
     overrides: dict[str, str] = field(default_factory=dict)
     lock: Lock | None = None
+    qemus: dict[tuple[str, str], QemuBuild] = field(default_factory=dict)  # (arch, spec)
+
+    def qemu(self, target: Target) -> QemuBuild:
+        """The QEMU build of ``target``, resolved once for the run."""
+        return self.qemus[(target.arch.name, target.qemu)]
 
 
 def matrix_help() -> str:
@@ -60,10 +69,22 @@ def matrix_help() -> str:
     )
 
 
-def targets(arches: list[str] | None, kernels_: list[str] | None) -> tuple[Target, ...]:
-    """Every (arch, kernel): the given kernels on each arch, else each arch's matrix."""
+def targets(
+    arches: list[str] | None, kernels_: list[str] | None, qemus: list[str] | None = None
+) -> tuple[Target, ...]:
+    """Every (arch, kernel, QEMU): the given kernels on each arch, each with every given QEMU
+    (default: the host's); with neither, each arch's matrix and its extra QEMU targets."""
     profiles = [get_arch(a) for a in arches or DEFAULT_ARCHES]
-    return tuple(Target(a, k) for a in profiles for k in (kernels_ or a.default_kernels))
+    out = []
+    for arch in profiles:
+        out += [
+            Target(arch, k, q)
+            for k in kernels_ or arch.default_kernels
+            for q in qemus or (builds.HOST,)
+        ]
+        if not kernels_ and not qemus:
+            out += [Target(arch, k, q) for k, q in arch.default_qemu_targets]
+    return tuple(out)
 
 
 def check(
@@ -73,24 +94,38 @@ def check(
     accel: str | None,
     expects: list[str],
     lock: Path | None = None,
+    qemus: list[str] | None = None,
 ) -> Plan:
     """Validate everything a run needs; UsageError (one line, what to do) at the first
     problem. Debian specs are resolved against the archive's indexes (refreshed when
     stale), or against cached images when the archive cannot be reached."""
     plan = Plan(
-        targets(arches, kernels_),
+        targets(arches, kernels_, qemus),
         parse_overrides(expects),
         load_lock(lock) if lock is not None else None,
     )
+    for spec in qemus or ():
+        builds.check_spec(spec)
     _check_cache()
     for tool in HOST_TOOLS:
         host_tool(tool)
+    if shutil.which("setpriv") is None:
+        raise UsageError("setpriv not found: install util-linux")
     for arch in dict.fromkeys(t.arch for t in plan.targets):  # in order, once each
-        _check_qemu(arch)
         choose_accel(arch, accel)
+    for arch, spec in dict.fromkeys((t.arch, t.qemu) for t in plan.targets):
+        plan.qemus[(arch.name, spec)] = _resolve_qemu(spec, arch, plan.lock)
     for target in plan.targets:
         _check_kernel(target, plan.lock)
     return plan
+
+
+def _resolve_qemu(spec: str, arch: Arch, lock: Lock | None) -> QemuBuild:
+    """The QEMU build, said in one line; a Debian build the archive cannot give now is
+    infrastructure (the run stops: no guest could boot without it)."""
+    build = builds.resolve(spec, arch)
+    progress.note(f"{arch.name}: {build.label}: {build.identity}")
+    return build
 
 
 def _check_cache() -> None:
@@ -104,21 +139,6 @@ def _check_cache() -> None:
             f"memhp's cache {root} is not writable ({exc.strerror or exc}): "
             f"set {cache.ENV} to a directory you can write"
         ) from None
-
-
-def _check_qemu(arch: Arch) -> None:
-    binary = shutil.which(arch.qemu_binary)
-    if binary is None:
-        raise UsageError(
-            f"{arch.qemu_binary} not found: install the {arch.qemu_package} "
-            "package (./setup.sh does)"
-        )
-    try:
-        subprocess.run([binary, "--version"], capture_output=True, check=True, timeout=30)
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise UsageError(f"{binary} does not run ({exc}): reinstall {arch.qemu_package}") from None
-    if shutil.which("setpriv") is None:
-        raise UsageError("setpriv not found: install util-linux")
 
 
 def _check_kernel(target: Target, lock: Lock | None) -> None:

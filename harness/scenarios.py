@@ -19,6 +19,7 @@ class Selection:
 
     kernels: tuple[str, ...] = ()  # empty: each arch's Debian matrix
     arches: tuple[str, ...] = ()  # empty: preflight.DEFAULT_ARCHES
+    qemus: tuple[str, ...] = ()  # QEMU specs; empty: the host's (and the default matrix's)
     accel: str | None = None
     expects: tuple[str, ...] = ()
     lock: Path | None = None
@@ -50,6 +51,7 @@ class Selection:
         ]
         args += [a for spec in self.kernels for a in ("--memhp-kernel", spec)]
         args += [a for arch in self.arches for a in ("--memhp-arch", arch)]
+        args += [a for qemu in self.qemus for a in ("--memhp-qemu", qemu)]
         args += [a for expect in self.expects for a in ("--memhp-expect", expect)]
         if self.accel:
             args += ["--memhp-accel", self.accel]

@@ -99,10 +99,10 @@ def test_compare_sorts_flips_into_regressions_fixes_and_the_rest() -> None:
 
     c = compare(base, new)
 
-    assert [f.key[2] for f in c.regressions] == ["a"]
-    assert [f.key[2] for f in c.fixes] == ["b"]
-    assert [f.key[2] for f in c.infrastructure] == ["c"]  # not a regression
-    assert [f.key[2] for f in c.new] == ["fresh"] and [f.key[2] for f in c.vanished] == ["gone"]
+    assert [f.key[3] for f in c.regressions] == ["a"]
+    assert [f.key[3] for f in c.fixes] == ["b"]
+    assert [f.key[3] for f in c.infrastructure] == ["c"]  # not a regression
+    assert [f.key[3] for f in c.new] == ["fresh"] and [f.key[3] for f in c.vanished] == ["gone"]
     assert c.unchanged == 1 and "1 regression(s)" in c.text()
 
 
@@ -206,3 +206,26 @@ def test_whole_and_sharded_runs_merge_to_the_same_verdicts(tmp_path: Path) -> No
     regressions = flipped.stdout.split("regressions", 1)[1].split("\n\n", 1)[0]
     assert "test_dimm_default_online_policy: PASS -> FAIL" in regressions, flipped.stdout
     assert "test_dimm_default_online_policy" in (tmp_path / "cmp.html").read_text()
+
+
+def test_compare_names_a_regression_only_one_qemu_shows() -> None:
+    def r(qemu: str, status: Status) -> Result:
+        return Result(
+            nodeid=f"testcases/test_x.py::test_a[x86_64-debian:7.2-{qemu}]",
+            scenario="test_a",
+            arch="x86_64",
+            kernel="debian:7.2",
+            qemu_spec=qemu,
+            status=status,
+            phase="call",
+            start_time=0.0,
+            duration=1.0,
+        )
+
+    base = [r("host", Status.PASS), r("debian:10.0", Status.PASS)]
+    c = compare(base, [r("host", Status.PASS), r("debian:10.0", Status.FAIL)])
+
+    (flip,) = c.regressions
+    assert flip.only_on == "debian:10.0" and "(only on QEMU debian:10.0)" in flip.line()
+    both = compare(base, [r("host", Status.FAIL), r("debian:10.0", Status.FAIL)])
+    assert [f.only_on for f in both.regressions] == ["", ""]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import re
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -216,8 +217,10 @@ def plug_virtio_mem(
     *,
     requested: int = 0,
     block_size: int | None = None,
+    dynamic_memslots: bool = False,
 ) -> VirtioMem:
-    """Hot-plug a virtio-mem-pci on a free PCIe root port."""
+    """Hot-plug a virtio-mem-pci on a free PCIe root port; ``dynamic_memslots``: QEMU maps
+    the device memory in memslots as the guest plugs it (QEMU 8.2+)."""
     if not machine.arch.supports("virtio-mem-pci"):
         raise UsageError(f"virtio-mem is not available on {machine.arch.name} (QEMU 7.2)")
     n = next(_ids)
@@ -231,6 +234,8 @@ def plug_virtio_mem(
     }
     if block_size:
         args["block-size"] = block_size
+    if dynamic_memslots:
+        args["dynamic-memslots"] = True
     backend: dict[str, object] = {
         "qom-type": "memory-backend-ram",
         "id": dev.memdev,
@@ -276,6 +281,21 @@ def resize_virtio_mem(
             )
         refresh_virtio_mem(machine, dev)
     return Resize(requested, dev.size, dev.size == requested)
+
+
+def memslots(machine: QemuMachine, dev: VirtioMem) -> list[range]:
+    """The guest-physical ranges of the device's memslots QEMU has mapped now (its memory
+    tree: the aliases "memslot-N" of the device's backend), in address order."""
+    tree = machine.qmp("human-monitor-command", {"command-line": "info mtree"})
+    found = set()  # the same alias shows in each address space that maps system memory
+    for m in re.finditer(
+        rf"^\s*([0-9a-f]+)-([0-9a-f]+) \(prio [^)]*\): alias memslot-\d+ "
+        rf"@{re.escape(dev.memdev)} ",
+        tree,
+        re.M,
+    ):
+        found.add(range(int(m[1], 16), int(m[2], 16) + 1))
+    return sorted(found, key=lambda r: r.start)
 
 
 def unplug_virtio_mem(

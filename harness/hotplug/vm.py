@@ -29,7 +29,6 @@ from harness.hotplug.expectations import (
     SelfHostedMemmap,
     no_memmap_flags,
     page_flags,
-    parse_release,
     self_hosted_memmap,
     virtio_mem_unplugged_flags,
 )
@@ -39,6 +38,7 @@ from harness.kconfig import KernelConfig
 from harness.kconfig import load as load_config
 from harness.kconfig import parse as parse_config
 from harness.progress import logged
+from harness.qemu.facts import facts as qemu_facts
 from harness.qemu.machine import QemuMachine
 
 
@@ -78,7 +78,7 @@ class HotplugVM:
             memmap_on_memory_param=boot.memmap_on_memory,
             struct_page_size=boot.struct_page,
             section_bits=boot.section_bits,
-            qemu_version=parse_release(machine.qemu_version),
+            qemu_version=qemu_facts(machine.qemu).version,
             firmware_onlines_dimms=self.arch.firmware_onlines_dimms,
             overrides=dict(overrides or {}),
         )
@@ -176,8 +176,10 @@ class HotplugVM:
         return found
 
     @logged
-    def plug_virtio_mem(self, max_size: int) -> VirtioMem:
-        dev = devices.plug_virtio_mem(self.machine, self.ports, max_size)
+    def plug_virtio_mem(self, max_size: int, *, dynamic_memslots: bool = False) -> VirtioMem:
+        dev = devices.plug_virtio_mem(
+            self.machine, self.ports, max_size, dynamic_memslots=dynamic_memslots
+        )
         self.virtio_mems.append(dev)
         return dev
 

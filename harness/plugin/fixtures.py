@@ -20,12 +20,14 @@ from harness.plugin.verdicts import item_allowed
 from harness.preflight import Target
 from harness.qemu import machine as machine_mod
 from harness.qemu.accel import choose_accel
+from harness.qemu.builds import QemuBuild
+from harness.qemu.facts import facts as qemu_facts
 
 
 @pytest.fixture(scope="session")
 def memhp_pool(pytestconfig: pytest.Config) -> Iterator[Pool]:
     machine_mod.sweep_stale_dirs()  # left by a harness that was SIGKILLed
-    pool = Pool(pytestconfig.getoption("memhp_accel"), pytestconfig.stash[stash.PLAN].lock)
+    pool = Pool(pytestconfig.getoption("memhp_accel"), pytestconfig.stash[stash.PLAN])
     atexit.register(pool.close)  # also on an interrupted session
     yield pool
     pool.close()
@@ -46,6 +48,7 @@ def vm(
     if image_config.options and (lacks := _kernel_lacks(request.node, memhp_target, image_config)):
         pytest.skip(lacks)  # else judged once the guest says (/proc/config.gz)
     _skip_if_lacking(arch, accel, own)
+    _skip_if_qemu_lacks(request.node, memhp_pool.plan.qemu(memhp_target))
     boot, fresh = Boot.of(request.node, arch)
     machine = memhp_pool.acquire(memhp_target, boot, fresh)
     reusable = False
@@ -77,6 +80,17 @@ def _kernel_lacks(item: pytest.Item, target: Target, config: KernelConfig) -> st
         if not supported.value:
             return f"{target.kernel}: no {feature} support ({supported.why})"
     return None
+
+
+def _skip_if_qemu_lacks(item: pytest.Item, qemu: QemuBuild) -> None:
+    """needs_qemu(...): asked of the QEMU itself (harness.qemu.facts), before booting."""
+    wanted = [f for m in item.iter_markers("needs_qemu") for f in m.args]
+    lacking = qemu_facts(qemu).lacking(wanted) if wanted else []
+    if lacking:
+        pytest.skip(
+            f"{qemu.label} has no {', '.join(lacking)} (its qom-list-types and "
+            "device-list-properties say)"
+        )
 
 
 def _skip_if_lacking(arch: Arch, accel: str, markers: list[pytest.Mark]) -> None:

@@ -15,6 +15,7 @@ from harness.plugin.fixtures import memhp_pool, vm
 from harness.plugin.options import (
     pytest_addoption,
     pytest_collection_modifyitems,
+    pytest_configure_node,
     pytest_generate_tests,
 )
 from harness.plugin.options import pytest_configure as _configure_options
@@ -33,6 +34,7 @@ __all__ = [
     "pytest_addoption",
     "pytest_collection_modifyitems",
     "pytest_configure",
+    "pytest_configure_node",
     "pytest_generate_tests",
     "pytest_report_teststatus",
     "pytest_runtest_call",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,10 +16,13 @@ from harness.images.lockfile import load as load_lock
 from harness.plugin import shards, stash
 from harness.preflight import Plan, Target
 from harness.progress import progress
+from harness.qemu import builds
 from harness.qemu.accel import ACCELS
+from harness.qemu.builds import QemuBuild
 from harness.signals import interrupt_on_termination
 
 DEFAULT_ARCHES = preflight.DEFAULT_ARCHES
+QEMUS = "memhp_qemus"  # workerinput key: the controller's resolved QEMU builds
 
 # Markers of the long suites, each run with its own README command (pyproject's addopts and
 # harness.scenarios deselect them by default).
@@ -42,6 +46,8 @@ MARKERS = {
     "booting, a kernel without one skips naming the option",
     "needs(*props)": "guest properties the test needs; skipped before booting where the arch "
     "profile lacks one (Arch.lacks and tcg_lacks say why)",
+    "needs_qemu(*features)": "device types or type.property the QEMU must have (asked of the "
+    "QEMU itself, harness.qemu.facts); a QEMU without one skips, naming it",
 }
 
 
@@ -59,6 +65,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="append",
         metavar="ARCH",
         help=f"guest arch: x86_64 or ppc64le; repeatable (default: {' '.join(DEFAULT_ARCHES)})",
+    )
+    g.addoption(
+        "--memhp-qemu",
+        action="append",
+        metavar="SPEC",
+        help=f"QEMU to run the guests: {builds.SPEC_HELP}; repeatable, each crossed with "
+        "every kernel (default: the host's, and the default matrix adds QEMU 10.0 on the "
+        "newest x86-64 kernel line)",
     )
     g.addoption(
         "--memhp-accel",
@@ -118,6 +132,7 @@ def _plan(config: pytest.Config) -> Plan:
     input is one line and exit status 2); xdist workers take the controller's word."""
     arches = config.getoption("memhp_arch")
     kernels = config.getoption("memhp_kernel")
+    qemus = config.getoption("memhp_qemu")
     expects = config.getoption("memhp_expect") or []
     lock_path = config.getoption("memhp_lock")
     try:
@@ -128,15 +143,38 @@ def _plan(config: pytest.Config) -> Plan:
                 raise UsageError(f"--durations-from {d}: no such results directory")
         if hasattr(config, "workerinput") or not _runs_scenarios(config):
             return Plan(
-                preflight.targets(arches, kernels),
+                preflight.targets(arches, kernels, qemus),
                 parse_overrides(expects),
                 load_lock(lock_path) if lock_path else None,
+                _resolved_qemus(config),
             )
         return preflight.check(
-            arches, kernels, accel=config.getoption("memhp_accel"), expects=expects, lock=lock_path
+            arches,
+            kernels,
+            accel=config.getoption("memhp_accel"),
+            expects=expects,
+            lock=lock_path,
+            qemus=qemus,
         )
     except UsageError as exc:
         pytest.exit(f"memhp: {exc}", returncode=2)
+
+
+def _resolved_qemus(config: pytest.Config) -> dict[tuple[str, str], QemuBuild]:
+    """A worker takes the controller's QEMU builds (resolved once, before any boot)."""
+    given = getattr(config, "workerinput", {}).get(QEMUS, {})
+    out = {}
+    for key, build in given.items():
+        arch, spec = key.split(" ", 1)
+        out[(arch, spec)] = QemuBuild.from_json(build)
+    return out
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist, on the controller: hand each worker the resolved QEMU builds."""
+    plan: Plan = node.config.stash[stash.PLAN]
+    node.workerinput[QEMUS] = {f"{a} {s}": b.to_json() for (a, s), b in plan.qemus.items()}
 
 
 def _runs_scenarios(config: pytest.Config) -> bool:

@@ -13,8 +13,7 @@ from harness.arch import Arch
 from harness.errors import InfrastructureError, KernelFailure, MemhpError
 from harness.images import build as build_image
 from harness.images.image import Image
-from harness.images.lockfile import Lock
-from harness.preflight import Target
+from harness.preflight import Plan, Target
 from harness.progress import progress
 from harness.qemu import snapshots
 from harness.qemu.accel import choose_accel, tcg_artifact
@@ -50,28 +49,33 @@ class Boot:
         return boot, bool(kw.get("fresh", False))
 
 
+ImageKey = tuple[str, str]  # arch, kernel spec: one image serves every QEMU
+
+
 @dataclass
 class Pool:
     accel: str | None  # --memhp-accel
-    lock: Lock | None  # --memhp-lock, read
+    plan: Plan  # the targets, the lock, the QEMU builds
     shared: dict[tuple[Target, Boot], QemuMachine] = field(default_factory=dict)
     broken: dict[tuple[Target, Boot], MemhpError] = field(default_factory=dict)
-    images: dict[Target, Image] = field(default_factory=dict)
-    image_errors: dict[Target, MemhpError] = field(default_factory=dict)
+    images: dict[ImageKey, Image] = field(default_factory=dict)
+    image_errors: dict[ImageKey, MemhpError] = field(default_factory=dict)
 
     def image(self, target: Target) -> Image:
         """The target's image, built once per session; a failure is remembered, so every
         scenario of the target reports it at once instead of trying again."""
-        if target in self.image_errors:
-            raise self.image_errors[target]
-        if target not in self.images:
-            pinned = self.lock.pinned(target.arch.name, target.kernel) if self.lock else None
+        key = (target.arch.name, target.kernel)
+        if key in self.image_errors:
+            raise self.image_errors[key]
+        if key not in self.images:
+            lock = self.plan.lock
+            pinned = lock.pinned(target.arch.name, target.kernel) if lock else None
             try:
-                self.images[target] = build_image(target.kernel, target.arch, pinned=pinned)
+                self.images[key] = build_image(target.kernel, target.arch, pinned=pinned)
             except MemhpError as exc:
-                self.image_errors[target] = exc
+                self.image_errors[key] = exc
                 raise
-        return self.images[target]
+        return self.images[key]
 
     def acquire(self, target: Target, boot: Boot, fresh: bool) -> QemuMachine:
         key = (target, boot)
@@ -108,6 +112,7 @@ class Pool:
         cfg = MachineConfig(
             arch=target.arch,
             image=self.image(target),
+            qemu=self.plan.qemu(target),
             cmdline=boot.cmdline,
             accel=accel,
             coldplug=boot.coldplug,

@@ -69,17 +69,20 @@ def record(
     target: Target = item.callspec.params["memhp_target"]  # type: ignore[attr-defined]
     scenario, _ = scenario_name(item.nodeid, [target.id])
     v = item.stash.get(stash.VM, None)
+    qemu = item.config.stash[stash.PLAN].qemus.get((target.arch.name, target.qemu))
     result = Result(
         nodeid=item.nodeid,
         scenario=scenario,
         arch=target.arch.name,
         kernel=target.kernel,
+        qemu_spec=target.qemu,
+        qemu_build=qemu.identity if qemu else "",
         status=status,
         phase=call.when,
         start_time=previous.start_time if previous else call.start,
         duration=previous.duration if previous and call.when == "teardown" else call.duration,
         release=v.facts.release if v else "",
-        qemu=v.machine.qemu_version if v else "",
+        qemu=v.machine.qemu_version if v else (qemu.version if qemu else ""),
         accel=v.machine.accel.name if v else "",
         message=message(exc, report),
         log_excerpt=log_excerpt(exc, report),
@@ -180,6 +183,7 @@ def _never_ran(config: pytest.Config, nodeid: str, run: RunRecord) -> Result | N
         scenario=scenario,
         arch=target.arch.name,
         kernel=target.kernel,
+        qemu_spec=target.qemu,
         status=Status.MISS,
         phase="not run",
         start_time=time.time(),
@@ -196,10 +200,14 @@ def _junit(config: pytest.Config, results: list[Result], run: RunRecord, never: 
     xml = config.stash.get(xml_key, None)
     if xml is None:
         return
-    seen = sorted({(r.arch, r.kernel, r.release, r.qemu, r.accel) for r in results if r.qemu})
-    for arch, kernel, release, qemu, accel in seen:
-        xml.add_global_property("memhp_target", f"{arch} {kernel} ({release})")
-        xml.add_global_property("memhp_qemu", f"{qemu} {accel}")
+    seen = sorted(
+        {(r.arch, r.kernel, r.release, r.qemu_spec, r.qemu, r.qemu_build, r.accel) for r in results}
+    )
+    for arch, kernel, release, spec, qemu, build, accel in seen:
+        xml.add_global_property(
+            "memhp_target", f"{arch} {kernel} ({release or 'not booted'}) on QEMU {spec}"
+        )
+        xml.add_global_property("memhp_qemu", f"{spec}: {qemu} {accel}, {build}")
     xml.add_global_property("memhp_run", run.describe())
     xml.add_global_property("memhp_generated", time.strftime("%Y-%m-%dT%H:%M:%S"))
     if not run.interrupted_by:

@@ -11,6 +11,7 @@ from typing import Protocol
 from harness.arch import Arch, GiB
 from harness.images.image import Image
 from harness.qemu.accel import Accel
+from harness.qemu.builds import HOST, QemuBuild, resolve
 
 
 class ColdPlug(Protocol):
@@ -29,7 +30,7 @@ class MachineConfig:
     slots: int = 8  # DIMM slots
     smp: int = 2
     accel: Accel | None = None  # None: choose_accel()
-    qemu_binary: str | None = None  # None: the arch's qemu_binary on $PATH
+    qemu: QemuBuild | None = None  # None: the host's (harness.qemu.builds)
     qemu_args_extra: tuple[str, ...] = ()  # anything else for QEMU's command line
     coldplug: tuple[ColdPlug, ...] = ()  # memory devices present from the start
     boot_timeout: float | None = None  # None: the arch's TCG bound (KVM: a third)
@@ -65,8 +66,20 @@ class MachineConfig:
         base = [f"console={self.arch.console}", "panic=-1", "log_buf_len=8M", "printk.time=1"]
         return " ".join(base + list(self.cmdline))
 
+    def qemu_build(self) -> QemuBuild:
+        """The QEMU this guest runs on (the host's when none was given)."""
+        return self.qemu or resolve(HOST, self.arch)
+
     def qemu_args(
-        self, *, name: str, accel: Accel, qmp_fd: int, console_fd: int, ssh_port: int, workdir: Path
+        self,
+        *,
+        qemu: QemuBuild,
+        name: str,
+        accel: Accel,
+        qmp_fd: int,
+        console_fd: int,
+        ssh_port: int,
+        workdir: Path,
     ) -> list[str]:
         """QEMU's arguments (after the binary): the machine, its memory and NUMA nodes, the
         kernel and initramfs, QMP and the console on inherited sockets, the SSH forward on
@@ -78,7 +91,8 @@ class MachineConfig:
             "-machine",
             arch.machine,
             *accel.qemu_args(arch),
-            *arch.firmware_args(),
+            *(("-L", str(qemu.datadir)) if qemu.datadir else ()),
+            *arch.firmware_args(qemu.datadir or Path("/usr/share/qemu")),
             "-smp",
             str(self.smp),
             "-m",

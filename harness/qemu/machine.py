@@ -75,6 +75,7 @@ class QemuMachine:
         self.cmdline: list[str] = []
         self.boot_seconds = 0.0
         self.qemu_version = ""
+        self.qemu = config.qemu_build()  # which QEMU: the host's, a path, a Debian build
         self.lost: str | None = None  # why the VM was declared lost
         self.killed = False  # shutdown had to SIGKILL QEMU
         self._lost_lock = threading.Lock()
@@ -116,13 +117,6 @@ class QemuMachine:
     def launch(self) -> None:
         if self._proc is not None:
             raise HarnessError(f"{self.name} was launched already")
-        wanted = self.config.qemu_binary or self.arch.qemu_binary
-        binary = shutil.which(wanted)
-        if binary is None:
-            raise UsageError(
-                f"{wanted} not found: install the "
-                f"{self.arch.qemu_package} package (./setup.sh does)"
-            )
         setpriv = shutil.which("setpriv")
         if setpriv is None:
             raise UsageError(
@@ -132,7 +126,7 @@ class QemuMachine:
         self._dir = Path(tempfile.mkdtemp(prefix=f"{self.name}-"))  # mkdtemp: mode 0700
         for attempt in range(PORT_ATTEMPTS):
             try:
-                self._launch_once(setpriv, binary)
+                self._launch_once(setpriv)
                 return
             except _PortClash:
                 self._reap()
@@ -146,15 +140,16 @@ class QemuMachine:
                     "bound it; trying another"
                 )
 
-    def _launch_once(self, setpriv: str, binary: str) -> None:
+    def _launch_once(self, setpriv: str) -> None:
         if self._dir is None:
             raise HarnessError(f"{self.name}: no private dir to launch in")
         qmp_ours, qmp_theirs = socket.socketpair()
         con_ours, con_theirs = socket.socketpair()
         self.port = _free_port()
         self.cmdline = [
-            binary,
+            *self.qemu.argv,
             *self.config.qemu_args(
+                qemu=self.qemu,
                 name=self.name,
                 accel=self.accel,
                 qmp_fd=qmp_theirs.fileno(),
@@ -174,6 +169,7 @@ class QemuMachine:
                 stderr=subprocess.STDOUT,
                 pass_fds=(qmp_theirs.fileno(), con_theirs.fileno()),
                 cwd=self._dir,
+                env={**os.environ, **self.qemu.env},
                 start_new_session=True,
             )  # the harness, not the terminal's ^C, ends QEMU
         finally:
@@ -235,7 +231,10 @@ class QemuMachine:
         def probe() -> None:
             self.check_alive("the boot", time.monotonic() - start)
 
-        with progress(f"boot: {self.arch.name} {self.config.image.spec} ({self.accel.name})"):
+        with progress(
+            f"boot: {self.arch.name} {self.config.image.spec} on {self.qemu.label} "
+            f"({self.accel.name})"
+        ):
             try:
                 self.console.wait_for(SSHD_MARKER, timeout, refuse=SSHD_FAILED_MARKER, probe=probe)
                 self._connect_guest(left())
@@ -278,7 +277,10 @@ class QemuMachine:
         history = source.with_suffix(".console")
         if self.console is not None and history.is_file():
             self.console.history = history.read_text(errors="replace")
-        with progress(f"restore: {self.arch.name} {self.config.image.spec} ({self.accel.name})"):
+        with progress(
+            f"restore: {self.arch.name} {self.config.image.spec} on {self.qemu.label} "
+            f"({self.accel.name})"
+        ):
             self._migrate(
                 "migrate-incoming", {"uri": f"exec:cat {shlex.quote(str(source))}"}, timeout
             )

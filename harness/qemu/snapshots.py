@@ -2,16 +2,15 @@
 fresh guest of the same shape starts from it (``-incoming``), ready for SSH at once.
 
 A saved boot is keyed by everything that shapes the guest's state at the ready marker: the
-image, the QEMU binary, the accelerator, the machine shape (RAM, slots, vCPUs, devices on
-the command line) and the kernel command line. A guest with cold-plugged devices always
-boots (their backing files live in the machine's own directory).
+image, the QEMU (binary, build, firmware), the accelerator, the machine shape (RAM, slots,
+vCPUs, devices on the command line) and the kernel command line. A guest with cold-plugged
+devices always boots (their backing files live in the machine's own directory).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,16 +31,14 @@ def path_for(config: MachineConfig, accel: Accel) -> Path | None:
     """Where the saved boot of ``config`` lives; None where restoring cannot serve."""
     if config.coldplug or config.restore_from is not None or not config.arch.saved_boots:
         return None
-    binary = shutil.which(config.qemu_binary or config.arch.qemu_binary)
-    if binary is None:
-        return None
-    st = os.stat(binary)
+    qemu = config.qemu_build()
+    st = os.stat(qemu.binary)
     parts = [
         str(config.image.path),
         *sorted(config.image.files.values()),
-        f"{binary}:{st.st_size}:{st.st_mtime_ns}",
+        # never restored on another QEMU: the binary itself, its build and its firmware
+        f"{qemu.binary}:{st.st_size}:{st.st_mtime_ns}:{qemu.identity}:{qemu.datadir}",
         " ".join(accel.qemu_args(config.arch)),
-        *config.arch.firmware_args(),
         config.arch.machine,
         f"{config.memory}:{config.maxmem}:{config.slots}:{config.smp}:{config.numa}",
         f"reboot={config.reboot}",

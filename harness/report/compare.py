@@ -5,13 +5,14 @@ as are scenarios that appeared or vanished. This is what a nightly mails."""
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from dataclasses import dataclass, field
 
 from harness.report.results import Result, RunRecord
 from harness.verdict import Status
 
-Key = tuple[str, str, str]  # arch, kernel spec, scenario
+Key = tuple[str, str, str, str]  # arch, kernel spec, QEMU spec, scenario
 
 
 @dataclass(frozen=True)
@@ -19,16 +20,20 @@ class Flip:
     key: Key
     base: Result | None
     new: Result | None
+    only_on: str = ""  # the one QEMU that shows it, where others ran the same and did not
 
     def line(self) -> str:
-        arch, kernel, scenario = self.key
+        arch, kernel, qemu, scenario = self.key
         was = self.base.status.value if self.base else "-"
         now = self.new.status.value if self.new else "-"
         release = ""
         if self.base and self.new and self.base.release != self.new.release:
             release = f"  [{self.base.release} -> {self.new.release}]"
+        if self.base and self.new and self.base.qemu != self.new.qemu:
+            release += f"  [QEMU {self.base.qemu} -> {self.new.qemu}]"
+        only = f"  (only on QEMU {self.only_on})" if self.only_on else ""
         why = f"  {self.new.message}" if self.new and self.new.message else ""
-        return f"{arch} {kernel} {scenario}: {was} -> {now}{release}{why}"
+        return f"{arch} {kernel} on QEMU {qemu} {scenario}: {was} -> {now}{release}{only}{why}"
 
 
 @dataclass
@@ -81,7 +86,7 @@ class Comparison:
                 continue
             out.append(f"<h2 class={cls or 'x'}>{e(title)}: {len(flips)}</h2><table>")
             out += [
-                f"<tr><td>{e(f.key[0])}<td>{e(f.key[1])}<td>{e(f.key[2])}<td>"
+                f"<tr><td>{e(f.key[0])}<td>{e(f.key[1])}<td>{e(f.key[2])}<td>{e(f.key[3])}<td>"
                 f"{e(f.base.status.value if f.base else '-')} &rarr; "
                 f"{e(f.new.status.value if f.new else '-')}<td>"
                 f"{e(f.new.message if f.new else '')}"
@@ -91,6 +96,18 @@ class Comparison:
         return "\n".join(out)
 
 
+def _only_on(flip: Flip, new: dict[Key, Result]) -> Flip:
+    """A regression the same kernel and scenario do not show on another QEMU of this run is
+    named as that QEMU's: a QEMU change, or a kernel bug only one QEMU reaches."""
+    arch, kernel, qemu, scenario = flip.key
+    others = [
+        r for (a, k, q, s), r in new.items() if (a, k, s) == (arch, kernel, scenario) and q != qemu
+    ]
+    if others and all(r.status is Status.PASS for r in others):
+        return dataclasses.replace(flip, only_on=qemu)
+    return flip
+
+
 def compare(
     base: list[Result],
     new: list[Result],
@@ -98,7 +115,7 @@ def compare(
     new_runs: list[RunRecord] | None = None,
 ) -> Comparison:
     def keyed(results: list[Result]) -> dict[Key, Result]:
-        return {(r.arch, r.kernel, r.scenario): r for r in results}
+        return {(r.arch, r.kernel, r.qemu_spec, r.scenario): r for r in results}
 
     before, after = keyed(base), keyed(new)
     c = Comparison()
@@ -115,8 +132,8 @@ def compare(
             c.new.append(flip)
         elif b.status is n.status:
             c.unchanged += 1
-        elif n.status is Status.FAIL:
-            c.regressions.append(flip)  # a kernel failure where the base had none
+        elif n.status is Status.FAIL:  # a kernel failure where the base had none
+            c.regressions.append(_only_on(flip, after))
         elif b.status is Status.FAIL and n.status is Status.PASS:
             c.fixes.append(flip)
         else:

@@ -97,11 +97,11 @@ def html_report(
 
 def _matrix(results: Sequence[Result]) -> str:
     e = html.escape
-    targets = sorted({(r.arch, r.kernel) for r in results})
-    rows: dict[str, dict[tuple[str, str], Result]] = {}
+    targets = sorted({r.target for r in results})
+    rows: dict[str, dict[tuple[str, str, str], Result]] = {}
     for r in results:
-        rows.setdefault(r.scenario, {})[(r.arch, r.kernel)] = r
-    head = "".join(f"<th>{e(a)}<br>{e(k)}</th>" for a, k in targets)
+        rows.setdefault(r.scenario, {})[r.target] = r
+    head = "".join(f"<th>{e(a)}<br>{e(k)}<br>QEMU {e(q)}</th>" for a, k, q in targets)
     body = []
     for name in sorted(rows):
         cells = "".join(

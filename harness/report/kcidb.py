@@ -153,8 +153,14 @@ def _test_doc(r: Result, build_id: str, run: str) -> dict[str, Any]:
         "start_time": _rfc3339(r.start_time),
         "duration": round(r.duration, 3),
         "environment": {
-            "comment": f"QEMU {r.qemu or '?'} ({r.accel or '?'})",
-            "misc": {"kernel_release": r.release},
+            "comment": f"QEMU {r.qemu or '?'} ({r.qemu_spec}, {r.accel or '?'})",
+            "misc": {
+                "kernel_release": r.release,
+                "qemu": r.qemu_spec,
+                "qemu_version": r.qemu,
+                "qemu_build": r.qemu_build,
+                "accel": r.accel,
+            },
         },
         "misc": {
             "nodeid": r.nodeid,

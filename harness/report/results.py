@@ -37,11 +37,18 @@ class Result:
     start_time: float
     duration: float
     release: str = ""  # uname -r, when the guest booted
-    qemu: str = ""
+    qemu: str = ""  # its version, "10.0.13"
     accel: str = ""
+    qemu_spec: str = "host"  # the QEMU axis, as given: host, debian:10.0, a path
+    qemu_build: str = ""  # which build and why: the package, or the binary's path
     message: str = ""  # one line: why it did not pass
     log_excerpt: str = ""  # failing dmesg lines, or the console tail for infrastructure
     maps: list[StepMap] = field(default_factory=list)
+
+    @property
+    def target(self) -> tuple[str, str, str]:
+        """(arch, kernel spec, QEMU spec): what a report's columns are."""
+        return (self.arch, self.kernel, self.qemu_spec)
 
     @property
     def slug(self) -> str:
@@ -76,7 +83,7 @@ def load(results_dir: Path) -> list[Result]:
     """Every result in a results directory, in a stable order."""
     files = sorted((results_dir / RECORDS).glob("*.json"))
     out = [Result.from_json(json.loads(f.read_text())) for f in files]
-    return sorted(out, key=lambda r: (r.arch, r.kernel, r.nodeid))
+    return sorted(out, key=lambda r: (r.arch, r.kernel, r.qemu_spec, r.nodeid))
 
 
 @dataclass(frozen=True)

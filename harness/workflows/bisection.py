@@ -27,6 +27,7 @@ from harness import kbuild
 from harness.arch import get_arch
 from harness.errors import BuildError, MemhpError, UsageError
 from harness.progress import progress
+from harness.qemu import builds
 from harness.verdict import Status
 from harness.workflows.gittree import Worktree
 from harness.workflows.runner import run_scenarios
@@ -51,6 +52,7 @@ class StepConfig:
     kbuild_base: str | None
     out: str  # results of every step land under here
     accel: str | None = None
+    qemu: str | None = None  # a QEMU spec; None: the host's
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)
@@ -85,6 +87,7 @@ def step(cfg: StepConfig, commit: str | None) -> StepResult:
             Path(cfg.out) / f"{sha[:12]}-{i}",
             select=cfg.select,
             accel=cfg.accel,
+            qemu=cfg.qemu,
         )
         failed = [r for r in run.results if r.status is Status.FAIL]
         if failed:
@@ -121,6 +124,8 @@ class Culprit:
 def bisect(cfg: StepConfig, good: str, bad: str) -> Culprit:
     wt = Worktree(Path(cfg.tree))
     kbuild.check_tools(get_arch(cfg.arch))  # a missing compiler is usage, before any step
+    if cfg.qemu:
+        builds.resolve(cfg.qemu, get_arch(cfg.arch))  # so is a QEMU that is not there
     with wt.locked():
         wt.reset_state()
         good_sha, bad_sha = wt.resolve(good), wt.resolve(bad)

@@ -254,6 +254,7 @@ def run(
     only: str | None = None,
     files: tuple[str, ...] = FILES,
     every_catcher: bool = False,
+    qemu: str | None = None,
 ) -> SelfCheck:
     """The baseline, then every mutant (or those whose name contains ``only``). A mutant's
     run stops at its first catch unless ``every_catcher``: the rate needs one, and the
@@ -272,7 +273,12 @@ def run(
     kbuild.build(work, arch, base="tinyconfig", out=build_dir)
     unmutated = {m.path: _object_digest(build_dir, m.path) for m in corpus}
     base = run_scenarios(
-        f"build:{build_dir}", arch.name, out / "baseline", files=files, workers=WORKERS
+        f"build:{build_dir}",
+        arch.name,
+        out / "baseline",
+        files=files,
+        workers=WORKERS,
+        qemu=qemu,
     )
     failing = [
         r.scenario
@@ -283,7 +289,15 @@ def run(
     for m in corpus:
         with progress(f"selfcheck: {m.name} ({m.path})"):
             outcome = _one(
-                work, build_dir, arch, m, out / m.name, files, every_catcher, unmutated[m.path]
+                work,
+                build_dir,
+                arch,
+                m,
+                out / m.name,
+                files,
+                every_catcher,
+                unmutated[m.path],
+                qemu,
             )
             outcomes.append(outcome)
     return SelfCheck(failing, outcomes, every_catcher)
@@ -298,6 +312,7 @@ def _one(
     files: tuple[str, ...],
     every_catcher: bool,
     unmutated: str | None,
+    qemu: str | None,
 ) -> Outcome:
     path = work / m.path
     original = path.read_text()
@@ -316,6 +331,7 @@ def _one(
             files=files,
             workers=WORKERS,
             maxfail=0 if every_catcher else 1,
+            qemu=qemu,
         )
     finally:
         _rewrite(path, original)

@@ -19,6 +19,7 @@ from harness import kbuild, report
 from harness.arch import get_arch
 from harness.errors import BuildError, UsageError
 from harness.progress import progress
+from harness.qemu import builds
 from harness.report.kcidb import BuildOutcome
 from harness.report.results import Checkout, save_checkout
 from harness.verdict import Status
@@ -183,6 +184,7 @@ def verify(
     kbuild_base: str | None = None,
     fragments: list[Path] | None = None,
     accel: str | None = None,
+    qemu: str | None = None,
     out: Path,
 ) -> Verification:
     series = parse_mbox(mbox)
@@ -196,8 +198,10 @@ def verify(
                 f"base-commit {series.base_commit} (from {mbox.name}) is not in "
                 f"{wt.repo}: fetch it, or give --base REV"
             ) from None
-    for arch in arches:  # a missing compiler is usage, before anything is applied
+    for arch in arches:  # a missing compiler or QEMU is usage, before anything is applied
         kbuild.check_tools(get_arch(arch))
+        if qemu:
+            builds.resolve(qemu, get_arch(arch))
     with wt.locked():
         wt.reset_state()
         base_sha = wt.checkout(base_rev)
@@ -216,6 +220,7 @@ def verify(
                     kbuild_base=kbuild_base,
                     fragments=fragments,
                     accel=accel,
+                    qemu=qemu,
                     out=out,
                 )
     _write_reports(result, wt)
@@ -262,6 +267,7 @@ def _build_and_test(
     kbuild_base: str | None,
     fragments: list[Path] | None,
     accel: str | None,
+    qemu: str | None,
     out: Path,
 ) -> None:
     arch = get_arch(arch_name)
@@ -280,6 +286,7 @@ def _build_and_test(
         out / f"patch-{row.number:02d}-{arch_name}",
         select=select,
         accel=accel,
+        qemu=qemu,
     )
     row.runs[arch_name] = run
 
