@@ -172,6 +172,65 @@ def build_deb(dest: Path, control: dict[str, str], files: dict[str, bytes] | Non
     return dest
 
 
+def split_kernel(deb: Path, dest: Path, abi: str, version: str) -> dict[str, Path]:
+    """Debian 7.x's split layout made from a classic kernel .deb (boot/vmlinu[xz]-REL,
+    boot/config-REL, lib/modules/REL): linux-binary-ABI holds the kernel as
+    usr/lib/modules/REL/vmlinuz (whatever it is: an ELF vmlinux on ppc64el), linux-base-ABI
+    its config, linux-modules-ABI the modules, and linux-image-ABI nothing but a Depends on
+    the three. Part -> .deb."""
+    tree = dest / "unpacked"
+    tree.mkdir(parents=True)
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(tree)], check=True)
+    kernel = next(p for p in sorted((tree / "boot").iterdir()) if p.name.startswith("vmlinu"))
+    release = kernel.name.split("-", 1)[1]
+    modules = next(d for d in (tree / "lib/modules", tree / "usr/lib/modules") if d.is_dir())
+    arch = _control(deb)["Architecture"]
+    moved = {
+        "binary": {kernel: "vmlinuz"},
+        "base": {tree / "boot" / f"config-{release}": "config"},
+        "modules": {modules / release / "kernel": "kernel"},
+    }
+    out = {}
+    for part, files in moved.items():
+        root = dest / part
+        target = root / "usr/lib/modules" / release
+        target.mkdir(parents=True)
+        for src, name in files.items():
+            src.rename(target / name)
+        depends = "" if part == "base" else f"linux-base-{abi} (= {version})"
+        out[part] = _build_tree(
+            root, dest / f"{part}.deb", f"linux-{part}-{abi}", version, arch, depends
+        )
+    depends = ", ".join(
+        f"linux-{part}-{abi} (= {version})" for part in ("base", "binary", "modules")
+    )
+    out["image"] = _build_tree(
+        dest / "image",
+        dest / "image.deb",
+        f"linux-image-{abi}",
+        version,
+        arch,
+        f"linux-base (>= 4.17~), kmod, {depends}",
+    )
+    shutil.rmtree(tree)
+    return out
+
+
+def _build_tree(root: Path, deb: Path, name: str, version: str, arch: str, depends: str) -> Path:
+    """``root`` as a .deb, uncompressed (its modules are compressed already)."""
+    (root / "DEBIAN").mkdir(parents=True)
+    control = {"Package": name, "Version": version, "Architecture": arch, "Depends": depends}
+    fields = {"Maintainer": "memhp tests <test@memhp.invalid>", "Description": "test", **control}
+    (root / "DEBIAN/control").write_text("".join(f"{k}: {v}\n" for k, v in fields.items() if v))
+    subprocess.run(
+        ["dpkg-deb", "-Znone", "--root-owner-group", "--build", str(root), str(deb)],
+        capture_output=True,
+        check=True,
+    )
+    shutil.rmtree(root)
+    return deb
+
+
 def _control(deb: Path) -> dict[str, str]:
     text = subprocess.run(
         ["dpkg-deb", "-f", str(deb)], capture_output=True, text=True, check=True

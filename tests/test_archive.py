@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from mirror import Archive, Gpg, build_deb, serve
 
-from harness import cache, cli, images
+from harness import cache, cli, images, preflight
 from harness.arch import X86_64
 from harness.errors import ArchiveError
 from harness.images import lockfile
@@ -26,6 +26,9 @@ from harness.qemu.machine import MachineConfig, QemuMachine
 
 SPEC = "debian:6.12"
 MISSING = "6.12.999"  # listed by trixie-security, absent from its pool
+LONE = "linux-image-6.18.1+deb13-amd64"  # all in one .deb, with an unlisted dependency
+LONE_BASE = "linux-base-6.18.1+deb13-amd64"
+LONE_VERSION = "6.18.1-1~bpo13+1"
 
 
 @dataclass
@@ -80,6 +83,15 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         },
     )
     main.add("trixie", meta)
+    # trixie-backports' 6.18 for amd64: one .deb holds kernel, config and modules, and it
+    # depends on a package of its own build that no index lists.
+    main.add(
+        "trixie-backports",
+        kernel,
+        Package=LONE,
+        Version=LONE_VERSION,
+        Depends=f"kmod, {LONE_BASE} (= {LONE_VERSION})",
+    )
     gpg = Gpg(top / "gnupg")
     main.publish(gpg, "amd64")
     security.publish(gpg, "amd64")
@@ -116,6 +128,17 @@ def test_that_image_boots(built: images.Image) -> None:
     with QemuMachine(MachineConfig(arch=X86_64, image=built)) as m:
         assert m.guest is not None
         assert m.guest.run("uname -r").stdout.strip() == built.release
+
+
+def test_a_build_is_made_from_what_it_holds_not_from_its_dependencies(archive: Setup) -> None:
+    image = images.build("debian:6.18", X86_64)
+
+    assert [p.name for p in image.kernel_debs] == [LONE]
+    assert image.kernel_files["kernel"] == f"boot/vmlinuz-{image.release} ({LONE})"
+    assert image.kernel_files["config"] == f"boot/config-{image.release} ({LONE})"
+    assert image.kernel_files["modules"] == f"usr/lib/modules/{image.release} ({LONE})"
+    assert f"{LONE_BASE} (= {LONE_VERSION}): no index lists it" in image.left_out
+    assert any(f"left out: {LONE_BASE}" in n for n in archive.notes), archive.notes
 
 
 def test_lock_pins_what_was_built_and_rebuilds_from_it(
@@ -171,4 +194,21 @@ def test_without_an_archive_the_cached_image_is_used_and_said(
     assert time.monotonic() - start < 30
     shutil.rmtree(image.path)
     with pytest.raises(ArchiveError, match="no cached image"):
+        images.build(SPEC, X86_64)
+
+
+def test_an_unreachable_archive_is_infrastructure_not_bad_input(
+    archive: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """preflight lets the run go on (its scenarios will be MISS, exit 3), saying why; the
+    image build then fails as infrastructure (ArchiveError), never as usage."""
+    monkeypatch.setenv(MIRROR_ENV, "http://127.0.0.1:9/debian")  # discard: nothing listens
+    monkeypatch.setenv(SECURITY_MIRROR_ENV, "http://127.0.0.1:9/debian-security")
+    monkeypatch.setenv(cache.ENV, str(archive.cache.parent / "empty-cache"))
+
+    plan = preflight.check(["x86_64"], [SPEC], accel="tcg", expects=[])
+
+    assert [t.kernel for t in plan.targets] == [SPEC]
+    assert any("will be MISS" in n for n in archive.notes[-3:]), archive.notes[-3:]
+    with pytest.raises(ArchiveError):
         images.build(SPEC, X86_64)

@@ -1,7 +1,9 @@
-"""Unit tests for harness.debian and the Debian half of harness.kernels (no apt runs)."""
+"""Unit tests for harness.images.apt, .specs and .kernel: Debian indexes, versions, specs,
+a build's packages and its kernel files (no apt runs)."""
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,9 +17,18 @@ from harness.images.apt import (
     VersionKey,
     compare_versions,
     depends_names,
+    parse_depends,
     parse_packages,
 )
-from harness.images.specs import parse_debian_spec, resolve_debian
+from harness.images.kernel import debian_kernel_files, kernel_release
+from harness.images.specs import (
+    HOST_TOOL,
+    LeftOut,
+    describe,
+    parse_debian_spec,
+    resolve_debian,
+    same_build,
+)
 
 
 def pkg(
@@ -293,3 +304,185 @@ def test_resolve_debian_no_match_raises() -> None:
 def test_resolve_debian_unknown_flavour_raises() -> None:
     with pytest.raises(UsageError, match=r"flavour '/64k'.*known: cloud, rt"):
         resolve("debian:6.12/64k")
+
+
+# -- a build's packages: its own parts and what is left out ----------------------------------
+
+
+def test_parse_depends_reads_relation_and_version_of_the_first_alternative() -> None:
+    deps = parse_depends(
+        "linux-base (>= 4.12~), dracut | initramfs-tools (>= 0.120), kmod, "
+        "linux-base-6.18.5+deb13-amd64 (= 6.18.5-1~bpo13+1), libx:any [amd64]"
+    )
+    assert [(d.name, d.relation, d.version) for d in deps] == [
+        ("linux-base", ">=", "4.12~"),
+        ("dracut", "", ""),
+        ("kmod", "", ""),
+        ("linux-base-6.18.5+deb13-amd64", "=", "6.18.5-1~bpo13+1"),
+        ("libx", "", ""),
+    ]
+    assert str(deps[1]) == "dracut | initramfs-tools (>= 0.120)"
+
+
+SPLIT_V = "7.2.6-1~bpo13+1"
+SPLIT_IMAGE = pkg(
+    "linux-image-7.2.6+deb13-amd64",
+    SPLIT_V,
+    "trixie-backports",
+    depends=f"linux-base (>= 4.17~), linux-binary-7.2.6+deb13-amd64 (= {SPLIT_V}), "
+    f"linux-modules-7.2.6+deb13-amd64 (= {SPLIT_V})",
+)
+
+
+def index(*packages: Package) -> AptCache:
+    cache = AptCache(Path("/nonexistent"), "amd64")
+    cache._index = {}
+    for p in packages:
+        cache._index.setdefault(p.suite, {}).setdefault(p.name, []).append(p)
+    return cache
+
+
+def test_same_build_follows_exact_dependencies_and_says_what_it_left_out() -> None:
+    base = pkg("linux-base-7.2.6+deb13-amd64", SPLIT_V, "trixie-backports")
+    binary = pkg(
+        "linux-binary-7.2.6+deb13-amd64",
+        SPLIT_V,
+        "trixie-backports",
+        depends=f"linux-base-7.2.6+deb13-amd64 (= {SPLIT_V})",
+    )
+    # linux-modules-* is in no index: left out, for the build to say whether it mattered.
+    parts, left_out = same_build(SPLIT_IMAGE, index(SPLIT_IMAGE, binary, base))
+
+    assert parts == (binary, base)
+    assert [str(d) for d in left_out] == [
+        "linux-base (>= 4.17~): not part of this build (a tool for installing it on a host)",
+        f"linux-modules-7.2.6+deb13-amd64 (= {SPLIT_V}): no index lists it",
+    ]
+    assert [d.of_build for d in left_out] == [False, True]
+
+
+def test_same_build_takes_a_part_another_suite_lists() -> None:
+    binary = pkg("linux-binary-7.2.6+deb13-amd64", SPLIT_V, "trixie")
+    modules = pkg("linux-modules-7.2.6+deb13-amd64", SPLIT_V, "trixie-backports")
+    parts, _ = same_build(SPLIT_IMAGE, index(SPLIT_IMAGE, binary, modules))
+    assert parts == (binary, modules)
+
+
+def test_describe_names_each_missing_part_and_the_host_tools_once() -> None:
+    _, left_out = same_build(SPLIT_IMAGE, index(SPLIT_IMAGE))
+    said = describe((*left_out, LeftOut("kmod", HOST_TOOL, of_build=False)))
+    assert said == (
+        f"linux-binary-7.2.6+deb13-amd64 (= {SPLIT_V}): no index lists it; "
+        f"linux-modules-7.2.6+deb13-amd64 (= {SPLIT_V}): no index lists it; "
+        f"linux-base (>= 4.17~), kmod: {HOST_TOOL}"
+    )
+
+
+# -- kernel files: told by what they are -----------------------------------------------------
+
+CONFIG = (
+    "#\n# Automatically generated file; DO NOT EDIT.\n"
+    "# Linux/{arch} 7.2.6 Kernel Configuration\n#\n"
+)
+
+
+def bzimage(release: str) -> bytes:
+    """An x86 boot-protocol header whose kernel_version string names ``release``."""
+    data = bytearray(0x400)
+    data[0x202:0x206] = b"HdrS"
+    data[0x20E:0x210] = (0x100).to_bytes(2, "little")  # the string at 0x200 + 0x100
+    text = f"{release} (debian-kernel@lists.debian.org) #1 SMP".encode() + b"\0"
+    data[0x300 : 0x300 + len(text)] = text
+    return bytes(data)
+
+
+def elf(release: str, machine: int = 21, e_type: int = 2) -> bytes:
+    """A little-endian ELF (ppc64 by default) with the kernel's version banner."""
+    head = b"\x7fELF" + bytes([2, 1, 1]) + bytes(9) + struct.pack("<HH", e_type, machine)
+    return head + bytes(0x200) + f"Linux version {release} (gcc) #1 SMP\0".encode()
+
+
+def tree(root: Path, files: dict[str, bytes | str]) -> Path:
+    for rel, data in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data.encode() if isinstance(data, str) else data)
+    return root
+
+
+REL = "7.2.6+deb13-powerpc64le"
+
+
+def test_an_elf_kernel_named_vmlinuz_is_the_ppc64le_kernel(tmp_path: Path) -> None:
+    root = tree(
+        tmp_path,
+        {
+            f"usr/lib/modules/{REL}/vmlinuz": elf(REL),
+            f"usr/lib/modules/{REL}/config": CONFIG.format(arch="powerpc") + "CONFIG_MODULES=y\n",
+            f"usr/lib/modules/{REL}/kernel/mm/x.ko.xz": b"module",
+        },
+    )
+    owners = {
+        f"usr/lib/modules/{REL}/vmlinuz": "linux-binary-X",
+        f"usr/lib/modules/{REL}/config": "linux-base-X",
+        f"usr/lib/modules/{REL}/kernel/mm/x.ko.xz": "linux-modules-X",
+    }
+    files = debian_kernel_files(root, PPC64LE, owners)
+
+    assert (files.image, files.release) == (root / f"usr/lib/modules/{REL}/vmlinuz", REL)
+    assert files.modules == root / f"usr/lib/modules/{REL}"
+    assert files.missing(PPC64LE) == []
+    assert dict(files.found_in) == {
+        "kernel": f"usr/lib/modules/{REL}/vmlinuz (linux-binary-X)",
+        "config": f"usr/lib/modules/{REL}/config (linux-base-X)",
+        "modules": f"usr/lib/modules/{REL} (linux-modules-X)",
+    }
+
+
+def test_a_bzimage_is_found_whatever_its_name_and_its_release_is_its_own(tmp_path: Path) -> None:
+    root = tree(
+        tmp_path,
+        {
+            "boot/System.map-6.18.5+deb13-amd64": "ffffffffffffffff B The real System.map\n",
+            "boot/linux-signed": bzimage("6.18.5+deb13-amd64"),
+            "boot/settings-6.18.5+deb13-amd64": CONFIG.format(arch="x86")
+            + "# CONFIG_MODULES is not set\n",
+        },
+    )
+    files = debian_kernel_files(root, X86_64, {})
+
+    assert (files.image, files.release) == (root / "boot/linux-signed", "6.18.5+deb13-amd64")
+    assert files.config == root / "boot/settings-6.18.5+deb13-amd64"
+    assert files.missing(X86_64) == []  # no modules, and none are needed
+
+
+def test_neither_a_module_nor_another_arch_is_a_kernel(tmp_path: Path) -> None:
+    root = tree(
+        tmp_path,
+        {
+            f"usr/lib/modules/{REL}/vmlinux": elf(REL, e_type=1),  # ET_REL: a module
+            f"usr/lib/modules/{REL}/bzImage": bzimage(REL),
+        },
+    )
+    files = debian_kernel_files(root, PPC64LE, {})
+
+    assert files.image is None
+    assert files.missing(PPC64LE) == ["ppc64le kernel", "kernel config", "kernel modules"]
+
+
+def test_a_modular_kernel_without_its_modules_misses_them(tmp_path: Path) -> None:
+    root = tree(
+        tmp_path,
+        {
+            f"usr/lib/modules/{REL}/vmlinuz": elf(REL),
+            f"usr/lib/modules/{REL}/config": CONFIG.format(arch="powerpc") + "CONFIG_MODULES=y\n",
+            "usr/lib/modules/6.1.0-9-powerpc64le/kernel/x.ko": b"another kernel's module",
+        },
+    )
+    assert debian_kernel_files(root, PPC64LE, {}).missing(PPC64LE) == [f"modules for {REL}"]
+
+
+def test_kernel_release_reads_the_kernel_itself(tmp_path: Path) -> None:
+    assert kernel_release(tree(tmp_path, {"a": bzimage("6.1.0-9-amd64")}) / "a") == "6.1.0-9-amd64"
+    assert kernel_release(tree(tmp_path, {"b": elf(REL)}) / "b") == REL
+    assert kernel_release(tree(tmp_path, {"c": b"\x7fELF"}) / "c") is None

@@ -5,7 +5,7 @@ image.py      the Image record (image.json) and its integrity check
 specs.py      kernel specs: debian:X.Y[/flavour], PATH[,MODULES], build:DIR -> sources
 apt.py        Debian packages through memhp's private apt configuration
 lockfile.py   memhp.lock: specs pinned to exact packages and SHA256s
-kernel.py     the kernel half: Debian package layout, local configs, what QEMU boots
+kernel.py     the kernel half: a build's kernel, config, modules by what they are; QEMU's file
 vmlinux.py    bzImage -> ELF vmlinux with a PVH entry
 modules.py    scenario modules and their dependency closure
 rootfs.py     userspace: unpacked packages, usrmerge, busybox, the guest-images recipe

@@ -215,12 +215,13 @@ class AptCache:
             raise UsageError(f"Debian package {name} ({self.arch}) not found in {suite}")
         return max(pkgs, key=lambda p: VersionKey(p.version))
 
-    def exact(self, name: str, version: str, suite: str) -> Package:
-        """``name`` at ``version`` in ``suite`` (what a ``(= version)`` dependency means)."""
-        for pkg in self.index().get(suite, {}).get(name, []):
-            if pkg.version == version:
-                return pkg
-        raise ArchiveError(f"{suite} lists no {name} {version} ({self.arch})")
+    def listed(self, name: str, version: str, prefer: str) -> Package | None:
+        """``name`` at ``version`` as an index lists it: ``prefer``'s suite first."""
+        for suite in (prefer, *(s for s in SUITES if s != prefer)):
+            for pkg in self.index().get(suite, {}).get(name, []):
+                if pkg.version == version:
+                    return pkg
+        return None
 
     def copies(self, pkg: Package) -> list[Package]:
         """``pkg`` and the same file (name, version, checksum) as listed by other suites."""
@@ -342,6 +343,30 @@ def parse_packages(text: str, suite: str) -> Iterator[Package]:
             depends=", ".join(filter(None, (fields.get("Pre-Depends"), fields.get("Depends")))),
             source=fields.get("Source", fields["Package"]).split()[0],
         )
+
+
+@dataclass(frozen=True)
+class Dependency:
+    """One clause of a Depends field, read by its first alternative."""
+
+    clause: str  # as the index writes it: "dracut | initramfs-tools (>= 0.120)"
+    name: str
+    relation: str = ""  # "=", ">=", ... or "" for any version
+    version: str = ""
+
+    def __str__(self) -> str:
+        return self.clause
+
+
+def parse_depends(depends: str) -> list[Dependency]:
+    """The clauses of a Depends field; versions and arch qualifiers of the first alternative."""
+    out = []
+    for clause in filter(None, (c.strip() for c in depends.split(","))):
+        first = clause.split("|")[0].strip()
+        m = re.match(r"([^\s(:\[]+)\S*\s*(?:\(\s*([<>=]+)\s*([^)\s]+)\s*\))?", first)
+        name, relation, version = m.groups() if m else (first, None, None)
+        out.append(Dependency(clause, name, relation or "", version or ""))
+    return out
 
 
 def depends_names(depends: str) -> list[str]:

@@ -29,7 +29,12 @@ from harness.images import specs
 from harness.images.apt import USERSPACE_SUITE, AptCache, Package, file_sha256
 from harness.images.cpio import write_cpio
 from harness.images.image import IMAGE_FILES, Image
-from harness.images.kernel import debian_kernel_parts, install_kernel, local_config
+from harness.images.kernel import (
+    KernelFiles,
+    debian_kernel_files,
+    install_kernel,
+    local_config,
+)
 from harness.images.keys import make_keys
 from harness.images.modules import depmod, install_modules
 from harness.images.rootfs import extract, install_recipe, recipe_list, usrmerge
@@ -63,20 +68,46 @@ def build(spec: str, arch: Arch, *, pinned: Pinned | None = None) -> Image:
             userspace = apt_userspace(apt)
     except ArchiveError as exc:
         return _cached_instead(spec, arch, str(exc))
-    problems: list[str] = []
+    failures: list[tuple[specs.KernelSource, str]] = []
     for source in sources:
         try:
             image = _cached_or_built(spec, arch, source, userspace, apt)
         except ArchiveError as exc:
-            problems += [p for p in str(exc).split("; ") if p not in problems]
+            failures.append((source, str(exc)))
             continue
-        if problems:
+        if failures:
             progress.note(
                 f"{spec} ({arch.name}): using {image.kernel_package}; newer builds "
-                f"could not be had: {'; '.join(problems)}"
+                f"could not be had: {_told(failures)}"
             )
         return image
-    return _cached_instead(spec, arch, "; ".join(problems))
+    return _cached_instead(spec, arch, _told(failures))
+
+
+def _told(failures: list[tuple[specs.KernelSource, str]]) -> str:
+    """Why builds could not be had, each reason once: a download problem repeats for every
+    copy of a build, and older builds often lack what the newest lacks (a line whose modules
+    no index lists): those are named by their version only."""
+    said: list[str] = []
+    groups: dict[str, tuple[str, list[str]]] = {}  # generic reason -> (first told, older)
+    for source, text in failures:
+        new = [part for part in text.split("; ") if part not in said]
+        said += new
+        if not new:
+            continue
+        told = "; ".join(new)
+        key, version = told, source.spec
+        if isinstance(source, specs.DebianKernel):
+            version, upstream = source.package.version, source.package.upstream
+            key = told.replace(version, "{version}").replace(upstream, "{upstream}")
+        if key in groups:
+            groups[key][1].append(version)
+        else:
+            groups[key] = (told, [])
+    return "; ".join(
+        told + (f"; the same for {', '.join(older)}" if older else "")
+        for told, older in groups.values()
+    )
 
 
 def _cached_or_built(
@@ -91,14 +122,33 @@ def _cached_or_built(
         image = _intact(dest)  # another worker built it meanwhile
         if image is not None:
             return image
-        kernel_debs = (
-            apt.download(source.packages) if isinstance(source, specs.DebianKernel) else []
-        )
+        kernel_debs: list[tuple[Package, Path]] = []
+        left_out: tuple[specs.LeftOut, ...] = ()
+        if isinstance(source, specs.DebianKernel):
+            kernel_debs, left_out = _download_build(source, apt)
         with progress(f"image: building {arch.name} {spec}"):
-            image = _build(spec, arch, source, kernel_debs, userspace, apt, dest)
+            image = _build(spec, arch, source, kernel_debs, left_out, userspace, apt, dest)
         if not isinstance(source, specs.DebianKernel):
             _prune_superseded(spec, arch, dest)
         return image
+
+
+def _download_build(
+    source: specs.DebianKernel, apt: AptCache
+) -> tuple[list[tuple[Package, Path]], tuple[specs.LeftOut, ...]]:
+    """Every package of the build that downloads, and the resolution's left-outs plus those
+    that did not download (whether the build still has what a guest needs is read from the
+    files of the others). ArchiveError only when none downloaded."""
+    got: list[tuple[Package, Path]] = []
+    failed: list[specs.LeftOut] = []
+    for pkg in source.packages:
+        try:
+            got.append((pkg, apt.fetch_any(pkg)))
+        except ArchiveError as exc:
+            failed.append(specs.LeftOut(str(pkg), str(exc).removeprefix(f"{pkg}: "), True))
+    if not got:
+        raise ArchiveError("; ".join(map(str, failed)))
+    return got, (*source.left_out, *failed)
 
 
 def _prune_superseded(spec: str, arch: Arch, keep: Path) -> None:
@@ -169,7 +219,8 @@ def _build(
     spec: str,
     arch: Arch,
     source: specs.KernelSource,
-    kernel_debs: list[Path],
+    kernel_debs: list[tuple[Package, Path]],
+    left_out: tuple[specs.LeftOut, ...],
     userspace: list[Package],
     apt: AptCache,
     dest: Path,
@@ -181,14 +232,13 @@ def _build(
         root = tmp / "root"
         out.mkdir()
         root.mkdir()
-        pinned: tuple[Package, ...] = ()
+        found_in: dict[str, str] = {}
         if isinstance(source, specs.DebianKernel):
-            tree = tmp / "kernel"
-            for deb in kernel_debs:
-                extract(deb, tree)
-            image, release, modules_dir, config = debian_kernel_parts(tree, arch, source)
+            image, release, files = _unpack_build(
+                tmp / "kernel", arch, source, kernel_debs, left_out
+            )
+            modules_dir, config, found_in = files.modules, files.config, dict(files.found_in)
             described = str(source.package)
-            pinned = source.packages
         else:
             image, modules_dir = source.image, source.modules
             release = modules_dir.name if modules_dir else "unknown"
@@ -224,7 +274,9 @@ def _build(
             "files": {
                 name: file_sha256(out / name) for name in IMAGE_FILES if (out / name).is_file()
             },
-            "kernel_debs": [dataclasses.asdict(p) for p in pinned],
+            "kernel_files": found_in,
+            "left_out": [str(dep) for dep in left_out],
+            "kernel_debs": [dataclasses.asdict(p) for p, _ in kernel_debs],
             "userspace_debs": [dataclasses.asdict(p) for p in userspace],
         }
         (out / "image.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -232,6 +284,33 @@ def _build(
             shutil.rmtree(dest)
         out.rename(dest)
     return Image.load(dest)
+
+
+def _unpack_build(
+    tree: Path,
+    arch: Arch,
+    source: specs.DebianKernel,
+    debs: list[tuple[Package, Path]],
+    left_out: tuple[specs.LeftOut, ...],
+) -> tuple[Path, str, KernelFiles]:
+    """The kernel, its release, and all a Debian build holds for a guest, from whichever of
+    its packages hold it; ArchiveError naming what a guest needs and none of them holds."""
+    owners = {path: pkg.name for pkg, deb in debs for path in extract(deb, tree)}
+    files = debian_kernel_files(tree, arch, owners)
+    missing = files.missing(arch)
+    if missing or files.image is None or files.release is None:
+        gaps = [str(dep) for dep in left_out if dep.of_build]
+        raise ArchiveError(
+            f"{source.package}: no {' and no '.join(missing)} in "
+            f"{', '.join(pkg.name for pkg, _ in debs)}"
+            + (f" (left out: {', '.join(gaps)})" if gaps else "")
+        )
+    held = ", ".join(f"{what} {where}" for what, where in files.found_in)
+    progress.note(
+        f"{source.spec} ({arch.name}): {source.package}: {held}"
+        + (f"; left out: {specs.describe(left_out)}" if left_out else "")
+    )
+    return files.image, files.release, files
 
 
 # -- inputs and cache key --------------------------------------------------------------------

@@ -28,6 +28,10 @@ class Image:
     # The Debian packages it was made of (what a lock file pins).
     kernel_debs: tuple[Package, ...] = ()
     userspace_debs: tuple[Package, ...] = ()
+    # A Debian kernel's parts: "kernel" / "config" / "modules" -> "PATH (PACKAGE)", and the
+    # dependencies the image was built without, each with why.
+    kernel_files: dict[str, str] = field(default_factory=dict)
+    left_out: tuple[str, ...] = ()
 
     @property
     def kernel(self) -> Path:
@@ -77,4 +81,6 @@ class Image:
             built=float(meta.get("built", 0)),
             kernel_debs=tuple(Package(**p) for p in meta.get("kernel_debs", [])),
             userspace_debs=tuple(Package(**p) for p in meta.get("userspace_debs", [])),
+            kernel_files=dict(meta.get("kernel_files", {})),
+            left_out=tuple(meta.get("left_out", [])),
         )

@@ -15,7 +15,7 @@ from typing import Any
 
 from harness.errors import UsageError
 from harness.images.apt import Package
-from harness.images.specs import DebianKernel
+from harness.images.specs import DebianKernel, left_out_of
 
 VERSION = 1
 DEFAULT_PATH = Path("memhp.lock")
@@ -49,8 +49,11 @@ class Lock:
                 f"--arch {arch} --kernel {spec} (or run without --locked)"
             )
         kernel = [Package(**p) for p in entry["kernel"]]
+        left_out = left_out_of(
+            kernel, "not in the lock file (not downloadable when it was written)"
+        )
         return Pinned(
-            DebianKernel(spec, kernel[0], tuple(kernel[1:])),
+            DebianKernel(spec, kernel[0], tuple(kernel[1:]), left_out),
             tuple(Package(**p) for p in entry["userspace"]),
         )
 

@@ -23,13 +23,16 @@ def recipe_list(name: str) -> list[str]:
     return [words[0] for words in recipe_lines(name)]
 
 
-def extract(deb: Path, dest: Path) -> None:
+def extract(deb: Path, dest: Path) -> list[str]:
+    """Unpack ``deb`` into ``dest``; the files and links it held ("usr/lib/modules/...")."""
     dest.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(
-        [host_tool("dpkg-deb"), "-x", str(deb), str(dest)], capture_output=True, text=True
+        [host_tool("dpkg-deb"), "-X", str(deb), str(dest)], capture_output=True, text=True
     )
     if proc.returncode != 0:
-        raise ImageError(f"dpkg-deb -x {deb.name} failed: {proc.stderr.strip()}")
+        raise ImageError(f"dpkg-deb -X {deb.name} failed: {proc.stderr.strip()}")
+    paths = (line.removeprefix("./") for line in proc.stdout.splitlines())
+    return [path for path in paths if path and not path.endswith("/")]
 
 
 def usrmerge(root: Path) -> None:

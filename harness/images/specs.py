@@ -10,21 +10,36 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.arch import Arch
-from harness.errors import ArchiveError, UsageError
-from harness.images.apt import AptCache, Package, VersionKey, depends_names
+from harness.errors import UsageError
+from harness.images.apt import AptCache, Package, VersionKey, depends_names, parse_depends
 from harness.kbuild import image_of
-from harness.progress import progress
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """A dependency of a Debian kernel package the image is built without, and why."""
+
+    dependency: str  # as the index writes it
+    why: str
+    of_build: bool  # a package of the same build (an exact version): it may hold kernel files
+
+    def __str__(self) -> str:
+        return f"{self.dependency}: {self.why}"
 
 
 @dataclass(frozen=True)
 class DebianKernel:
     spec: str
-    package: Package  # linux-image-*
-    parts: tuple[Package, ...] = ()  # split packages holding the kernel and modules
+    package: Package  # linux-image-*: the build the spec resolved to
+    # Packages of the same build it depends on (exact version), which may hold the kernel,
+    # its config or its modules (Debian's 7.x split: linux-binary-*, linux-modules-*, ...).
+    parts: tuple[Package, ...] = ()
+    left_out: tuple[LeftOut, ...] = ()
 
     @property
     def packages(self) -> tuple[Package, ...]:
@@ -60,21 +75,17 @@ def resolve(spec: str, arch: Arch, apt: AptCache | None) -> KernelSource:
 def candidates(spec: str, arch: Arch, apt: AptCache | None) -> list[KernelSource]:
     """What ``spec`` may be built from, best first: a local kernel is itself; a debian: spec
     is every build of its line and flavour the indexes list, newest first, each copy in
-    its own suite (a pool can lack a file its index lists: the next one is tried)."""
+    its own suite (a pool can lack a file its index lists: the next one is tried). Whether
+    a build holds everything a guest needs is known only from its files (build.py)."""
     if spec.startswith("build:"):
         return [resolve_build(spec, arch)]
     if spec.startswith("debian:"):
         if apt is None:
             raise UsageError("debian: kernel specs need the apt cache")
-        out: list[KernelSource] = []
-        for package in debian_candidates(spec, arch, apt):
-            try:
-                out.append(DebianKernel(spec, package, split_parts(package, apt)))
-            except ArchiveError as exc:
-                progress.note(f"{spec}: skipping {package}: {exc}")
-        if not out:
-            raise ArchiveError(f"{spec}: no build of it has all its packages in the indexes")
-        return out
+        return [
+            DebianKernel(spec, package, *same_build(package, apt))
+            for package in debian_candidates(spec, arch, apt)
+        ]
     return [resolve_local(spec, arch)]
 
 
@@ -123,15 +134,53 @@ def debian_candidates(spec: str, arch: Arch, apt: AptCache) -> list[Package]:
     )
 
 
-# Debian's 7.x packaging splits linux-image-<abi> into a metapackage depending on these.
-SPLIT_PREFIXES = ("linux-binary-", "linux-modules-", "linux-base-")
+# What a dependency that is not of the build itself is for: the tools that install a kernel
+# on a host (linux-base's scripts, kmod, an initramfs generator); a guest image needs none.
+HOST_TOOL = "not part of this build (a tool for installing it on a host)"
+UNLISTED = "no index lists it"
 
 
-def split_parts(package: Package, apt: AptCache) -> tuple[Package, ...]:
-    """The packages a split linux-image-* depends on for its kernel and modules, at its
-    own version and from its own suite."""
-    names = [n for n in depends_names(package.depends) if n.startswith(SPLIT_PREFIXES)]
-    return tuple(apt.exact(n, package.version, package.suite) for n in names)
+def same_build(package: Package, apt: AptCache) -> tuple[tuple[Package, ...], tuple[LeftOut, ...]]:
+    """The packages of ``package``'s own build it depends on, as the indexes list them, and
+    every dependency left out, with why.
+
+    A package of the same build is an exact ``(= VERSION)`` dependency, followed through its
+    own (Debian 7.x: linux-image-X -> linux-binary-X, linux-modules-X, linux-base-X). Which of
+    them hold the kernel, its config and its modules is read from their files at build time:
+    one that no index lists is left out here, and the build says if anything was then missing.
+    """
+    parts: list[Package] = []
+    todo = [package]
+    while todo:
+        pkg = todo.pop(0)
+        for dep in parse_depends(pkg.depends):
+            if dep.relation == "=" and dep.name not in {p.name for p in (package, *parts)}:
+                found = apt.listed(dep.name, dep.version, prefer=pkg.suite)
+                if found is not None:
+                    parts.append(found)
+                    todo.append(found)
+    return tuple(parts), left_out_of((package, *parts), UNLISTED)
+
+
+def describe(left_out: Sequence[LeftOut]) -> str:
+    """Left-out dependencies in one line: those of the build each with why, host tools as one."""
+    tools = [dep.dependency for dep in left_out if not dep.of_build]
+    said = [str(dep) for dep in left_out if dep.of_build]
+    return "; ".join(said + ([f"{', '.join(tools)}: {HOST_TOOL}"] if tools else []))
+
+
+def left_out_of(packages: Sequence[Package], missing: str) -> tuple[LeftOut, ...]:
+    """The dependencies of ``packages`` that are not among them: host tools, and packages of
+    the same build that are not there (``missing`` says why)."""
+    seen = {p.name for p in packages}
+    out = []
+    for pkg in packages:
+        for dep in parse_depends(pkg.depends):
+            if dep.name not in seen:
+                seen.add(dep.name)
+                of_build = dep.relation == "="
+                out.append(LeftOut(dep.clause, missing if of_build else HOST_TOOL, of_build))
+    return tuple(out)
 
 
 def resolve_build(spec: str, arch: Arch) -> LocalKernel:
