@@ -209,6 +209,7 @@ PPC64LE = Arch(
         "16 MiB: two cannot share one",
         "normal-only-hotplugged": "pseries boot RAM is ZONE_NORMAL too, so kernel allocations "
         "do not go to a hot-added Normal block first and nothing reliably pins it",
+        "cxl": "QEMU models CXL host bridges on q35 and arm64 virt, not on pseries",
     },
     tcg_lacks={
         # arch/powerpc/lib/pmem.c flushes with dcbstps/dcbfps (dcbf L=6/4, "powerpc/pmem: Add

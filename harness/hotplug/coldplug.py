@@ -43,3 +43,34 @@ class NvdimmSpec:
             "-device",
             f"{arch.nvdimm_driver},id={self.id},memdev={self.id}-mem{extra}",
         ]
+
+
+@dataclass(frozen=True)
+class CxlMemSpec:
+    """A CXL type-3 device with volatile memory behind one host bridge and root port, and a
+    fixed memory window for it (q35 cxl=on; QEMU 8.1+ for volatile-memdev)."""
+
+    id: str
+    size: int
+    window: int = 4 << 30
+    # qboot does not number the pxb-cxl bus behind its host bridge: SeaBIOS does.
+    fast_firmware = False
+
+    def qemu_args(self, workdir: Path, arch: Arch) -> list[str]:
+        return [
+            "-M",
+            f"cxl=on,cxl-fmw.0.targets.0={self.id}-hb,cxl-fmw.0.size={self.window}",
+            "-object",
+            f"memory-backend-ram,id={self.id}-mem,size={self.size}",
+            "-device",
+            f"pxb-cxl,bus_nr=12,bus=pcie.0,id={self.id}-hb",
+            "-device",
+            f"cxl-rp,port=0,bus={self.id}-hb,id={self.id}-rp,chassis=12,slot=12",
+            "-device",
+            f"cxl-type3,bus={self.id}-rp,volatile-memdev={self.id}-mem,id={self.id}",
+            # A region's commit flushes CPU caches, which the kernel refuses on a CPU that
+            # says it runs under a hypervisor (cxl_region_invalidate_memregion, x86
+            # cpu_cache_has_invalidate_memregion): the emulated CPU does not say so.
+            "-cpu",
+            "max,hypervisor=off",
+        ]

@@ -195,11 +195,13 @@ def added(
     unit: int | None = None,
     page_ext: int = 0,
     node: int | None = None,
+    resource: str = "System RAM",
 ) -> list[Finding]:
     """A device's memory was added, in one add (ACPI: the whole DIMM) or one per ``unit``
     bytes (pseries DLPAR: per LMB); ``zones``: its blocks stayed offline, so no zone moved;
     ``page_ext``: pages of the page_ext tables of the sections that went online too;
-    ``node``: the NUMA node it went to."""
+    ``node``: the NUMA node it went to; ``resource``: the name of its /proc/iomem resource
+    ("System RAM (kmem)" for driver-managed memory, which gets no firmware memmap entry)."""
     out = (
         _zones_unchanged(
             before, after, "an add associates no zone (move_pfn_range_to_zone runs at online)"
@@ -208,20 +210,25 @@ def added(
         else []
     )
     step = unit or size
-    wanted = [(a, a + step - 1, "System RAM") for a in range(addr, addr + size, step)]
+    wanted = [(a, a + step - 1, resource) for a in range(addr, addr + size, step)]
     if any(r not in after.iomem or r in before.iomem for r in wanted):
         how = f"one per {step >> 20} MiB add" if unit else "one for the device"
         out.append(
             Finding(
                 "/proc/iomem",
-                f"new 'System RAM' resources, {how}: "
+                f"new '{resource}' resources, {how}: "
                 + "; ".join(f"{s:x}-{e:x}" for s, e, _ in wanted),
                 _ranges_at(after.iomem, addr, size),
                 "add_memory_resource -> register_memory_resource",
             )
         )
     ram = (addr, addr + size - 1, "System RAM")
-    if before.firmware_memmap and ram not in after.firmware_memmap - before.firmware_memmap:
+    firmware = resource == "System RAM"  # add_memory_driver_managed makes no entry
+    if (
+        firmware
+        and before.firmware_memmap
+        and ram not in after.firmware_memmap - before.firmware_memmap
+    ):
         out.append(
             Finding(
                 "/sys/firmware/memmap",
@@ -284,21 +291,22 @@ def removed(
     zones: bool = True,
     page_ext: int = 0,
     node: int | None = None,
+    resource: str = "System RAM",
 ) -> list[Finding]:
     """A device's memory was removed; ``zones``: it was offline already, so no zone moved;
     ``page_ext``: pages of the page_ext tables of its sections that were online; ``node``:
-    the NUMA node its blocks were under."""
+    the NUMA node its blocks were under; ``resource``: its /proc/iomem resource's name."""
     out = (
         _zones_unchanged(before, after, "its blocks were offline: removal touches no zone")
         if zones
         else []
     )
     ram = (addr, addr + size - 1, "System RAM")
-    if any(s <= ram[1] and e >= addr and n == "System RAM" for s, e, n in after.iomem):
+    if any(s <= ram[1] and e >= addr and n == resource for s, e, n in after.iomem):
         out.append(
             Finding(
                 "/proc/iomem",
-                "no 'System RAM' left in the removed range",
+                f"no '{resource}' left in the removed range",
                 _ranges_at(after.iomem, addr, size),
                 "try_remove_memory -> release_mem_region_adjustable",
             )

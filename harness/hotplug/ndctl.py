@@ -96,14 +96,21 @@ def to_system_ram(guest: GuestShell, chardev: str) -> PhysRange:
     return PhysRange(start, end - start)
 
 
+def release_from_kmem(guest: GuestShell, chardev: str) -> int:
+    """Unbind the device from kmem, which removes its memory first (every block must be
+    offline). 0 on success, else the errno the unbind returned (EBUSY: memory still online,
+    drivers/dax/kmem.c: "cannot be hotremoved until the next reboot")."""
+    res = guest.run(f"echo {shlex.quote(chardev)} > /sys/bus/dax/drivers/kmem/unbind", check=False)
+    return 0 if res.status == 0 else write_errno(res.stderr)
+
+
 def to_devdax(guest: GuestShell, chardev: str) -> int:
-    """Give the device back to device_dax (kmem removes its memory first, which needs every
-    block offline). 0 on success, else the errno the unbind returned (EBUSY: memory still
-    online, drivers/dax/kmem.c: "cannot be hotremoved until the next reboot")."""
+    """Give the device back to device_dax (release_from_kmem, then the bind): 0, or the
+    errno of kmem's refusal."""
     dev = shlex.quote(chardev)
-    res = guest.run(f"echo {dev} > /sys/bus/dax/drivers/kmem/unbind", check=False)
-    if res.status != 0:
-        return write_errno(res.stderr)
+    refused = release_from_kmem(guest, chardev)
+    if refused:
+        return refused
     guest.exercise(
         f"echo {dev} > /sys/bus/dax/drivers/kmem/remove_id 2>/dev/null; "
         f"echo {dev} > /sys/bus/dax/drivers/device_dax/bind"

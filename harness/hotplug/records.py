@@ -31,6 +31,9 @@ class PhysRange:
     def span(self) -> int:
         return self.size
 
+    def __str__(self) -> str:
+        return f"{self.size >> 20} MiB at {self.addr:#x}"
+
 
 @dataclass
 class Dimm:

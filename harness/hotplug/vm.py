@@ -19,7 +19,7 @@ from harness.guest import kpageflags
 from harness.guest.kpageflags import KPF, Histogram
 from harness.guest.memory import LAYOUT_LINKS, MemoryBlock, MemoryLayout
 from harness.guest.shell import GuestShell
-from harness.hotplug import checks, devices, effects
+from harness.hotplug import checks, cxl, devices, effects, ndctl
 from harness.hotplug.checks import FlagRule, Refused
 from harness.hotplug.dmesg import find_splats, format_splats
 from harness.hotplug.effects import Finding, HotplugState
@@ -33,7 +33,16 @@ from harness.hotplug.expectations import (
     virtio_mem_unplugged_flags,
 )
 from harness.hotplug.ports import PciePorts
-from harness.hotplug.records import Dimm, Nvdimm, Resize, Span, Unplug, UnplugResult, VirtioMem
+from harness.hotplug.records import (
+    Dimm,
+    Nvdimm,
+    PhysRange,
+    Resize,
+    Span,
+    Unplug,
+    UnplugResult,
+    VirtioMem,
+)
 from harness.kconfig import KernelConfig
 from harness.kconfig import load as load_config
 from harness.kconfig import parse as parse_config
@@ -117,23 +126,32 @@ class HotplugVM:
             dimm = devices.plug_dimm(self.machine, size, node=node, addr=addr, validate=validate)
             self.dimms.append(dimm)
             step.name, step.span = f"{dimm.id} hot-added", dimm
-            step.effects = lambda before, after: self._added(dimm, before, after)
+            step.effects = lambda before, after: self._added(dimm, dimm.node, before, after)
         return dimm
 
-    def _added(self, dimm: Dimm, before: HotplugState, after: HotplugState) -> list[Finding]:
+    def _added(
+        self,
+        dev: Span,
+        node: int | None,
+        before: HotplugState,
+        after: HotplugState,
+        resource: str = "System RAM",
+    ) -> list[Finding]:
         layout = after.layout
-        blocks = layout.covering(dimm.addr, dimm.size)
+        blocks = layout.covering(dev.addr, dev.span)
         online = [b for b in blocks if b.online]  # auto-onlined (policy, pseries DLPAR)
+        per_block = self.arch.adds_per_block and resource == "System RAM"
         found = effects.added(
             before,
             after,
-            dimm.addr,
-            dimm.size,
-            self.memmap_pages(dimm.size),
+            dev.addr,
+            dev.span,
+            self.memmap_pages(dev.span),
             zones=not online,
             page_ext=self._page_ext_pages(online, layout),
-            unit=layout.block_size if self.arch.adds_per_block else None,
-            node=dimm.node,
+            unit=layout.block_size if per_block else None,
+            node=node,
+            resource=resource,
         )
         if online:
             found += effects.onlined(
@@ -148,21 +166,29 @@ class HotplugVM:
             step.name = f"{dimm.id} unplug: {result.outcome.name.lower()}"
             if result.outcome is Unplug.DELETED:
                 self.dimms.remove(dimm)
-                step.effects = lambda before, after: self._removed(dimm, before, after)
+                step.effects = lambda before, after: self._removed(dimm, dimm.node, before, after)
         return result
 
-    def _removed(self, dimm: Dimm, before: HotplugState, after: HotplugState) -> list[Finding]:
+    def _removed(
+        self,
+        dev: Span,
+        node: int | None,
+        before: HotplugState,
+        after: HotplugState,
+        resource: str = "System RAM",
+    ) -> list[Finding]:
         layout = before.layout
-        was_online = [b for b in layout.covering(dimm.addr, dimm.size) if b.online]
+        was_online = [b for b in layout.covering(dev.addr, dev.span) if b.online]
         found = effects.removed(
             before,
             after,
-            dimm.addr,
-            dimm.size,
-            self.memmap_pages(dimm.size),
+            dev.addr,
+            dev.span,
+            self.memmap_pages(dev.span),
             zones=not was_online,
             page_ext=self._page_ext_pages(was_online, layout),
-            node=dimm.node,
+            node=node,
+            resource=resource,
         )
         if was_online:  # the eject offlined them first
             found += effects.offlined(
@@ -171,9 +197,41 @@ class HotplugVM:
                 after.layout,
                 was_online,
                 self.guest.page_size(),
-                self._vmemmap(dimm.size // layout.block_size),
+                self._vmemmap(dev.span // layout.block_size),
             )
         return found
+
+    @logged
+    def create_cxl_ram_region(self, memdev: str, size: int) -> tuple[cxl.Region, PhysRange]:
+        """A RAM region on a CXL memdev, which dax_cxl and kmem turn into System RAM: the
+        region and that range, the add's effects checked (its memory on the window's node).
+
+        :raises AssertionError: no System RAM (kmem) came of it.
+        """
+        with self.step(f"CXL RAM region on {memdev}") as step:
+            region = cxl.create_ram_region(self.guest, memdev, size)
+            ram = cxl.kmem_range(self.guest)
+            if ram is None:
+                raise AssertionError(
+                    f"{region.name} committed, but no System RAM (kmem) came of it (dax_cxl, "
+                    f"kmem): dax devices {cxl.dax_devices(self.guest)}"
+                )
+            step.span = ram
+            step.effects = lambda before, after: self._added(
+                ram, _node_of(after, ram), before, after, KMEM
+            )
+        return region, ram
+
+    @logged
+    def release_from_kmem(self, chardev: str, ram: PhysRange) -> int:
+        """Unbind a dax device from kmem (its memory offline), which removes the memory: 0
+        and the removal's effects checked, or the errno of the refusal."""
+        with self.step(f"{chardev} released from kmem", ram) as step:
+            node = _node_of(step.before, ram)
+            refused = ndctl.release_from_kmem(self.guest, chardev)
+            if not refused:
+                step.effects = lambda before, after: self._removed(ram, node, before, after, KMEM)
+        return refused
 
     @logged
     def plug_virtio_mem(self, max_size: int, *, dynamic_memslots: bool = False) -> VirtioMem:
@@ -276,10 +334,11 @@ class HotplugVM:
         return self.guest.set_block_states([b.index for b in blocks], state)
 
     @logged
-    def online(self, dimm: Dimm, how: str = "online_movable") -> list[MemoryBlock]:
-        """Online the DIMM's offline blocks; fail with the errno of any refusal."""
-        with self.step(f"{how} of {dimm}", dimm) as step:
-            blocks = step.before.layout.covering(dimm.addr, dimm.size)
+    def online(self, dev: Span, how: str = "online_movable") -> list[MemoryBlock]:
+        """Online the offline blocks of a device (or a range: dax kmem's System RAM); fail
+        with the errno of any refusal."""
+        with self.step(f"{how} of {dev}", dev) as step:
+            blocks = step.before.layout.covering(dev.addr, dev.span)
             going = [b for b in blocks if not b.online]
             step.refused = _refusals(self.set_state(going, how), how)
             indices = {b.index for b in going}
@@ -287,16 +346,16 @@ class HotplugVM:
                 before,
                 after,
                 after.layout,
-                [b for b in after.layout.covering(dimm.addr, dimm.size) if b.index in indices],
+                [b for b in after.layout.covering(dev.addr, dev.span) if b.index in indices],
                 self.guest.page_size(),
                 self._vmemmap(len(blocks)),
             )
-        return self.memory().covering(dimm.addr, dimm.size)
+        return self.memory().covering(dev.addr, dev.span)
 
     @logged
-    def offline(self, dimm: Dimm) -> list[MemoryBlock]:
-        with self.step(f"offline of {dimm}", dimm) as step:
-            blocks = step.before.layout.covering(dimm.addr, dimm.size)
+    def offline(self, dev: Span) -> list[MemoryBlock]:
+        with self.step(f"offline of {dev}", dev) as step:
+            blocks = step.before.layout.covering(dev.addr, dev.span)
             going = [b for b in blocks if b.online]
             step.refused = _refusals(self.set_state(going, "offline"), "offline")
             step.effects = lambda before, after: effects.offlined(
@@ -307,7 +366,7 @@ class HotplugVM:
                 self.guest.page_size(),
                 self._vmemmap(len(blocks)),
             )
-        return self.memory().covering(dimm.addr, dimm.size)
+        return self.memory().covering(dev.addr, dev.span)
 
     @contextmanager
     def step(self, name: str, span: Span | None = None) -> Iterator[Step]:
@@ -533,6 +592,15 @@ class HotplugVM:
 # What the kernel prints when it refuses to offline a block (has_unmovable_pages'
 # dump_page, offline_pages' "Offline failed"): the refusal itself, not a splat.
 REFUSAL_NOISE = (r"page dumped because: unmovable page", r"Offline failed")
+
+
+KMEM = "System RAM (kmem)"  # the resource dax kmem adds memory as (add_memory_driver_managed)
+
+
+def _node_of(state: HotplugState, span: Span) -> int | None:
+    """The node the range's blocks are linked under (None without blocks)."""
+    nodes = {b.node for b in state.layout.covering(span.addr, span.span)}
+    return nodes.pop() if len(nodes) == 1 else None
 
 
 def pin_with_slab(vm: HotplugVM, blocks: Sequence[MemoryBlock]) -> int:

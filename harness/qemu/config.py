@@ -15,7 +15,8 @@ from harness.qemu.builds import HOST, QemuBuild, resolve
 
 
 class ColdPlug(Protocol):
-    """A device on QEMU's command line; see harness.hotplug.coldplug."""
+    """A device on QEMU's command line; see harness.hotplug.coldplug. One whose class sets
+    ``fast_firmware = False`` needs the default firmware (it does what qboot does not)."""
 
     def qemu_args(self, workdir: Path, arch: Arch) -> list[str]: ...
 
@@ -38,6 +39,12 @@ class MachineConfig:
     restore_from: Path | None = None  # a saved boot (harness.qemu.snapshots) to start from
     numa: tuple[int, ...] = ()  # boot RAM of each NUMA node (0: memoryless); (): no NUMA
     reboot: bool = False  # a guest reboot (or system_reset) restarts it instead of ending QEMU
+    # The arch's fast firmware (qboot on x86); False: QEMU's default, which can resume a
+    # guest from S3 (qboot cannot: a wakeup boots the guest anew).
+    fast_firmware: bool = True
+
+    def uses_fast_firmware(self) -> bool:
+        return self.fast_firmware and all(getattr(d, "fast_firmware", True) for d in self.coldplug)
 
     def boot_memory(self) -> int:
         return sum(self.numa) if self.numa else self.memory
@@ -92,7 +99,11 @@ class MachineConfig:
             arch.machine,
             *accel.qemu_args(arch),
             *(("-L", str(qemu.datadir)) if qemu.datadir else ()),
-            *arch.firmware_args(qemu.datadir or Path("/usr/share/qemu")),
+            *(
+                arch.firmware_args(qemu.datadir or Path("/usr/share/qemu"))
+                if self.uses_fast_firmware()
+                else ()
+            ),
             "-smp",
             str(self.smp),
             "-m",
