@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from harness import preflight
-from harness.errors import UsageError
+from harness.errors import EXIT_INFRA, EXIT_USAGE, InfrastructureError, UsageError
 from harness.hotplug.expectations import parse_overrides
 from harness.images.lockfile import load as load_lock
 from harness.plugin import shards, stash
@@ -157,7 +157,9 @@ def _plan(config: pytest.Config) -> Plan:
             qemus=qemus,
         )
     except UsageError as exc:
-        pytest.exit(f"memhp: {exc}", returncode=2)
+        pytest.exit(f"memhp: {exc}", returncode=EXIT_USAGE)
+    except InfrastructureError as exc:  # e.g. the archive cannot give the QEMU asked for
+        pytest.exit(f"memhp: {exc}", returncode=EXIT_INFRA)
 
 
 def _resolved_qemus(config: pytest.Config) -> dict[tuple[str, str], QemuBuild]:

@@ -146,13 +146,18 @@ def _local(spec: str, arch: Arch) -> QemuBuild:
             f"--qemu {spec}: {binary.name} is not {arch.qemu_binary}, the {arch.name} QEMU"
         )
     datadir = binary.parent / "pc-bios"
-    version, said = _version([str(binary)], {})
+    # A build with --enable-modules has them beside the binary; QEMU run from elsewhere than
+    # its install prefix would look for them in its compiled-in directory.
+    modular = any(binary.parent.glob("accel-*.so")) or any(binary.parent.glob("hw-*.so"))
+    env = {"QEMU_MODULE_DIR": str(binary.parent)} if modular else {}
+    version, said = _version([str(binary)], env)
     return QemuBuild(
         spec,
         binary,
         version,
         f"{binary} ({said})",
         (str(binary),),
+        env,
         datadir=datadir if datadir.is_dir() else None,
     )
 
@@ -227,7 +232,7 @@ def _debian(spec: str, arch: Arch, apt: AptCache) -> QemuBuild:
     for pkg in candidates(spec, arch, apt):
         try:
             packages = _closure(pkg, apt)
-            root = _extract(packages, apt)
+            root = _extract(pkg, packages, apt)
         except ArchiveError as exc:
             problems.append(f"{pkg}: {exc}")
             continue
@@ -283,12 +288,9 @@ def _newest(apt: AptCache, name: str, suites: Iterable[str]) -> Package | None:
     return max(found, key=lambda p: VersionKey(p.version)) if found else None
 
 
-def _extract(packages: list[Package], apt: AptCache) -> Path:
+def _extract(qemu: Package, packages: list[Package], apt: AptCache) -> Path:
     """The packages' files under one private root in memhp's cache (made once per set)."""
     key = hashlib.sha256("\0".join(p.sha256 for p in packages).encode()).hexdigest()[:16]
-    qemu = next(
-        p for p in packages if p.name.startswith("qemu-system-") and p.name not in COMPANIONS
-    )
     root = cache.path("qemu", f"{qemu.name}-{qemu.version.split(':')[-1]}-{key}")
     if (root / _EXTRACTED).is_file():
         return root
