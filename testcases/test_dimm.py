@@ -181,7 +181,10 @@ def test_dimm_remove_while_online_movable_by_default(vm: HotplugVM) -> None:
     _remove_while_online(vm, vm.plug_dimm(2 * vm.arch.dimm_align))
 
 
-@pytest.mark.memhp(cmdline=("memhp_default_state=offline", "memory_hotplug.memmap_on_memory=1"))
+# online_movable: pseries DLPAR would online to Normal, where any kernel page may land too
+@pytest.mark.memhp(
+    cmdline=("memhp_default_state=online_movable", "memory_hotplug.memmap_on_memory=1")
+)
 @pytest.mark.needs_kernel("memmap-on-memory")
 def test_dimm_remove_while_online_memmap_on_memory(vm: HotplugVM) -> None:
     """11. With memmap_on_memory each block carries its own memmap and comes back out (two

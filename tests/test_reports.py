@@ -22,6 +22,7 @@ from harness.errors import (
 from harness.guest.kpageflags import KPF, mask
 from harness.guest.shell import CommandResult, GuestCommandError, GuestToolError
 from harness.hotplug.devices import NoAcknowledgement
+from harness.hotplug.known import expected_bug, known_bug
 from harness.qemu.qmp import EventTimeout
 from harness.report.html import html_report
 from harness.report.kcidb import BuildOutcome, kcidb
@@ -228,3 +229,13 @@ def test_png_map_draws_one_tile_per_block_one_column_per_step() -> None:
     assert removed.histogram(1) == {"NOPAGE": pages}
     row = raw[(4 + 1) * (1 + 3 * width) :][: 1 + 3 * width]  # a scanline inside block 0's tile
     assert row[1 + 3 * 4 : 1 + 3 * 5] == bytes((60, 170, 80))  # free: green
+
+
+def test_a_known_kernel_bug_is_matched_by_what_was_seen_on_the_lines_it_is_known_on() -> None:
+    leak = "AssertionError: after 20 cycles:\n  MemFree fell by 75 MiB (tolerance 24 MiB)"
+    bug = known_bug("test_cycles_dimm_plug_online_offline_unplug", (6, 18, 15), leak)
+    assert bug is not None and "bf9e4e30f353" in bug.describe()
+    assert known_bug("test_cycles_dimm_plug_online_offline_unplug", (6, 17, 13), leak) is None
+    assert known_bug("test_x", (6, 18, 15), "Slab grew by 30 MiB") is None  # another failure
+    assert expected_bug("test_cycles_virtio_mem_grow_and_shrink", (6, 18, 15)) is bug
+    assert expected_bug("test_cycles_virtio_mem_grow_and_shrink", (7, 2, 11)) is None

@@ -283,6 +283,24 @@ def resize_virtio_mem(
     return Resize(requested, dev.size, dev.size == requested)
 
 
+def wait_suspend(machine: QemuMachine, mark: int, timeout: float) -> bool:
+    """Whether the guest entered S3 (QEMU's SUSPEND) within ``timeout``; a guest that
+    refused says so itself (the write to /sys/power/state fails)."""
+    try:
+        machine.events.wait(event_is("SUSPEND"), after=mark, timeout=timeout, what="SUSPEND")
+    except EventTimeout:
+        return False
+    return True
+
+
+def wait_wakeup(machine: QemuMachine, mark: int, timeout: float) -> None:
+    """QEMU's WAKEUP after system_wakeup.
+
+    :raises NoAcknowledgement: none came (QEMU's own; a VM that answers otherwise).
+    """
+    _acknowledged(machine, event_is("WAKEUP"), after=mark, timeout=timeout, what="WAKEUP")
+
+
 def memslots(machine: QemuMachine, dev: VirtioMem) -> list[range]:
     """The guest-physical ranges of the device's memslots QEMU has mapped now (its memory
     tree: the aliases "memslot-N" of the device's backend), in address order."""

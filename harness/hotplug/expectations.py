@@ -510,6 +510,7 @@ KERNEL_FEATURES: dict[str, tuple[tuple[str, ...], str]] = {
         "devdax namespaces: ZONE_DEVICE memory behind /dev/daxX.Y",
     ),
     "kmem": (("DEV_DAX_KMEM",), "dax kmem: devdax memory onlined as System RAM"),
+    "suspend": (("SUSPEND",), "suspend to RAM (S3)"),
     "cxl": (
         ("CXL_BUS", "CXL_ACPI", "CXL_PCI", "CXL_MEM", "CXL_REGION", "DEV_DAX_CXL", "DEV_DAX_KMEM"),
         "CXL volatile memory: RAM regions on type-3 devices, as System RAM through kmem",

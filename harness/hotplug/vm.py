@@ -17,7 +17,7 @@ from typing import Protocol
 from harness.errors import ConditionNotMet, InfrastructureError
 from harness.guest import kpageflags
 from harness.guest.kpageflags import KPF, Histogram
-from harness.guest.memory import LAYOUT_LINKS, MemoryBlock, MemoryLayout
+from harness.guest.memory import LAYOUT_LINKS, MemoryBlock, MemoryLayout, write_errno
 from harness.guest.shell import GuestShell
 from harness.hotplug import checks, cxl, devices, effects, ndctl
 from harness.hotplug.checks import FlagRule, Refused
@@ -58,6 +58,15 @@ class StepObserver(Protocol):
 
 
 Effects = Callable[[HotplugState, HotplugState], list[Finding]]
+
+
+@dataclass(frozen=True)
+class Sleep:
+    """What a suspend to RAM did."""
+
+    suspended: bool  # QEMU saw the guest enter S3
+    errno: int  # the write's refusal (0: it returned after the resume)
+    same_boot: bool  # the guest came back, not booted anew (its boot id kept)
 
 
 @dataclass
@@ -388,6 +397,32 @@ class HotplugVM:
             text = effects.report(step.name, found)
             if text:
                 raise AssertionError(text)
+
+    # -- sleep ----------------------------------------------------------------------------
+
+    @logged
+    def suspend_to_ram(self, timeout: float = 20.0) -> Sleep:
+        """S3 and back: the guest writes "mem" to /sys/power/state (the write returns once it
+        resumed), QEMU reports SUSPEND, memhp wakes it (system_wakeup, WAKEUP). A kernel
+        that refuses to suspend fails the write instead: its errno, and no SUSPEND."""
+        boot_id = self.guest.run("cat /proc/sys/kernel/random/boot_id").stdout.strip()
+        mark = self.machine.events.mark()
+        self.guest.run(
+            "rm -f /tmp/memhp-s3; (echo mem > /sys/power/state; echo $? > /tmp/memhp-s3.part; "
+            "mv /tmp/memhp-s3.part /tmp/memhp-s3) >/tmp/memhp-s3.err 2>&1 </dev/null &"
+        )
+        suspended = devices.wait_suspend(self.machine, mark, timeout)
+        if suspended:
+            self.machine.qmp("system_wakeup")
+            devices.wait_wakeup(self.machine, mark, timeout)
+        self.guest.wait_until("[ -e /tmp/memhp-s3 ]", timeout=timeout, what="the suspend's end")
+        out = self.guest.run(
+            "cat /tmp/memhp-s3 /tmp/memhp-s3.err; cat /proc/sys/kernel/random/boot_id"
+        )
+        lines = out.stdout.split()
+        status, again = int(lines[0]), lines[-1]
+        err = write_errno(out.stdout) if status else 0
+        return Sleep(suspended=suspended, errno=err, same_boot=again == boot_id)
 
     # -- reboots --------------------------------------------------------------------------
 

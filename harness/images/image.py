@@ -10,7 +10,7 @@ from pathlib import Path
 from harness.images.apt import Package, file_sha256
 
 # What an image directory holds; image.json records each one's SHA256.
-IMAGE_FILES = ("kernel", "initramfs.cpio", "config", "id_ed25519", "host_key.pub")
+IMAGE_FILES = ("kernel", "bzImage", "initramfs.cpio", "config", "id_ed25519", "host_key.pub")
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,13 @@ class Image:
     def host_key(self) -> str:
         """The guest's ssh host public key, 'ssh-ed25519 AAAA...'."""
         return (self.path / "host_key.pub").read_text().strip()
+
+    @property
+    def firmware_kernel(self) -> Path:
+        """The kernel as firmware boots it (x86: the bzImage a PVH-booted image was made
+        from), for a guest that must come back from S3 through its firmware."""
+        bz = self.path / "bzImage"
+        return bz if bz.is_file() else self.kernel
 
     @property
     def config(self) -> Path | None:

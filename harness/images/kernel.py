@@ -146,10 +146,13 @@ def local_config(image: Path, release: str, modules: Path | None) -> Path | None
 
 
 def install_kernel(image: Path, arch: Arch, dest: Path) -> None:
-    """Copy the kernel; on x86 prefer its decompressed vmlinux when it can boot via PVH."""
+    """Copy the kernel; on x86 prefer its decompressed vmlinux when it can boot via PVH, and
+    keep the bzImage beside it (bzImage): a guest booted through PVH does not come back from
+    S3 (the wakeup boots it anew), one the firmware booted does."""
     data = image.read_bytes()
     if arch.pvh_boot:
         elf = vmlinux.extract_vmlinux(data)
         if elf is not None and vmlinux.has_pvh_entry(elf):
+            dest.with_name("bzImage").write_bytes(data)
             data = elf
     dest.write_bytes(data)

@@ -34,12 +34,14 @@ SLOW_MARKERS = {
 
 MARKERS = {
     "memhp(cmdline=(...), extra_cmdline=(...), fresh=False, memory=None, coldplug=(), "
-    "cold_boot=False, numa=(), reboot=False)": "guest boot configuration; cmdline replaces the "
-    "arch's scenario command line (None: the kernel's defaults), extra_cmdline adds to it, "
+    "cold_boot=False, numa=(), reboot=False, sleeps=False)": "guest boot configuration; "
+    "cmdline replaces the arch's scenario command line (None: the kernel's defaults), "
+    "extra_cmdline adds to it, "
     "fresh=True gives the test its own guest, coldplug lists harness.hotplug.coldplug device "
     "specs, cold_boot=True boots it instead of restoring a saved boot (a test that needs the "
     "boot itself; cold-plugged devices always boot), numa gives the boot RAM of each NUMA node "
-    "(0: memoryless), reboot=True lets a guest reboot instead of ending QEMU",
+    "(0: memoryless), reboot=True lets a guest reboot instead of ending QEMU, sleeps=True boots "
+    "it through firmware that can wake it from S3",
     "dmesg_allow(*regex)": "kernel log lines the test provokes on purpose",
     "needs_kernel(*features)": "kernel features the test needs (see "
     "harness.hotplug.expectations.KERNEL_FEATURES); checked against the image's config before "

@@ -29,6 +29,7 @@ class Boot:
     cold_boot: bool = False  # the test needs the boot itself, not a saved one
     numa: tuple[int, ...] = ()  # boot RAM per NUMA node (MachineConfig.numa)
     reboot: bool = False  # guest reboots restart it (MachineConfig.reboot)
+    sleeps: bool = False  # the guest goes to S3 and wakes (MachineConfig.sleeps)
 
     @classmethod
     def of(cls, item: pytest.Item, arch: Arch) -> tuple[Boot, bool]:
@@ -45,6 +46,7 @@ class Boot:
             bool(kw.get("cold_boot", False)),
             tuple(kw.get("numa", ())),
             bool(kw.get("reboot", False)),
+            bool(kw.get("sleeps", False)),
         )
         return boot, bool(kw.get("fresh", False))
 
@@ -118,6 +120,7 @@ class Pool:
             coldplug=boot.coldplug,
             numa=boot.numa,
             reboot=boot.reboot,
+            sleeps=boot.sleeps,
         )
         if boot.memory:
             cfg = dataclasses.replace(cfg, memory=boot.memory)

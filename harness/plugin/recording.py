@@ -85,6 +85,7 @@ def record(
         qemu=v.machine.qemu_version if v else (qemu.version if qemu else ""),
         accel=v.machine.accel.name if v else "",
         message=message(exc, report),
+        known=getattr(report, "memhp_known", "") or "",
         log_excerpt=log_excerpt(exc, report),
         maps=previous.maps if previous else [],
     )
@@ -120,14 +121,16 @@ def message(exc: BaseException | None, report: pytest.TestReport) -> str:
         return str(report.longrepr[2]).removeprefix("Skipped: ")
     if exc is None:
         return ""
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    # "after 20 cycles:" says nothing alone: a heading takes its first finding along
+    first = " ".join(lines[:2]) if lines and lines[0].endswith(":") else (lines or [""])[0]
     return f"{type(exc).__name__}: {first}"
 
 
 def log_excerpt(exc: BaseException | None, report: pytest.TestReport) -> str:
     """Why it failed, in full: the check's expected-vs-seen text, dmesg, the console, and
     for a bug in memhp its traceback."""
-    if exc is None or report.skipped:
+    if exc is None or (report.skipped and not getattr(report, "memhp_known", "")):
         return ""
     parts = [str(exc)]
     if any(title.startswith("memhp: a bug in memhp") for title, _ in report.sections):

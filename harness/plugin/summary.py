@@ -11,10 +11,10 @@ import pytest
 from harness.plugin import stash
 from harness.plugin.options import targets
 from harness.plugin.recording import scenario_name
-from harness.plugin.verdicts import status_of
+from harness.plugin.verdicts import KNOWN_ATTR, status_of
 from harness.verdict import Status
 
-KINDS = ("passed", "failed", "error", "skipped")
+KINDS = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
 
 
 def _reports(tr: Any) -> list[Any]:
@@ -64,7 +64,7 @@ def _table(tr: Any, config: pytest.Config) -> None:
             continue  # not a scenario run on a guest
         cell = rows.setdefault(name, {})
         if target not in cell or status is not Status.PASS:
-            cell[target] = status.value
+            cell[target] = "XFAIL" if getattr(rep, KNOWN_ATTR, None) else status.value
     if not rows:
         return
     cols = sorted({t for r in rows.values() for t in r})

@@ -15,6 +15,7 @@ from collections.abc import Generator
 import pytest
 
 from harness.errors import GuestPanic, InfrastructureError, KernelFailure, MemhpError
+from harness.hotplug.known import expected_bug, known_bug
 from harness.plugin import stash
 from harness.plugin.recording import NO_CALLSPEC, finish_results, record
 from harness.qemu.machine import QemuMachine
@@ -23,6 +24,7 @@ from harness.signals import received
 from harness.verdict import PRIORITY, Status, classify, exit_status, is_harness_bug
 
 STATUS_ATTR = "memhp_status"  # on each TestReport: the Status value of that phase
+KNOWN_ATTR = "memhp_known"  # on a FAIL that is a known kernel bug: which (harness.hotplug.known)
 # pytest's stats category, the letter and the word each status shows in the terminal.
 TERMINAL = {
     Status.FAIL: ("failed", "F", "FAILED"),
@@ -97,6 +99,8 @@ def pytest_runtest_makereport(
     report: pytest.TestReport = yield
     exc = call.excinfo.value if call.excinfo else None
     status = classify(exc, call.when, report.skipped)
+    if call.when == "call":
+        status = _known_bugs(item, report, status, exc)
     setattr(report, STATUS_ATTR, status.value)
     if isinstance(exc, InfrastructureError):
         report.sections.append(
@@ -114,6 +118,31 @@ def pytest_runtest_makereport(
     if results_dir and "memhp_target" in getattr(item, "callspec", NO_CALLSPEC).params:
         record(item, call, report, status, results_dir)
     return report
+
+
+def _known_bugs(
+    item: pytest.Item, report: pytest.TestReport, status: Status, exc: BaseException | None
+) -> Status:
+    """A FAIL that is a known kernel bug of this kernel line is reported as an expected
+    failure (XFAIL) naming it; a listed scenario that passes where the bug is known says the
+    table is stale (strict: memhp's ERROR)."""
+    v = item.stash.get(stash.VM, None)
+    if v is None:
+        return status
+    scenario = getattr(item, "originalname", item.name)
+    version = v.facts.version
+    if status is Status.FAIL and (bug := known_bug(scenario, version, str(exc))):
+        report.outcome = "skipped"
+        report.wasxfail = bug.describe()
+        setattr(report, KNOWN_ATTR, bug.describe())
+    elif status is Status.PASS and (bug := expected_bug(scenario, version)):
+        report.outcome = "failed"
+        report.longrepr = (
+            f"{bug.name} is listed as known on {v.facts.release} but did not show: "
+            "harness/hotplug/known.py is stale (a fix was backported?)"
+        )
+        return Status.ERROR
+    return status
 
 
 def pytest_report_teststatus(
@@ -162,6 +191,8 @@ class RunWatch:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         status = status_of(report)
+        if getattr(report, KNOWN_ATTR, None):
+            status = Status.SKIP  # a known kernel bug: reported, not this run's news
         if status is not None:
             self._note(report.nodeid, status)
         if report.when == "teardown":

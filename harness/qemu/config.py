@@ -39,12 +39,12 @@ class MachineConfig:
     restore_from: Path | None = None  # a saved boot (harness.qemu.snapshots) to start from
     numa: tuple[int, ...] = ()  # boot RAM of each NUMA node (0: memoryless); (): no NUMA
     reboot: bool = False  # a guest reboot (or system_reset) restarts it instead of ending QEMU
-    # The arch's fast firmware (qboot on x86); False: QEMU's default, which can resume a
-    # guest from S3 (qboot cannot: a wakeup boots the guest anew).
-    fast_firmware: bool = True
+    # A guest that sleeps (S3) and wakes: QEMU's default firmware and a kernel the firmware
+    # boots (qboot, and a kernel entered through PVH, are booted anew by a wakeup).
+    sleeps: bool = False
 
     def uses_fast_firmware(self) -> bool:
-        return self.fast_firmware and all(getattr(d, "fast_firmware", True) for d in self.coldplug)
+        return not self.sleeps and all(getattr(d, "fast_firmware", True) for d in self.coldplug)
 
     def boot_memory(self) -> int:
         return sum(self.numa) if self.numa else self.memory
@@ -116,7 +116,7 @@ class MachineConfig:
             "none",
             *(() if self.reboot else ("-no-reboot",)),
             "-kernel",
-            str(self.image.kernel),
+            str(self.image.firmware_kernel if self.sleeps else self.image.kernel),
             "-initrd",
             str(self.image.initramfs),
             "-append",

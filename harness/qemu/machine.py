@@ -55,7 +55,9 @@ PORT_ATTEMPTS = 5
 _counter = itertools.count()
 NAME_PREFIX = "memhp-"  # QEMU's -name and the private dir: memhp-<harness pid>-<n>
 # query-status states of a VM that serves its guest (the migration ones: saving, restoring).
-SERVING = frozenset({"running", "inmigrate", "finish-migrate", "postmigrate", "prelaunch"})
+SERVING = frozenset(
+    {"running", "inmigrate", "finish-migrate", "postmigrate", "prelaunch", "suspended"}
+)  # suspended: a guest in S3, by its own choice
 
 
 class QemuMachine:

@@ -41,7 +41,7 @@ def path_for(config: MachineConfig, accel: Accel) -> Path | None:
         " ".join(accel.qemu_args(config.arch)),
         config.arch.machine,
         f"{config.memory}:{config.maxmem}:{config.slots}:{config.smp}:{config.numa}",
-        f"reboot={config.reboot}",
+        f"reboot={config.reboot} sleeps={config.sleeps} qboot={config.uses_fast_firmware()}",
         config.kernel_cmdline(),
         *config.qemu_args_extra,
         *config.arch.hotplug_ports,

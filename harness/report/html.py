@@ -135,6 +135,8 @@ def _detail(r: Result, open_maps: bool) -> str:
     ]
     if r.message:
         parts.append(f"<p><b>{e(r.message)}</b></p>")
+    if r.known:
+        parts.append(f"<p><i>{e(r.known)}</i></p>")
     if r.log_excerpt:
         title = (
             "console tail (infrastructure)"

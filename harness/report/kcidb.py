@@ -168,6 +168,7 @@ def _test_doc(r: Result, build_id: str, run: str) -> dict[str, Any]:
             "message": r.message,
             "page_flag_maps": [m.png for m in r.maps],
             "infrastructure": r.status.infrastructure,
+            "known_issue": r.known,
         },
     }
     if r.log_excerpt:

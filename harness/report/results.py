@@ -41,6 +41,7 @@ class Result:
     accel: str = ""
     qemu_spec: str = "host"  # the QEMU axis, as given: host, debian:10.0, a path
     qemu_build: str = ""  # which build and why: the package, or the binary's path
+    known: str = ""  # a FAIL that is a known kernel bug: which, its cause and fix
     message: str = ""  # one line: why it did not pass
     log_excerpt: str = ""  # failing dmesg lines, or the console tail for infrastructure
     maps: list[StepMap] = field(default_factory=list)
