@@ -103,10 +103,11 @@ def _parser() -> argparse.ArgumentParser:
     build.set_defaults(func=_image_build)
     lock = img.add_parser(
         "lock",
-        help="pin kernel specs to exact packages in a lock file",
-        description="Build (or reuse) the images of the given specs and write the exact "
-        "Debian packages and SHA256s they were made of to the lock file, so that "
-        "later runs with --locked use the same kernel and userspace.",
+        help="pin kernel and QEMU specs to exact packages in a lock file",
+        description="Build (or reuse) the images of the given specs and resolve the Debian "
+        "QEMU builds, and write the exact Debian packages and SHA256s they were made of to "
+        "the lock file, so that later runs with --locked use the same kernel, userspace and "
+        "QEMU.",
     )
     lock.add_argument(
         "--kernel",
@@ -127,6 +128,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help=f"the lock file to write or update (default {lockfile.DEFAULT_PATH})",
     )
+    _qemu_option(lock, multiple=True)
     lock.set_defaults(func=_image_lock)
 
     run = sub.add_parser(
@@ -446,8 +448,12 @@ def _image_build(args: argparse.Namespace, _: list[str]) -> int:
 
 
 def _image_lock(args: argparse.Namespace, _: list[str]) -> int:
-    plan = preflight.check(args.arch, args.kernel, accel="tcg", expects=[])
+    plan = preflight.check(args.arch, args.kernel, accel="tcg", expects=[], qemus=args.qemu)
     lock = lockfile.load(args.lock, missing_ok=True)
+    for (arch, spec), build in plan.qemus.items():
+        if build.packages:  # a Debian build; the host's and a path are their own pins
+            lock.pin_qemu(arch, spec, build.identity, build.packages)
+            print(f"{arch} QEMU {spec}: {build.identity}")
     for target in plan.targets:
         if not target.kernel.startswith("debian:"):
             raise UsageError(

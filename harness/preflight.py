@@ -123,8 +123,10 @@ def check(
 def _resolve_qemu(spec: str, arch: Arch, lock: Lock | None) -> QemuBuild:
     """The QEMU build, said in one line; a Debian build the archive cannot give now is
     infrastructure (the run stops: no guest could boot without it)."""
-    build = builds.resolve(spec, arch)
-    progress.note(f"{arch.name}: {build.label}: {build.identity}")
+    pinned = lock.pinned_qemu(arch.name, spec) if lock else None
+    build = builds.resolve(spec, arch, pinned=pinned)
+    said = " (pinned by the lock file)" if pinned else ""
+    progress.note(f"{arch.name}: {build.label}: {build.identity}{said}")
     return build
 
 

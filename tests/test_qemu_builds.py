@@ -19,6 +19,7 @@ from mirror import Archive, Gpg, serve
 from harness import cache
 from harness.arch import X86_64
 from harness.errors import ArchiveError, UsageError
+from harness.images import lockfile
 from harness.images.apt import KEYRING_ENV, MIRROR_ENV, SECURITY_MIRROR_ENV, AptCache
 from harness.progress import progress
 from harness.qemu import builds
@@ -178,3 +179,19 @@ def test_a_qemu_binary_not_on_path_runs_the_scenarios(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert f"-qemu-{own}" in proc.stdout and "PASS" in proc.stdout, proc.stdout[-2000:]
+
+
+def test_a_lock_pins_the_debian_qemu_and_runs_exactly_it(archive: Setup, tmp_path: Path) -> None:
+    build = builds.resolve("debian:10.0", X86_64)
+    lock = lockfile.Lock(tmp_path / "memhp.lock")
+    lock.pin_qemu("x86_64", "debian:10.0", build.identity, build.packages)
+    lock.save()
+
+    again = lockfile.load(tmp_path / "memhp.lock")
+    pinned = again.pinned_qemu("x86_64", "debian:10.0")
+
+    assert pinned is not None and {p.sha256 for p in pinned} == {p.sha256 for p in build.packages}
+    assert builds.resolve("debian:10.0", X86_64, pinned=pinned).argv == build.argv
+    assert again.pinned_qemu("x86_64", "host") is None
+    with pytest.raises(UsageError, match=r"QEMU debian:11\.1 \(x86_64\) is not in"):
+        again.pinned_qemu("x86_64", "debian:11.1")

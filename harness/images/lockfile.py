@@ -1,4 +1,5 @@
-"""memhp.lock: every (arch, debian: kernel spec) pinned to exact packages and SHA256s.
+"""memhp.lock: every (arch, debian: kernel spec) and every (arch, debian: QEMU spec) pinned
+to exact packages and SHA256s.
 
 ``memhp image lock`` writes it from the images it built (so everything in it was really
 downloadable); ``--locked`` builds from it instead of the archive's newest, so a nightly is
@@ -19,6 +20,7 @@ from harness.images.specs import DebianKernel, left_out_of
 
 VERSION = 1
 DEFAULT_PATH = Path("memhp.lock")
+QEMU = "qemu"  # the key prefix of a QEMU's pin: "qemu x86_64 debian:10.0"
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,31 @@ class Lock:
             "userspace": [asdict(p) for p in sorted(userspace, key=lambda p: p.name)],
         }
 
+    @staticmethod
+    def qemu_key(arch: str, spec: str) -> str:
+        return f"{QEMU} {arch} {spec}"
+
+    def pinned_qemu(self, arch: str, spec: str) -> tuple[Package, ...] | None:
+        """The pinned packages of a debian: QEMU spec; None for the host's or a path.
+
+        :raises UsageError: the lock does not pin it.
+        """
+        if not spec.startswith("debian:"):
+            return None
+        entry = self.entries.get(self.qemu_key(arch, spec))
+        if entry is None:
+            raise UsageError(
+                f"QEMU {spec} ({arch}) is not in {self.path}: run memhp image lock "
+                f"--arch {arch} --qemu {spec} (or run without --locked)"
+            )
+        return tuple(Package(**p) for p in entry["packages"])
+
+    def pin_qemu(self, arch: str, spec: str, build: str, packages: tuple[Package, ...]) -> None:
+        self.entries[self.qemu_key(arch, spec)] = {
+            "build": build,
+            "packages": [asdict(p) for p in sorted(packages, key=lambda p: p.name)],
+        }
+
     def save(self) -> None:
         doc = {"version": VERSION, "targets": dict(sorted(self.entries.items()))}
         tmp = self.path.with_name(self.path.name + ".tmp")
@@ -90,9 +117,13 @@ def load(path: Path, *, missing_ok: bool = False) -> Lock:
         if doc.get("version") != VERSION:
             raise ValueError(f"version {doc.get('version')!r}, not {VERSION}")
         lock = Lock(path, dict(doc["targets"]))
-        for arch_spec in lock.entries:  # every entry must read back
-            arch, _, spec = arch_spec.partition(" ")
-            lock.pinned(arch, spec)
+        for key in lock.entries:  # every entry must read back
+            if key.startswith(f"{QEMU} "):
+                arch, _, spec = key.removeprefix(f"{QEMU} ").partition(" ")
+                lock.pinned_qemu(arch, spec)
+            else:
+                arch, _, spec = key.partition(" ")
+                lock.pinned(arch, spec)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UsageError(
             f"{path} is not a memhp lock file ({exc}): write it again with memhp image lock"

@@ -109,8 +109,14 @@ def check_spec(spec: str) -> None:
     raise UsageError(f"--qemu {spec!r}: not a QEMU spec ({SPEC_HELP}), and no such file")
 
 
-def resolve(spec: str, arch: Arch, apt: AptCache | None = None) -> QemuBuild:
-    """The QEMU ``spec`` names for ``arch``.
+def resolve(
+    spec: str,
+    arch: Arch,
+    apt: AptCache | None = None,
+    pinned: tuple[Package, ...] | None = None,
+) -> QemuBuild:
+    """The QEMU ``spec`` names for ``arch``; a Debian build exactly as ``pinned`` (a lock
+    file's packages), else the newest that downloads.
 
     :raises UsageError: bad spec, no such binary, not a QEMU of this arch.
     :raises ArchiveError: the archive could not give the Debian build.
@@ -118,6 +124,12 @@ def resolve(spec: str, arch: Arch, apt: AptCache | None = None) -> QemuBuild:
     check_spec(spec)
     if spec == HOST:
         return _host(arch)
+    if _DEBIAN.fullmatch(spec) and pinned:
+        qemu = next((p for p in pinned if p.name == arch.qemu_package), None)
+        if qemu is None:
+            raise UsageError(f"the lock pins no {arch.qemu_package} for {spec}: lock it again")
+        apt = apt or host_apt()
+        return _private(spec, arch, qemu, _extract(qemu, list(pinned), apt), pinned)
     if _DEBIAN.fullmatch(spec):
         return _debian(spec, arch, apt or host_apt())
     return _local(spec, arch)
