@@ -7,24 +7,18 @@ so it carries the ``flavours`` marker and runs with its own command (README: nig
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from collections import Counter
 from pathlib import Path
 
 import pytest
+from matrix_run import run_matrix
 
 from harness import cache
 from harness.arch import ARCHES
 from harness.errors import UsageError
 from harness.images.apt import AptCache
 from harness.images.specs import debian_candidates
-from harness.report.results import load
-from harness.verdict import Status
 
 pytestmark = pytest.mark.flavours
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def every_flavour(arch: str) -> list[str]:
@@ -48,42 +42,4 @@ def every_flavour(arch: str) -> list[str]:
 
 @pytest.mark.parametrize("arch", sorted(ARCHES))
 def test_every_flavour_passes_or_skips_with_a_reason(arch: str, tmp_path: Path) -> None:
-    flavours = every_flavour(arch)
-    kernels = [a for spec in flavours for a in ("--memhp-kernel", spec)]
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "testcases",
-            "-n",
-            "2",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "--memhp-arch",
-            arch,
-            *kernels,
-            "--memhp-results",
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    print(run.stdout[run.stdout.find("memhp scenarios") - 32 :])  # the table, for the log
-    results = load(tmp_path)
-
-    bad = [
-        f"{r.kernel} {r.scenario}: {r.status.value} {r.message}"
-        for r in results
-        if r.status not in (Status.PASS, Status.SKIP)
-    ]
-    assert not bad, "\n".join(bad)
-    unexplained = [
-        f"{r.kernel} {r.scenario}" for r in results if r.status is Status.SKIP and not r.message
-    ]
-    assert not unexplained, unexplained
-    counts = Counter((r.kernel, r.status.value) for r in results)
-    assert {k for k, _ in counts} == set(flavours), counts
-    assert run.returncode == 0, run.stdout[-3000:]
+    run_matrix(arch, every_flavour(arch), tmp_path)

@@ -21,6 +21,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
+from harness import cache
+from harness.images.apt import KEYRING_ENV, MIRROR_ENV, SECURITY_MIRROR_ENV
+from harness.progress import progress
+
 
 @dataclass
 class Entry:
@@ -151,6 +157,26 @@ def serve(root: Path) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@contextmanager
+def memhp_pointed_at(top: Path, arch: str, main: Archive, security: Archive) -> Iterator[list[str]]:
+    """Publish both archives (signed by a throwaway key), serve ``top/www`` on loopback and
+    point memhp at it, with an empty cache of its own under ``top/cache``; yields the
+    progress lines memhp prints meanwhile."""
+    gpg = Gpg(top / "gnupg")
+    main.publish(gpg, arch)
+    security.publish(gpg, arch)
+    gpg.close()
+    notes: list[str] = []
+    with serve(top / "www") as url, pytest.MonkeyPatch.context() as mp:
+        mp.setenv(cache.ENV, str(top / "cache"))
+        mp.setenv(MIRROR_ENV, f"{url}/{main.root.name}")
+        mp.setenv(SECURITY_MIRROR_ENV, f"{url}/{security.root.name}")
+        mp.setenv(KEYRING_ENV, str(gpg.keyring))
+        mp.setattr(progress, "sink", notes.append)
+        mp.setattr(progress, "quiet", False)
+        yield notes
 
 
 def build_deb(dest: Path, control: dict[str, str], files: dict[str, bytes] | None = None) -> Path:

@@ -14,14 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from mirror import Archive, Gpg, build_deb, serve
+from mirror import Archive, build_deb, memhp_pointed_at
 
 from harness import cache, cli, images, preflight
 from harness.arch import X86_64
 from harness.errors import ArchiveError
 from harness.images import lockfile
-from harness.images.apt import KEYRING_ENV, MIRROR_ENV, SECURITY_MIRROR_ENV
-from harness.progress import progress
+from harness.images.apt import MIRROR_ENV, SECURITY_MIRROR_ENV
 from harness.qemu.machine import MachineConfig, QemuMachine
 
 SPEC = "debian:6.12"
@@ -92,18 +91,7 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         Version=LONE_VERSION,
         Depends=f"kmod, {LONE_BASE} (= {LONE_VERSION})",
     )
-    gpg = Gpg(top / "gnupg")
-    main.publish(gpg, "amd64")
-    security.publish(gpg, "amd64")
-    gpg.close()
-    notes: list[str] = []
-    with serve(top / "www") as url, pytest.MonkeyPatch.context() as mp:
-        mp.setenv(cache.ENV, str(top / "cache"))
-        mp.setenv(MIRROR_ENV, f"{url}/debian")
-        mp.setenv(SECURITY_MIRROR_ENV, f"{url}/debian-security")
-        mp.setenv(KEYRING_ENV, str(gpg.keyring))
-        mp.setattr(progress, "sink", notes.append)
-        mp.setattr(progress, "quiet", False)
+    with memhp_pointed_at(top, "amd64", main, security) as notes:
         yield Setup(top / "cache", version, notes)
 
 

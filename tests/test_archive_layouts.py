@@ -15,13 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from mirror import Archive, Gpg, serve, split_kernel
+from mirror import Archive, memhp_pointed_at, split_kernel
 
 from harness import cache, images
 from harness.arch import PPC64LE, kernel_kind
 from harness.errors import ArchiveError
-from harness.images.apt import KEYRING_ENV, MIRROR_ENV, SECURITY_MIRROR_ENV
-from harness.progress import progress
 from harness.qemu.machine import MachineConfig, QemuMachine
 
 SPLIT = "7.2.1+deb13-powerpc64le"  # a split build with everything
@@ -65,19 +63,9 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
             deps = ("base", "binary", "modules") if part == "image" else ("base",)
             control["Depends"] = ", ".join(f"linux-{d}-{NO_MODULES} (= {version})" for d in deps)
         main.add("trixie-backports", deb, **control)
-    gpg = Gpg(top / "gnupg")
-    main.publish(gpg, "ppc64el")
-    Archive(top / "www/debian-security").publish(gpg, "ppc64el")
-    gpg.close()
     release = kernel_release(kernel)
-    notes: list[str] = []
-    with serve(top / "www") as url, pytest.MonkeyPatch.context() as mp:
-        mp.setenv(cache.ENV, str(top / "cache"))
-        mp.setenv(MIRROR_ENV, f"{url}/debian")
-        mp.setenv(SECURITY_MIRROR_ENV, f"{url}/debian-security")
-        mp.setenv(KEYRING_ENV, str(gpg.keyring))
-        mp.setattr(progress, "sink", notes.append)
-        mp.setattr(progress, "quiet", False)
+    security = Archive(top / "www/debian-security")
+    with memhp_pointed_at(top, "ppc64el", main, security) as notes:
         yield Setup(release, notes)
 
 

@@ -14,14 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from mirror import Archive, Gpg, serve
+from mirror import Archive, memhp_pointed_at
 
 from harness import cache
 from harness.arch import X86_64
 from harness.errors import ArchiveError, UsageError
 from harness.images import lockfile
-from harness.images.apt import KEYRING_ENV, MIRROR_ENV, SECURITY_MIRROR_ENV, AptCache
-from harness.progress import progress
+from harness.images.apt import MIRROR_ENV, SECURITY_MIRROR_ENV, AptCache
 from harness.qemu import builds
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,17 +45,8 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     for pkg in real.packages:
         main.add("trixie", debs / pkg.deb_name)
     main.add("trixie", debs / qemu.deb_name, served=None, Version=GONE)
-    gpg = Gpg(top / "gnupg")
-    main.publish(gpg, "amd64")
-    gpg.close()
-    notes: list[str] = []
-    with serve(top / "www") as url, pytest.MonkeyPatch.context() as mp:
-        mp.setenv(cache.ENV, str(top / "cache"))
-        mp.setenv(MIRROR_ENV, f"{url}/debian")
-        mp.setenv(SECURITY_MIRROR_ENV, f"{url}/debian-security")
-        mp.setenv(KEYRING_ENV, str(gpg.keyring))
-        mp.setattr(progress, "sink", notes.append)
-        mp.setattr(progress, "quiet", False)
+    security = Archive(top / "www/debian-security")
+    with memhp_pointed_at(top, "amd64", main, security) as notes:
         yield Setup(top / "cache", qemu.version, notes)
 
 

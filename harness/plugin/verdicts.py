@@ -211,6 +211,8 @@ class RunWatch:
 
     @pytest.hookimpl(tryfirst=True)  # before junitxml writes its file
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.config.option.collectonly:
+            return  # nothing was meant to run
         if session.shouldfail and self.stopped is None:
             self.stopped = str(session.shouldfail)
         if session.exitstatus in VERDICT_EXITS:
