@@ -39,8 +39,11 @@ class Arch:
     default_qemu_targets: tuple[tuple[str, str], ...] = ()
     flavours: dict[str, str] = field(default_factory=dict)  # spec suffix -> Debian flavour
     dimm_align: int = 128 * MiB  # QEMU's granularity for pc-dimm sizes
-    # Memory devices QEMU can plug on this machine (QEMU 7.2).
+    # DIMM-like memory devices the machine wires (pc-dimm, nvdimm).
     devices: frozenset[str] = frozenset()
+    # The virtio-mem device type for this machine's bus; whether a QEMU has it is asked of
+    # that QEMU (needs_qemu("virtio-mem"), harness.qemu.facts).
+    virtio_mem_driver: str = "virtio-mem-pci"
     # The guest acknowledges DIMM plug/unplug through ACPI _OST (ACPI_DEVICE_OST events).
     acpi_memory_hotplug: bool = False
     # The kernel onlines hot-added DIMMs itself, whatever auto_online_blocks says.
@@ -147,7 +150,7 @@ X86_64 = Arch(
     default_qemu_targets=(("debian:7.2", "debian:10.0"),),
     flavours={"cloud": "cloud-amd64", "rt": "rt-amd64"},
     dimm_align=128 * MiB,
-    devices=frozenset({"pc-dimm", "virtio-mem-pci", "nvdimm"}),
+    devices=frozenset({"pc-dimm", "nvdimm"}),
     acpi_memory_hotplug=True,
     pvh_boot=True,
     nvdimm_kconfig=("LIBNVDIMM", "ACPI_NFIT"),
@@ -178,7 +181,7 @@ PPC64LE = Arch(
     flavours={"64k": "powerpc64le-64k"},
     # "Hotplugged memory size must be a multiple of 256 MB" (hw/ppc/spapr.c).
     dimm_align=256 * MiB,
-    # QEMU 7.2 has no virtio-mem-pci on pseries; spapr NVDIMM needs PAPR_SCM in the guest.
+    # spapr NVDIMM needs PAPR_SCM in the guest.
     devices=frozenset({"pc-dimm", "nvdimm"}),
     # pseries DLPAR: dlpar_add_lmb() -> dlpar_online_lmb() onlines each LMB itself.
     firmware_onlines_dimms=True,
@@ -203,8 +206,6 @@ PPC64LE = Arch(
     scenario_cmdline=("memhp_default_state=online_movable",),
     lacks={
         "isa-hole": "pseries has no ISA hole: memory0 is ordinary RAM",
-        "virtio-mem": "QEMU 7.2 has no virtio-mem-pci for pseries, and the kernel's "
-        "VIRTIO_MEM depends on X86_64 || ARM64 || RISCV",
         "nvdimm-subsection": "spapr NVDIMMs come in 256 MiB multiples, a ppc64 section is "
         "16 MiB: two cannot share one",
         "normal-only-hotplugged": "pseries boot RAM is ZONE_NORMAL too, so kernel allocations "

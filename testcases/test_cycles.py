@@ -87,7 +87,7 @@ def test_cycles_dimm_plug_online_offline_unplug(
 
 
 @pytest.mark.memhp(cmdline=("memhp_default_state=online_movable",), fresh=True)
-@pytest.mark.needs("virtio-mem")
+@pytest.mark.needs_qemu("virtio-mem")
 @pytest.mark.needs_kernel("virtio-mem")
 def test_cycles_virtio_mem_grow_and_shrink(
     vm: HotplugVM, record_property: Callable[[str, object], None]

@@ -64,7 +64,7 @@ def test_auto_movable_dimms_go_movable_up_to_the_ratio(vm: HotplugVM, ratio: int
 
 
 @pytest.mark.memhp(cmdline=AUTO, fresh=True)
-@pytest.mark.needs("virtio-mem")
+@pytest.mark.needs_qemu("virtio-mem")
 @pytest.mark.needs_kernel("virtio-mem")
 def test_auto_movable_virtio_mem_grows_movable_then_one_normal_in_four(vm: HotplugVM) -> None:
     early = kernel_pages(vm)

@@ -46,7 +46,7 @@ def test_reboot_finds_the_hot_plugged_dimm_again(vm: HotplugVM, how: str) -> Non
 
 
 @REBOOTING
-@pytest.mark.needs("virtio-mem")
+@pytest.mark.needs_qemu("virtio-mem")
 @pytest.mark.needs_kernel("virtio-mem")
 @pytest.mark.memhp(cmdline=("memhp_default_state=online_movable",), reboot=True, fresh=True)
 def test_reset_brings_a_resized_virtio_mem_back_to_its_size(vm: HotplugVM) -> None:

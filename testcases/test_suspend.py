@@ -14,9 +14,8 @@ from harness.hotplug.records import VirtioMem
 from harness.hotplug.vm import HotplugVM
 
 pytestmark = [
-    pytest.mark.needs("virtio-mem"),
+    pytest.mark.needs_qemu("virtio-mem"),
     pytest.mark.needs_kernel("virtio-mem", "suspend"),
-    pytest.mark.needs_qemu("virtio-mem-pci"),
 ]
 
 SLEEPS = pytest.mark.memhp(cmdline=("memhp_default_state=online_movable",), fresh=True, sleeps=True)
@@ -81,7 +80,10 @@ def test_virtio_mem_keeps_plugged_memory_across_suspend(vm: HotplugVM) -> None:
 def test_suspend_with_plugged_memory_refused_without_persistent_suspend(vm: HotplugVM) -> None:
     dev, persistent = _plugged(vm)
     if persistent:
-        pytest.skip(f"negotiated ({NEGOTIATED}): S3 keeps the memory instead")
+        pytest.skip(
+            "PERSISTENT_SUSPEND was negotiated: S3 keeps plugged memory, as "
+            "test_virtio_mem_keeps_plugged_memory_across_suspend checks"
+        )
 
     sleep = vm.suspend_to_ram()
 

@@ -14,7 +14,7 @@ from harness.hotplug.coldplug import VirtioMemSpec
 from harness.hotplug.records import VirtioMem
 from harness.hotplug.vm import HotplugVM, pin_with_slab
 
-pytestmark = [pytest.mark.needs("virtio-mem"), pytest.mark.needs_kernel("virtio-mem")]
+pytestmark = [pytest.mark.needs_qemu("virtio-mem"), pytest.mark.needs_kernel("virtio-mem")]
 
 GiB = 1 << 30
 ONLINE_MOVABLE = ("memhp_default_state=online_movable",)  # how virtio-mem is meant to run

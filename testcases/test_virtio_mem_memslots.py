@@ -18,9 +18,8 @@ from harness.hotplug.records import VirtioMem
 from harness.hotplug.vm import HotplugVM
 
 pytestmark = [
-    pytest.mark.needs("virtio-mem"),
+    pytest.mark.needs_qemu("virtio-mem.dynamic-memslots"),
     pytest.mark.needs_kernel("virtio-mem"),
-    pytest.mark.needs_qemu("virtio-mem-pci.dynamic-memslots"),
 ]
 
 ONLINE_MOVABLE = ("memhp_default_state=online_movable",)

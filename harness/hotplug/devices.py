@@ -221,12 +221,10 @@ def plug_virtio_mem(
 ) -> VirtioMem:
     """Hot-plug a virtio-mem-pci on a free PCIe root port; ``dynamic_memslots``: QEMU maps
     the device memory in memslots as the guest plugs it (QEMU 8.2+)."""
-    if not machine.arch.supports("virtio-mem-pci"):
-        raise UsageError(f"virtio-mem is not available on {machine.arch.name} (QEMU 7.2)")
     n = next(_ids)
     dev = VirtioMem(id=f"vmem{n}", memdev=f"vmem{n}-mem", max_size=max_size)
     args: dict[str, object] = {
-        "driver": "virtio-mem-pci",
+        "driver": machine.arch.virtio_mem_driver,
         "id": dev.id,
         "memdev": dev.memdev,
         "requested-size": 0,

@@ -41,14 +41,15 @@ def vm(
     arch = memhp_target.arch
     accel = choose_accel(arch, request.config.getoption("memhp_accel")).name
     # The broadest missing piece is the one to report: what the machine lacks for the whole
-    # module, then a kernel without the feature, then what the test itself needs.
+    # module, then the QEMU, then a kernel without the feature, then what the test itself
+    # needs.
     own = [m for m in request.node.own_markers if m.name == "needs"]
     _skip_if_lacking(arch, accel, [m for m in request.node.iter_markers("needs") if m not in own])
+    _skip_if_qemu_lacks(request.node, arch, memhp_pool.plan.qemu(memhp_target))
     image_config = load_config(memhp_pool.image(memhp_target).config)
     if image_config.options and (lacks := _kernel_lacks(request.node, memhp_target, image_config)):
         pytest.skip(lacks)  # else judged once the guest says (/proc/config.gz)
     _skip_if_lacking(arch, accel, own)
-    _skip_if_qemu_lacks(request.node, memhp_pool.plan.qemu(memhp_target))
     boot, fresh = Boot.of(request.node, arch)
     machine = memhp_pool.acquire(memhp_target, boot, fresh)
     reusable = False
@@ -82,14 +83,19 @@ def _kernel_lacks(item: pytest.Item, target: Target, config: KernelConfig) -> st
     return None
 
 
-def _skip_if_qemu_lacks(item: pytest.Item, qemu: QemuBuild) -> None:
-    """needs_qemu(...): asked of the QEMU itself (harness.qemu.facts), before booting."""
-    wanted = [f for m in item.iter_markers("needs_qemu") for f in m.args]
+def _skip_if_qemu_lacks(item: pytest.Item, arch: Arch, qemu: QemuBuild) -> None:
+    """needs_qemu(...): asked of the QEMU itself (harness.qemu.facts), before booting;
+    "virtio-mem" stands for the machine's virtio-mem device type (virtio-mem-pci, -ccw)."""
+    wanted = [
+        f.replace("virtio-mem", arch.virtio_mem_driver, 1) if f.split(".")[0] == "virtio-mem" else f
+        for m in item.iter_markers("needs_qemu")
+        for f in m.args
+    ]
     lacking = qemu_facts(qemu).lacking(wanted) if wanted else []
     if lacking:
         pytest.skip(
-            f"{qemu.label} has no {', '.join(lacking)} (its qom-list-types and "
-            "device-list-properties say)"
+            f"{qemu.label} ({qemu.binary.name}) has no {', '.join(lacking)} (its "
+            "qom-list-types and device-list-properties say)"
         )
 
 

@@ -49,7 +49,8 @@ MARKERS = {
     "needs(*props)": "guest properties the test needs; skipped before booting where the arch "
     "profile lacks one (Arch.lacks and tcg_lacks say why)",
     "needs_qemu(*features)": "device types or type.property the QEMU must have (asked of the "
-    "QEMU itself, harness.qemu.facts); a QEMU without one skips, naming it",
+    "QEMU itself, harness.qemu.facts; 'virtio-mem' is the machine's virtio-mem type); a QEMU "
+    "without one skips, naming it",
 }
 
 
