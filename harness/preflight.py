@@ -58,8 +58,12 @@ class Plan:
     qemus: dict[tuple[str, str], QemuBuild] = field(default_factory=dict)  # (arch, spec)
 
     def qemu(self, target: Target) -> QemuBuild:
-        """The QEMU build of ``target``, resolved once for the run."""
-        return self.qemus[(target.arch.name, target.qemu)]
+        """The QEMU build of ``target``, resolved once for the run (by the preflight; here
+        for a session that had none, such as the fault tests' own scenarios)."""
+        key = (target.arch.name, target.qemu)
+        if key not in self.qemus:
+            self.qemus[key] = builds.resolve(target.qemu, target.arch)
+        return self.qemus[key]
 
 
 def matrix_help() -> str:
@@ -113,10 +117,12 @@ def check(
         raise UsageError("setpriv not found: install util-linux")
     for arch in dict.fromkeys(t.arch for t in plan.targets):  # in order, once each
         choose_accel(arch, accel)
-    for arch, spec in dict.fromkeys((t.arch, t.qemu) for t in plan.targets):
-        plan.qemus[(arch.name, spec)] = _resolve_qemu(spec, arch, plan.lock)
     for target in plan.targets:
         _check_kernel(target, plan.lock)
+    # After the kernels: resolving a QEMU says which build it took, and a bad kernel spec
+    # is to be the run's one line.
+    for arch, spec in dict.fromkeys((t.arch, t.qemu) for t in plan.targets):
+        plan.qemus[(arch.name, spec)] = _resolve_qemu(spec, arch, plan.lock)
     return plan
 
 
