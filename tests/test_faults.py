@@ -190,9 +190,10 @@ def test_signal_ends_the_run_cleanly_and_reports_what_finished(
     record_property: Record,
 ) -> None:
     results = tmp_path / "results"
-    mark = tmp_path / "guest-up"
+    mark, finished = tmp_path / "guest-up", tmp_path / "passes-finished"
+    select = "test_passes or test_waits_for_a_signal"
     proc = subprocess.Popen(
-        [*_DEFAULT_SIGINT, *_child_cmd("test_passes or test_waits_for_a_signal", results, *xdist)],
+        [*_DEFAULT_SIGINT, *_child_cmd(select, results, "-p", "finished", *xdist)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -202,15 +203,18 @@ def test_signal_ends_the_run_cleanly_and_reports_what_finished(
             **os.environ,
             "TMPDIR": str(tmpdir_env),
             "MEMHP_FAULT_MARK": str(mark),
+            "MEMHP_FAULT_FINISHED": str(finished),  # tests/faults/finished.py
+            "PYTHONPATH": str(SCENARIOS.parent),
             "PYTHONFAULTHANDLER": "1",  # SIGABRT then dumps every thread's stack
         },
     )
     try:
+        # signal once one scenario is waiting and the runner has the other's last report
         deadline = time.monotonic() + 300
-        while not mark.exists() and proc.poll() is None and time.monotonic() < deadline:
+        while not (mark.exists() and finished.exists()) and proc.poll() is None:
+            assert time.monotonic() < deadline, "the guests never came up"
             time.sleep(0.2)
-        assert mark.exists(), "the guest never came up"
-        time.sleep(1.0 if xdist else 0.2)  # let the other worker finish test_passes
+        assert mark.exists() and finished.exists(), proc.communicate()[0][-3000:]
         start = time.monotonic()
         if to_group:
             os.killpg(proc.pid, sig)
