@@ -7,6 +7,10 @@
 #   ./setup.sh              everything
 #   ./setup.sh --no-images  skip the image builds
 #   ./setup.sh --kbuild     also what building kernels needs (compilers, linux-source-6.12)
+#   ./setup.sh --arches     also arm64 and s390x guests: the host's arm64 QEMU, their images
+#                           (s390x runs Debian's QEMU 10.0, which memhp fetches privately:
+#                           the host's 7.2 has no memory devices there); with --kbuild, also
+#                           their cross compilers
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -31,7 +35,17 @@ KBUILD_PACKAGES=(
   gcc-powerpc64le-linux-gnu  # cross-building ppc64le kernels
   linux-source-6.12          # the tree the kernel-build tests use
 )
-case " $* " in *" --kbuild "*) PACKAGES+=("${KBUILD_PACKAGES[@]}") ;; esac
+ARCHES_PACKAGES=(
+  qemu-system-arm  # arm64 virt guests (qemu-system-aarch64); their UEFI firmware memhp fetches
+)
+ARCHES_KBUILD_PACKAGES=(
+  gcc-aarch64-linux-gnu  # cross-building arm64 kernels
+  gcc-s390x-linux-gnu    # cross-building s390x kernels
+)
+kbuild=no; arches=no
+case " $* " in *" --kbuild "*) kbuild=yes; PACKAGES+=("${KBUILD_PACKAGES[@]}") ;; esac
+case " $* " in *" --arches "*) arches=yes; PACKAGES+=("${ARCHES_PACKAGES[@]}") ;; esac
+[ "$kbuild$arches" = yesyes ] && PACKAGES+=("${ARCHES_KBUILD_PACKAGES[@]}")
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -57,8 +71,12 @@ echo "memhp setup: Python environment ready in .venv"
 # cannot give right now is not fatal: the run reports its scenarios as MISS (infrastructure)
 # and builds the others.
 if [[ " $* " != *" --no-images "* ]]; then
-  for target in "x86_64 debian:6.1" "x86_64 debian:6.12" "x86_64 debian:7.2" \
-                "ppc64le debian:6.1" "ppc64le debian:6.12"; do
+  targets=("x86_64 debian:6.1" "x86_64 debian:6.12" "x86_64 debian:7.2"
+           "ppc64le debian:6.1" "ppc64le debian:6.12")
+  [ "$arches" = yes ] && targets+=("arm64 debian:6.12" "arm64 debian:6.1/cloud"
+                                   "arm64 debian:6.12/cloud" "s390x debian:6.12"
+                                   "s390x debian:7.2")
+  for target in "${targets[@]}"; do
     set -- $target
     .venv/bin/memhp image build --arch "$1" --kernel "$2" ||
       echo "memhp setup: no image for $2 ($1) yet; its scenarios will report why"

@@ -5,6 +5,8 @@ each. The last line is the result:
 
     .venv/bin/python bench/fresh_guest.py --kernel debian:6.12 --runs 5
     .venv/bin/python bench/fresh_guest.py --arch ppc64le --kernel debian:6.12 --runs 5
+    .venv/bin/python bench/fresh_guest.py --arch arm64 --kernel debian:6.12/cloud --runs 5
+    .venv/bin/python bench/fresh_guest.py --arch s390x --kernel debian:7.2 --runs 5
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from harness import images
 from harness.arch import ARCHES, get_arch
 from harness.progress import progress
+from harness.qemu import builds
 from harness.qemu.machine import MachineConfig, QemuMachine
 
 
@@ -26,12 +29,17 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--kernel", default="debian:6.12", metavar="SPEC")
     p.add_argument("--arch", default="x86_64", choices=list(ARCHES))
+    p.add_argument("--qemu", metavar="SPEC", help="QEMU spec (default: the arch's)")
     p.add_argument("--runs", type=int, default=5)
     args = p.parse_args()
     arch = get_arch(args.arch)
     progress.quiet = True
+    qemu = builds.resolve(args.qemu or arch.default_qemu, arch)
     config = MachineConfig(
-        arch=arch, image=images.build(args.kernel, arch), cmdline=arch.scenario_cmdline
+        arch=arch,
+        image=images.build(args.kernel, arch),
+        cmdline=arch.scenario_cmdline,
+        qemu=qemu,
     )
     boots, restores = [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -47,8 +55,8 @@ def main() -> int:
         size = saved.stat().st_size
     b, r = statistics.median(boots), statistics.median(restores)
     print(
-        f"{arch.name} {args.kernel}: boots {[round(t, 2) for t in boots]}, restores "
-        f"{[round(t, 2) for t in restores]}, saved boot {size >> 20} MiB"
+        f"{arch.name} {args.kernel} on {qemu.identity}: boots {[round(t, 2) for t in boots]}, "
+        f"restores {[round(t, 2) for t in restores]}, saved boot {size >> 20} MiB"
     )
     print(f"fresh guest: boot median {b:.2f} s, restore median {r:.2f} s, speedup {b / r:.1f} x")
     return 0

@@ -1,4 +1,5 @@
-"""Architecture profiles: every difference between x86-64 and ppc64le lives here.
+"""Architecture profiles: every difference between x86-64 q35, ppc64le pseries, arm64 virt
+and s390x s390-ccw-virtio lives here.
 
 The rest of the harness asks the profile (which QEMU, which machine, which console, how big a
 DIMM may be, which devices exist) instead of testing the arch name itself.
@@ -19,7 +20,24 @@ GiB = 1 << 30
 # ELF e_machine values, to tell a kernel of the wrong architecture early.
 EM_X86_64 = 62
 EM_PPC64 = 21
+EM_S390 = 22
+EM_AARCH64 = 183
 ET_REL = 1  # e_type of a relocatable object (a .ko); a vmlinux is ET_EXEC, or ET_DYN (ppc64)
+# Where each kernel image format says what it is (the bytes kernel_kind needs).
+KERNEL_HEAD = 0x10010
+ARM64_MAGIC = (0x38, b"ARM\x64")  # Documentation/arch/arm64/booting.rst: the Image header
+S390_MAGIC = (0x10008, b"S390EP")  # arch/s390/boot/head.S: the IPL entry's marker
+
+
+@dataclass(frozen=True)
+class Firmware:
+    """Firmware a machine cannot boot without, from a Debian package (architecture all),
+    fetched through memhp's private apt configuration like a QEMU build."""
+
+    package: str
+    path: str  # inside the package
+    suite: str  # the suite to take it from, and why
+    why: str
 
 
 @dataclass(frozen=True, eq=False)  # profiles are singletons: identity is equality
@@ -44,6 +62,16 @@ class Arch:
     # The virtio-mem device type for this machine's bus; whether a QEMU has it is asked of
     # that QEMU (needs_qemu("virtio-mem"), harness.qemu.facts).
     virtio_mem_driver: str = "virtio-mem-pci"
+    # The guest's NIC (SSH). No option ROM: the kernel comes from -kernel, nothing netboots,
+    # and a private QEMU build's -L may not hold efi-virtio.rom (7.2's data package does not).
+    net_device: str = "virtio-net-pci,romfile="
+    # Kernel options that make the guest take a hot-plugged DIMM (needs_kernel("dimm")).
+    dimm_kconfig: tuple[str, ...] = ()
+    # The QEMU spec a target gets when none is given (the host's QEMU may have no memory
+    # devices for this machine at all).
+    default_qemu: str = "host"
+    # Firmware the machine must boot through (-bios), e.g. UEFI for ACPI on arm64.
+    firmware: Firmware | None = None
     # The guest acknowledges DIMM plug/unplug through ACPI _OST (ACPI_DEVICE_OST events).
     acpi_memory_hotplug: bool = False
     # The kernel onlines hot-added DIMMs itself, whatever auto_online_blocks says.
@@ -69,6 +97,10 @@ class Arch:
     nvdimm_align: int = 2 * MiB
     # Kernel options a guest needs to see an NVDIMM at all.
     nvdimm_kconfig: tuple[str, ...] = ("LIBNVDIMM",)
+    # A NUMA node the firmware names but gives no memory or CPU is online from boot:
+    # arm64's numa_register_nodes() (drivers/base/arch_numa.c) onlines every node the SRAT
+    # parsed, where x86 onlines a node when memory or a CPU arrives.
+    memoryless_nodes_online_at_boot: bool = False
     # Kernel parameters the scenarios boot with unless a test asks otherwise.
     scenario_cmdline: tuple[str, ...] = ()
     # Guest properties some scenarios rely on that this machine does not have: name -> why.
@@ -94,7 +126,7 @@ class Arch:
 
     def check_kernel(self, path: Path) -> None:
         """Raise UsageError if the kernel file is not one this arch's QEMU can boot."""
-        head = path.read_bytes()[:0x210] if path.is_file() else b""
+        head = _head(path) if path.is_file() else b""
         if not head:
             raise UsageError(f"kernel file {path} is missing or empty")
         kind = kernel_kind(head)
@@ -104,11 +136,16 @@ class Arch:
                 f"pass --memhp-arch {kind} or a {self.name} kernel"
                 if kind
                 else f"{path} is not a kernel image this harness knows ({self.name} wants "
-                f"{'a bzImage' if self.name == 'x86_64' else 'an ELF vmlinux'})"
+                f"{KERNEL_FORMATS[self.name]})"
             )
 
     def supports(self, device: str) -> bool:
         return device in self.devices
+
+    def qemu_type(self, kind: str) -> str:
+        """The QEMU device type of a kind of memory device on this machine ("virtio-mem" ->
+        virtio-mem-pci or virtio-mem-ccw, "nvdimm" -> nvdimm or spapr-nvdimm)."""
+        return {"virtio-mem": self.virtio_mem_driver, "nvdimm": self.nvdimm_driver}.get(kind, kind)
 
     def firmware_args(self, datadir: Path) -> list[str]:
         """-bios for the fast firmware, where ``datadir`` (the QEMU's own) has it."""
@@ -117,11 +154,33 @@ class Arch:
         return []
 
 
+KERNEL_FORMATS = {
+    "x86_64": "a bzImage or an ELF vmlinux",
+    "ppc64le": "an ELF vmlinux",
+    "arm64": "an arm64 Image (arch/arm64/boot/Image)",
+    "s390x": "an s390x bzImage (arch/s390/boot/bzImage)",
+}
+
+
+def _head(path: Path) -> bytes:
+    with path.open("rb") as f:
+        return f.read(KERNEL_HEAD)
+
+
+def _at(head: bytes, magic: tuple[int, bytes]) -> bool:
+    offset, value = magic
+    return head[offset : offset + len(value)] == value
+
+
 def kernel_kind(head: bytes) -> str | None:
-    """The arch a kernel image is for, from its first 0x210 bytes; None if it is none."""
+    """The arch a kernel image is for, from its first KERNEL_HEAD bytes; None if it is none."""
     # x86 boot protocol: "HdrS" at 0x202 (Documentation/arch/x86/boot.rst).
     if len(head) >= 0x206 and head[0x202:0x206] == b"HdrS":
         return "x86_64"
+    if _at(head, ARM64_MAGIC):
+        return "arm64"
+    if _at(head, S390_MAGIC):
+        return "s390x"
     if head[:4] == b"\x7fELF" and len(head) >= 20:
         little = head[5] == 1
         e_type, machine = struct.unpack_from("<HH" if little else ">HH", head, 16)
@@ -131,6 +190,10 @@ def kernel_kind(head: bytes) -> str | None:
             return "x86_64"
         if machine == EM_PPC64:
             return "ppc64le" if little else "big-endian ppc64 (unsupported: use ppc64le)"
+        if machine == EM_AARCH64:
+            return "arm64"
+        if machine == EM_S390:
+            return "s390x"
     return None
 
 
@@ -152,6 +215,7 @@ X86_64 = Arch(
     dimm_align=128 * MiB,
     devices=frozenset({"pc-dimm", "nvdimm"}),
     acpi_memory_hotplug=True,
+    dimm_kconfig=("ACPI_HOTPLUG_MEMORY",),  # drivers/acpi/acpi_memhotplug.c: PNP0C80 devices
     pvh_boot=True,
     nvdimm_kconfig=("LIBNVDIMM", "ACPI_NFIT"),
     # q35 hot-plugs PCIe devices only into a free root port that existed at boot.
@@ -183,6 +247,7 @@ PPC64LE = Arch(
     dimm_align=256 * MiB,
     # spapr NVDIMM needs PAPR_SCM in the guest.
     devices=frozenset({"pc-dimm", "nvdimm"}),
+    dimm_kconfig=("MEMORY_HOTPLUG",),  # arch/powerpc/platforms/pseries/hotplug-memory.c
     # pseries DLPAR: dlpar_add_lmb() -> dlpar_online_lmb() onlines each LMB itself.
     firmware_onlines_dimms=True,
     adds_per_block=True,
@@ -211,6 +276,8 @@ PPC64LE = Arch(
         "normal-only-hotplugged": "pseries boot RAM is ZONE_NORMAL too, so kernel allocations "
         "do not go to a hot-added Normal block first and nothing reliably pins it",
         "cxl": "QEMU models CXL host bridges on q35 and arm64 virt, not on pseries",
+        "s3": "QEMU's pseries has no suspend to RAM: only x86's ACPI PM registers for "
+        "wakeup (qemu_register_wakeup_support)",
     },
     tcg_lacks={
         # arch/powerpc/lib/pmem.c flushes with dcbstps/dcbfps (dcbf L=6/4, "powerpc/pmem: Add
@@ -222,7 +289,91 @@ PPC64LE = Arch(
     },
 )
 
-ARCHES: dict[str, Arch] = {a.name: a for a in (X86_64, PPC64LE)}
+# UEFI for arm64 virt: QEMU wires DIMMs and NVDIMMs through the ACPI GED, which exists only
+# when firmware hands QEMU's ACPI tables to the kernel ("memory hotplug is not enabled:
+# missing acpi-ged device" without it; commit cff51ac978c4 ("hw/arm/virt: Enable device
+# memory cold/hot plug with ACPI boot") (in QEMU v4.2.0)). -kernel still loads the kernel:
+# EDK2 boots it from fw_cfg.
+ARM64_UEFI = Firmware(
+    package="qemu-efi-aarch64",
+    path="usr/share/qemu-efi-aarch64/QEMU_EFI.fd",
+    # bookworm's 2022.11 reports the 64 MiB NOR flash at 0x04000000 to the kernel as RAM with
+    # no NUMA node ("NUMA: no nodes coverage for 64MB", then "Faking a node"): trixie's
+    # 2025.02 maps it as MMIO. Architecture all, no dependencies: it unpacks anywhere.
+    suite="trixie",
+    why="UEFI: ACPI (and with it the GED that hot-plugs DIMMs) on arm64 virt",
+)
+
+ARM64 = Arch(
+    name="arm64",
+    debian_arch="arm64",
+    triplet="aarch64-linux-gnu",
+    uname_machine="aarch64",
+    qemu_binary="qemu-system-aarch64",
+    qemu_package="qemu-system-arm",
+    machine="virt,gic-version=3,nvdimm=on",
+    # pauth-impdef: QEMU's own pointer-authentication algorithm, far cheaper under TCG than
+    # the architected QARMA one -cpu max uses by default.
+    cpu="max,pauth-impdef=on",
+    console="ttyAMA0",  # PL011, described by ACPI's SPCR
+    default_flavour="arm64",
+    # The generic flavour has no ACPI_HOTPLUG_MEMORY (DIMM scenarios skip, naming it);
+    # cloud-arm64 has it.
+    default_kernels=("debian:6.12", "debian:6.1/cloud", "debian:6.12/cloud"),
+    flavours={"cloud": "cloud-arm64", "rt": "rt-arm64", "16k": "arm64-16k"},
+    # Blocks are 128 MiB with 4K and 16K pages (SECTION_SIZE_BITS 27 since commit
+    # f0b13ee23241 ("arm64/sparsemem: reduce SECTION_SIZE_BITS") (in v5.12)).
+    dimm_align=128 * MiB,
+    devices=frozenset({"pc-dimm", "nvdimm"}),
+    acpi_memory_hotplug=True,  # the GED's ACPI_DEVICE_OST, as on q35
+    dimm_kconfig=("ACPI_HOTPLUG_MEMORY",),
+    firmware=ARM64_UEFI,
+    hotplug_ports=tuple(f"pcie-root-port,id=memhp-port{i},chassis={i},slot={i}" for i in (1, 2)),
+    nvdimm_kconfig=("LIBNVDIMM", "ACPI_NFIT"),
+    memoryless_nodes_online_at_boot=True,
+    scenario_cmdline=("memhp_default_state=offline",),
+    lacks={
+        "isa-hole": "arm64 virt has no ISA hole, and its boot memory can never go offline "
+        '(prevent_bootmem_remove_notifier, commit bbd6ec605c0f ("arm64/mm: Enable memory '
+        'hot remove") (in v5.7))',
+        "cxl": "memhp's CXL set-up is q35's (arm64 virt has CXL only from QEMU 10.1)",
+        "s3": "QEMU's arm64 virt has no suspend to RAM: only x86's ACPI PM registers for "
+        "wakeup (qemu_register_wakeup_support)",
+    },
+)
+
+# s390x: no DIMMs at all; memory devices are virtio-mem-ccw only, from commit aa910c20ec5f
+# ("s390x: virtio-mem support") (in QEMU v10.0.0), with kernel commit 38968bcdcc1d
+# ("virtio-mem: s390 support") (in v6.13). The host's QEMU 7.2 has no memory device for
+# s390-ccw-virtio, so a target takes Debian's QEMU 10.0 unless told otherwise.
+S390X = Arch(
+    name="s390x",
+    debian_arch="s390x",
+    triplet="s390x-linux-gnu",
+    uname_machine="s390x",
+    qemu_binary="qemu-system-s390x",
+    qemu_package="qemu-system-s390x",  # trixie on; bookworm's 7.2 is in qemu-system-misc
+    machine="s390-ccw-virtio",
+    cpu="max",
+    console="ttysclp0",  # -serial is the SCLP VT220 console
+    default_flavour="s390x",
+    default_kernels=("debian:6.12", "debian:7.2"),
+    default_qemu="debian:10.0",
+    virtio_mem_driver="virtio-mem-ccw",
+    net_device="virtio-net-ccw",
+    dimm_align=128 * MiB,
+    scenario_cmdline=("memhp_default_state=offline",),
+    lacks={
+        "isa-hole": "s390x has no ISA hole: memory0 is ordinary RAM",
+        "numa": "s390x has no NUMA (QEMU's s390-ccw-virtio takes no -numa, and Debian's "
+        "kernels have CONFIG_NUMA unset)",
+        "cxl": "QEMU models CXL host bridges on q35 and arm64 virt, not on s390-ccw-virtio",
+        "s3": "QEMU's s390-ccw-virtio has no suspend to RAM: only x86's ACPI PM registers for "
+        "wakeup (qemu_register_wakeup_support)",
+    },
+)
+
+ARCHES: dict[str, Arch] = {a.name: a for a in (X86_64, PPC64LE, ARM64, S390X)}
 
 
 def get_arch(name: str) -> Arch:

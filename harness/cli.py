@@ -335,8 +335,8 @@ def _kbuild_base_option(p: argparse.ArgumentParser, flag: str = "--base") -> Non
         dest="kbuild_base",
         metavar="defconfig|tinyconfig|FILE",
         help="base config under the kconfigs/ fragments: the arch's (guest) "
-        "defconfig, tinyconfig, or a .config file (default: x86_64 "
-        "tinyconfig, ppc64le defconfig)",
+        "defconfig, tinyconfig, or a .config file (default: tinyconfig; "
+        "ppc64le: defconfig)",
     )
 
 
@@ -431,12 +431,15 @@ def _qemu_option(p: argparse.ArgumentParser, multiple: bool) -> None:
         p.add_argument(
             "--qemu",
             metavar="SPEC",
-            help=f"QEMU to run the guests: {builds.SPEC_HELP} (default: host)",
+            help=f"QEMU to run the guests: {builds.SPEC_HELP} (default: host; s390x: "
+            "debian:10.0, the first with memory devices there)",
         )
 
 
 def _image_build(args: argparse.Namespace, _: list[str]) -> int:
-    plan = preflight.check([args.arch], args.kernel, accel="tcg", expects=[], lock=args.lock)
+    plan = preflight.check(
+        [args.arch], args.kernel, accel="tcg", expects=[], lock=args.lock, boots=False
+    )
     for target in plan.targets:
         pinned = plan.lock.pinned(target.arch.name, target.kernel) if plan.lock else None
         image = images.build(target.kernel, target.arch, pinned=pinned)
@@ -621,7 +624,7 @@ def bisect_step_main(config: str) -> int:
 
 def _shell(args: argparse.Namespace, _: list[str]) -> int:
     arch = get_arch(args.arch)
-    qemu = builds.resolve(args.qemu or builds.HOST, arch)  # before anything is built
+    qemu = builds.resolve(args.qemu or arch.default_qemu, arch)  # before anything is built
     image = images.build(args.kernel, arch)
     config = MachineConfig(
         arch=arch,

@@ -58,10 +58,11 @@ class KbuildArch:
     image: str  # relative to the build dir
     image_target: str
     defconfig: str
-    fragment: str  # kconfigs/<fragment>
+    fragments: tuple[str, ...]  # kconfigs/ files on top of hotplug.config and guest.config
     # The base config when none is given: the smallest that boots every scenario with the
     # fragments on top (x86: tinyconfig builds in a third of x86_64_defconfig's time).
     default_base: str
+    machine: str  # `uname -m` of a host that builds it natively
 
 
 KBUILD = {
@@ -71,8 +72,9 @@ KBUILD = {
         "arch/x86/boot/bzImage",
         "bzImage",
         "x86_64_defconfig",
-        "x86_64.config",
+        ("nvdimm.config", "x86_64.config"),
         "tinyconfig",
+        "x86_64",
     ),
     # ppc64le_guest_defconfig: pseries KVM/QEMU guest options on top of ppc64le_defconfig.
     "ppc64le": KbuildArch(
@@ -81,8 +83,30 @@ KBUILD = {
         "vmlinux",
         "vmlinux",
         "ppc64le_guest_defconfig",
-        "ppc64le.config",
+        ("nvdimm.config", "ppc64le.config"),
         "defconfig",
+        "ppc64le",
+    ),
+    # tinyconfig: defconfig builds every SoC platform arm64 supports.
+    "arm64": KbuildArch(
+        "arm64",
+        "aarch64-linux-gnu-",
+        "arch/arm64/boot/Image",
+        "Image",
+        "defconfig",
+        ("nvdimm.config", "arm64.config"),
+        "tinyconfig",
+        "aarch64",
+    ),
+    "s390x": KbuildArch(
+        "s390",
+        "s390x-linux-gnu-",
+        "arch/s390/boot/bzImage",
+        "bzImage",
+        "defconfig",
+        ("s390x.config",),  # no NVDIMM: s390 has no HAS_IOMEM without PCI
+        "tinyconfig",
+        "s390x",
     ),
 }
 
@@ -202,7 +226,7 @@ def build(
     frags = fragments or [
         KCONFIGS / "hotplug.config",
         KCONFIGS / "guest.config",
-        KCONFIGS / kb.fragment,
+        *(KCONFIGS / f for f in kb.fragments),
     ]
     if debug:
         frags += [
@@ -305,9 +329,7 @@ def _make_command(tree: Path, out: Path, arch: Arch, kb: KbuildArch, jobs: int |
 
 
 def _cross(kb: KbuildArch) -> str:
-    host = os.uname().machine
-    native = {"x86": "x86_64", "powerpc": "ppc64le"}[kb.make_arch]
-    return "" if host == native else kb.cross_prefix
+    return "" if os.uname().machine == kb.machine else kb.cross_prefix
 
 
 def _run(

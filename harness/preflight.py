@@ -84,7 +84,7 @@ def targets(
         out += [
             Target(arch, k, q)
             for k in kernels_ or arch.default_kernels
-            for q in qemus or (builds.HOST,)
+            for q in qemus or (arch.default_qemu,)
         ]
         if not kernels_ and not qemus:
             out += [Target(arch, k, q) for k, q in arch.default_qemu_targets]
@@ -99,10 +99,12 @@ def check(
     expects: list[str],
     lock: Path | None = None,
     qemus: list[str] | None = None,
+    boots: bool = True,
 ) -> Plan:
     """Validate everything a run needs; UsageError (one line, what to do) at the first
     problem. Debian specs are resolved against the archive's indexes (refreshed when
-    stale), or against cached images when the archive cannot be reached."""
+    stale), or against cached images when the archive cannot be reached. ``boots``: the run
+    boots guests, so their QEMUs are resolved too (an image build needs none)."""
     plan = Plan(
         targets(arches, kernels_, qemus),
         parse_overrides(expects),
@@ -121,7 +123,7 @@ def check(
         _check_kernel(target, plan.lock)
     # After the kernels: resolving a QEMU says which build it took, and a bad kernel spec
     # is to be the run's one line.
-    for arch, spec in dict.fromkeys((t.arch, t.qemu) for t in plan.targets):
+    for arch, spec in dict.fromkeys((t.arch, t.qemu) for t in plan.targets if boots):
         plan.qemus[(arch.name, spec)] = _resolve_qemu(spec, arch, plan.lock)
     return plan
 

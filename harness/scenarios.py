@@ -10,7 +10,7 @@ from harness.errors import UsageError
 from harness.resources import TESTCASES
 
 # The long suites have their own commands (README: nightly); a later -m of the user's wins.
-DEFAULT_MARKERS = "not kbuild and not flavours and not newkernels"
+DEFAULT_MARKERS = "not kbuild and not flavours and not newkernels and not arches"
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,12 @@ from harness.verdict import Status
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_matrix(arch: str, kernels: Sequence[str], results_dir: Path) -> list[Result]:
-    """Every scenario on each kernel, two workers, its table printed for the log. The child's
-    exit status must agree with its records (0: nothing failed that is not known)."""
+def run_matrix(
+    arch: str, kernels: Sequence[str], results_dir: Path, qemus: Sequence[str] = ()
+) -> list[Result]:
+    """Every scenario on each kernel (crossed with each QEMU, default: the arch's), two
+    workers, its table printed for the log. The child's exit status must agree with its
+    records (0: nothing failed that is not known)."""
     run = subprocess.run(
         [
             sys.executable,
@@ -33,6 +36,7 @@ def run_matrix(arch: str, kernels: Sequence[str], results_dir: Path) -> list[Res
             "--memhp-arch",
             arch,
             *(a for spec in kernels for a in ("--memhp-kernel", spec)),
+            *(a for spec in qemus for a in ("--memhp-qemu", spec)),
             "--memhp-results",
             str(results_dir),
         ],

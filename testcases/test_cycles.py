@@ -73,6 +73,8 @@ def _cycles(
 
 
 @pytest.mark.memhp(fresh=True)
+@pytest.mark.needs_qemu("pc-dimm")
+@pytest.mark.needs_kernel("dimm")
 def test_cycles_dimm_plug_online_offline_unplug(
     vm: HotplugVM, record_property: Callable[[str, object], None]
 ) -> None:

@@ -21,7 +21,10 @@ from harness.hotplug.devices import OST_EJECT_REFUSED
 from harness.hotplug.records import Dimm, Unplug
 from harness.hotplug.vm import HotplugVM, pin_with_slab
 
-pytestmark = pytest.mark.needs_kernel("memory-hotremove")
+pytestmark = [
+    pytest.mark.needs_qemu("pc-dimm"),
+    pytest.mark.needs_kernel("memory-hotremove", "dimm"),
+]
 
 
 def test_dimm_hot_add_blocks_match_qemu(vm: HotplugVM) -> None:

@@ -17,7 +17,10 @@ from harness.guest.kpageflags import KPF
 from harness.guest.memory import MemoryBlock, write_errno
 from harness.hotplug.vm import HotplugVM
 
-pytestmark = pytest.mark.needs_kernel("memory-hotremove")
+pytestmark = [
+    pytest.mark.needs_qemu("pc-dimm"),
+    pytest.mark.needs_kernel("memory-hotremove", "dimm"),
+]
 
 OFFLINE_BOUND = 120  # seconds the guest's offline may take before `timeout` signals it
 THP_ENABLED = "/sys/kernel/mm/transparent_hugepage/enabled"

@@ -15,7 +15,10 @@ from harness.hotplug import expectations
 from harness.hotplug.records import Unplug
 from harness.hotplug.vm import HotplugVM
 
-pytestmark = pytest.mark.needs_kernel("memory-hotremove", "memmap-on-memory")
+pytestmark = [
+    pytest.mark.needs_qemu("pc-dimm"),
+    pytest.mark.needs_kernel("memory-hotremove", "memmap-on-memory", "dimm"),
+]
 
 MEMMAP_ON_MEMORY = ("memory_hotplug.memmap_on_memory=1",)
 MODES = [

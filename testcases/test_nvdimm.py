@@ -15,7 +15,7 @@ from harness.hotplug.coldplug import NvdimmSpec
 from harness.hotplug.records import Nvdimm, Unplug
 from harness.hotplug.vm import HotplugVM
 
-pytestmark = pytest.mark.needs_kernel("nvdimm")
+pytestmark = [pytest.mark.needs_qemu("nvdimm"), pytest.mark.needs_kernel("nvdimm")]
 
 MiB = 1 << 20
 OFFLINE = ("memhp_default_state=offline",)
@@ -43,6 +43,7 @@ def _devdax(vm: HotplugVM) -> tuple[ndctl.Namespace, ndctl.Namespace]:
 
 
 @pytest.mark.parametrize("how", PLUGGED)
+@pytest.mark.needs_kernel("dimm")  # a DIMM raises max_pfn above the device
 def test_nvdimm_raw_namespace_has_no_memmap(vm: HotplugVM, how: str) -> None:
     """A raw namespace: /dev/pmemN spans the device and reads; raw pmem gets no struct
     pages at all (no pfn device), so its pfns are not online memory in /proc/kpageflags."""
@@ -78,7 +79,7 @@ def test_nvdimm_pmem_reads_back_what_was_written(vm: HotplugVM, how: str) -> Non
 
 
 @pytest.mark.memhp(cmdline=OFFLINE, fresh=True)
-@pytest.mark.needs_kernel("devdax")
+@pytest.mark.needs_kernel("devdax", "dimm")  # a DIMM raises max_pfn above the device
 @pytest.mark.needs("pmem-writes")  # the namespace's info block is written through pmem
 def test_nvdimm_devdax_pfns_have_no_online_memmap(vm: HotplugVM) -> None:
     """devdax: ZONE_DEVICE pfns are never online memory in /proc/kpageflags."""

@@ -36,6 +36,8 @@ def _found_again_and_onlined(vm: HotplugVM) -> None:
 
 @REBOOTING
 @pytest.mark.parametrize("how", ["system_reset", "guest_reboot"])
+@pytest.mark.needs_qemu("pc-dimm")
+@pytest.mark.needs_kernel("dimm")
 def test_reboot_finds_the_hot_plugged_dimm_again(vm: HotplugVM, how: str) -> None:
     dimm = vm.plug_dimm(2 * vm.arch.dimm_align)
     vm.online(dimm, "online_movable")

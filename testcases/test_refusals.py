@@ -14,6 +14,8 @@ import pytest
 from harness.errors import QMPCommandError
 from harness.hotplug.vm import HotplugVM
 
+pytestmark = [pytest.mark.needs_qemu("pc-dimm"), pytest.mark.needs_kernel("dimm")]
+
 MiB, GiB = 1 << 20, 1 << 30
 
 

@@ -18,7 +18,10 @@ from harness.errors import ConditionNotMet
 from harness.hotplug import selftest
 from harness.hotplug.vm import HotplugVM
 
-pytestmark = pytest.mark.needs_kernel("memory-hotremove")
+pytestmark = [
+    pytest.mark.needs_qemu("pc-dimm"),
+    pytest.mark.needs_kernel("memory-hotremove", "dimm"),
+]
 
 
 @pytest.mark.memhp(fresh=True)

@@ -14,6 +14,7 @@ from harness.hotplug.records import VirtioMem
 from harness.hotplug.vm import HotplugVM
 
 pytestmark = [
+    pytest.mark.needs("s3"),
     pytest.mark.needs_qemu("virtio-mem"),
     pytest.mark.needs_kernel("virtio-mem", "suspend"),
 ]

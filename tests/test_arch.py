@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.arch import PPC64LE, X86_64, get_arch
+from harness.arch import ARM64, PPC64LE, S390X, X86_64, get_arch
 from harness.errors import UsageError
 from harness.qemu import accel
 from harness.qemu.accel import choose_accel, kvm_problem
@@ -38,6 +38,26 @@ def kernel(tmp_path: Path):
 
 def test_bzimage_is_x86_64(kernel) -> None:
     X86_64.check_kernel(kernel(bzimage()))
+
+
+def test_arm64_image_and_s390x_bzimage_by_their_magic(kernel) -> None:
+    image = bytearray(0x400)
+    image[0x38:0x3C] = b"ARM\x64"  # Debian's arm64 vmlinuz: an EFI-stub Image
+    ARM64.check_kernel(kernel(bytes(image)))
+    s390 = bytearray(0x10100)
+    s390[0x10008:0x1000E] = b"S390EP"  # found beyond the first 64 KiB
+    S390X.check_kernel(kernel(bytes(s390)))
+    with pytest.raises(UsageError, match="s390x kernel, not arm64: pass --memhp-arch s390x"):
+        ARM64.check_kernel(kernel(bytes(s390)))
+
+
+def test_arch_profiles_name_their_own_devices() -> None:
+    assert S390X.qemu_type("virtio-mem") == "virtio-mem-ccw"
+    assert ARM64.qemu_type("virtio-mem") == X86_64.qemu_type("virtio-mem") == "virtio-mem-pci"
+    assert PPC64LE.qemu_type("nvdimm") == "spapr-nvdimm"
+    assert S390X.net_device.startswith("virtio-net-ccw") and S390X.default_qemu != "host"
+    assert ARM64.firmware is not None and ARM64.firmware.package == "qemu-efi-aarch64"
+    assert ARM64.lacking("s3", "tcg") and S390X.lacking("numa", "tcg")
 
 
 def test_bzimage_for_ppc64le_names_the_arch_to_use(kernel) -> None:
@@ -80,8 +100,9 @@ def test_missing_or_empty_kernel_is_refused(kernel, tmp_path: Path) -> None:
 def test_get_arch_known_and_unknown() -> None:
     assert get_arch("x86_64") is X86_64
     assert get_arch("ppc64le") is PPC64LE
-    with pytest.raises(UsageError, match="unknown arch 'arm64': use one of x86_64, ppc64le"):
-        get_arch("arm64")
+    assert get_arch("arm64").machine.startswith("virt")
+    with pytest.raises(UsageError, match="unknown arch 'riscv64': use one of x86_64, ppc64le, "):
+        get_arch("riscv64")
 
 
 def test_flavour_maps_spec_suffix_to_debian_flavour() -> None:

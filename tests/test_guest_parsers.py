@@ -240,6 +240,7 @@ def test_boot_read_parses_sizes_and_the_page_ext_line() -> None:
             "[    0.091234] allocated 1048576 bytes of page_ext",
             "force",
             "SIZE(page)=64\nNUMBER(SECTION_SIZE_BITS)=27",
+            "little",
         ]
     )
     boot = parse_boot(text + "\n")
@@ -253,11 +254,12 @@ def test_boot_read_parses_sizes_and_the_page_ext_line() -> None:
 def test_boot_read_without_kcore_or_memmap_on_memory_says_so() -> None:
     sep = "\n@@memhp@@\n"
     parts = ["7.2.0", "#1", "console=hvc0", "KernelPageSize: 64 kB", "Page block order: 8"]
-    boot = parse_boot(sep.join([*parts, "10000000", "4", "", "", ""]) + "\n")
+    boot = parse_boot(sep.join([*parts, "10000000", "4", "", "", "", "big"]) + "\n")
     assert (boot.memmap_on_memory, boot.struct_page, boot.section_bits) == (None, None, None)
+    assert boot.byteorder == "big"
     assert (boot.page_size, boot.pageblock_size) == (65536, 16 << 20)
 
 
 def test_boot_read_with_parts_missing_is_refused() -> None:
-    with pytest.raises(ValueError, match="not 10"):
+    with pytest.raises(ValueError, match="not 11"):
         parse_boot("\n@@memhp@@\n".join(["6.1.0"] * 8))

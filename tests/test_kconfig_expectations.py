@@ -240,6 +240,13 @@ def test_auto_movable_virtio_mem_blocks_repeat_three_movable_one_normal() -> Non
     assert letters == "M" * 24 + "N" + "MMMN" * 3 + "MMM"
 
 
+def test_auto_movable_counts_cma_as_movable_not_kernel() -> None:
+    # arm64's 64 MiB CMA area in 1 GiB of boot memory: 3 GiB of DIMMs no longer fit at 301
+    assert auto_movable_zones(262144, [262144] * 3).value == ("Movable",) * 3
+    got = auto_movable_zones(262144, [262144] * 3, cma=16384).value
+    assert got == ("Movable", "Movable", "Normal")
+
+
 def test_auto_movable_without_boot_memory_is_always_normal() -> None:
     assert set(auto_movable_zones(0, [32768] * 4).value) == {"Normal"}
 

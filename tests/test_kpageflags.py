@@ -136,6 +136,13 @@ def test_unpack_little_endian_u64s() -> None:
     assert unpack(b"") == []
 
 
+def test_unpack_big_endian_u64s_of_s390x() -> None:
+    # BUDDY (bit 10) of a big-endian guest read as little-endian would be bit 50
+    raw = struct.pack(">2Q", 1 << 10, 0x2100000000)
+    assert unpack(raw, "big") == [1 << 10, 0x2100000000]
+    assert unpack(raw)[0] == 1 << 50
+
+
 def test_unpack_rejects_partial_entry() -> None:
     with pytest.raises(ValueError, match="12 bytes, not a multiple of 8"):
         unpack(b"\0" * 12)

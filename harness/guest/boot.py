@@ -30,9 +30,12 @@ BOOT_READ = f"; echo {_SEP}; ".join(
         # selects VMCORE_INFO): read 64 KiB, never the whole (terabyte-sized) file.
         "dd if=/proc/kcore bs=65536 count=1 2>/dev/null | "
         "grep -a -oE '^(SIZE\\(page\\)|NUMBER\\(SECTION_SIZE_BITS\\))=[0-9]+'; true",
+        # how the u64s of /proc/kpageflags are laid out
+        # (s390x is big-endian); the file is there since v3.15
+        "cat /sys/kernel/cpu_byteorder 2>/dev/null || echo little",
     ]
 )
-PARTS = 10
+PARTS = 11
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class Boot:
     memmap_on_memory: str | None  # the parameter as the kernel reads it; None: no parameter
     struct_page: int | None  # VMCOREINFO SIZE(page); None: no /proc/kcore note
     section_bits: int | None  # VMCOREINFO NUMBER(SECTION_SIZE_BITS)
+    byteorder: str = "little"  # "little" or "big"
 
 
 def parse_boot(text: str) -> Boot:
@@ -56,7 +60,9 @@ def parse_boot(text: str) -> Boot:
     if len(parts) != PARTS:
         raise ValueError(f"the boot read printed {len(parts)} parts, not {PARTS}: {text[:200]!r}")
     release, build, cmdline, smaps, pagetypeinfo, block_size, blocks, page_ext = parts[:8]
-    memmap_on_memory, vmcoreinfo = parts[8:]
+    memmap_on_memory, vmcoreinfo, byteorder = parts[8:]
+    if byteorder not in ("little", "big"):
+        raise ValueError(f"cpu_byteorder is {byteorder!r}")
     info = dict(line.split("=", 1) for line in vmcoreinfo.splitlines() if "=" in line)
     page_size = int(smaps.split()[1]) * 1024
     return Boot(
@@ -73,4 +79,5 @@ def parse_boot(text: str) -> Boot:
         section_bits=(
             int(info["NUMBER(SECTION_SIZE_BITS)"]) if "NUMBER(SECTION_SIZE_BITS)" in info else None
         ),
+        byteorder=byteorder,
     )

@@ -1,6 +1,6 @@
 """Decode Linux ``/proc/kpageflags`` into readable flags and histograms.
 
-``/proc/kpageflags`` holds one little-endian u64 per pfn.  This module turns
+``/proc/kpageflags`` holds one u64 per pfn, in the kernel's byte order.  This module turns
 those words into names ("BUDDY|UPTODATE"), per-range histograms and runs, so
 failing checks can say e.g.
 ``block 33: expected {BUDDY: >=90%}, seen {BUDDY: 31000, NOPAGE: 768}``.
@@ -181,13 +181,14 @@ def parse_flags(text: str) -> int:
     return value
 
 
-def unpack(raw: bytes) -> list[int]:
-    """Split raw /proc/kpageflags bytes into one u64 per pfn."""
+def unpack(raw: bytes, byteorder: str = "little") -> list[int]:
+    """Split raw /proc/kpageflags bytes into one u64 per pfn, in the guest's byte order."""
     if len(raw) % ENTRY_SIZE:
         raise ValueError(
             f"kpageflags data is {len(raw)} bytes, not a multiple of {ENTRY_SIZE} (short read?)"
         )
-    return list(struct.unpack(f"<{len(raw) // ENTRY_SIZE}Q", raw))
+    order = "<" if byteorder == "little" else ">"
+    return list(struct.unpack(f"{order}{len(raw) // ENTRY_SIZE}Q", raw))
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ class Zone:
     managed: int
     free: int
     start_pfn: int | None  # absent for a zone that spans nothing
+    cma: int = 0  # pages the CMA areas hold (zoneinfo's "cma", v5.9+ with CONFIG_CMA)
 
     @property
     def end_pfn(self) -> int | None:
@@ -49,6 +50,7 @@ def parse_zoneinfo(text: str) -> Zones:
             managed=field("managed") or 0,
             free=field("pages free") or 0,
             start_pfn=field("start_pfn"),
+            cma=field("cma") or 0,
         )
     return zones
 

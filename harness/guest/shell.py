@@ -457,7 +457,7 @@ class GuestShell:
         """
         offset, length = kpageflags.byte_range(pfns)
         raw = self.read_bytes("/proc/kpageflags", offset, length)
-        return kpageflags.unpack(raw)
+        return kpageflags.unpack(raw, self.boot().byteorder)
 
     def cmdline(self) -> Sequence[str]:
         return self.boot().cmdline

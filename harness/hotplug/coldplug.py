@@ -21,7 +21,8 @@ class VirtioMemSpec:
             "-object",
             f"memory-backend-ram,id={self.id}-mem,size={self.max_size}",
             "-device",
-            f"virtio-mem-pci,id={self.id},memdev={self.id}-mem,requested-size={self.requested}",
+            f"{arch.virtio_mem_driver},id={self.id},memdev={self.id}-mem,"
+            f"requested-size={self.requested}",
         ]
 
 

@@ -219,8 +219,9 @@ def plug_virtio_mem(
     block_size: int | None = None,
     dynamic_memslots: bool = False,
 ) -> VirtioMem:
-    """Hot-plug a virtio-mem-pci on a free PCIe root port; ``dynamic_memslots``: QEMU maps
-    the device memory in memslots as the guest plugs it (QEMU 8.2+)."""
+    """Hot-plug the machine's virtio-mem (virtio-mem-pci on a free PCIe root port, or
+    virtio-mem-ccw, which needs none); ``dynamic_memslots``: QEMU maps the device memory in
+    memslots as the guest plugs it (QEMU 8.2+)."""
     n = next(_ids)
     dev = VirtioMem(id=f"vmem{n}", memdev=f"vmem{n}-mem", max_size=max_size)
     args: dict[str, object] = {
@@ -228,8 +229,9 @@ def plug_virtio_mem(
         "id": dev.id,
         "memdev": dev.memdev,
         "requested-size": 0,
-        "bus": ports.take(dev.id),
     }
+    if machine.arch.hotplug_ports:
+        args["bus"] = ports.take(dev.id)
     if block_size:
         args["block-size"] = block_size
     if dynamic_memslots:

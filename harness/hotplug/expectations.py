@@ -504,6 +504,7 @@ KERNEL_FEATURES: dict[str, tuple[tuple[str, ...], str]] = {
         "a hot-added block's memmap on the block itself",
     ),
     "virtio-mem": (("VIRTIO_MEM",), "the virtio-mem driver"),
+    "dimm": ((), "hot-plugged DIMMs (the arch's path: ACPI PNP0C80 devices, pseries DLPAR)"),
     "nvdimm": ((), "NVDIMM regions and pmem namespaces (the arch's LIBNVDIMM parts, BLK_DEV_PMEM)"),
     "devdax": (
         ("ZONE_DEVICE", "DEV_DAX", "DEV_DAX_PMEM"),
@@ -525,6 +526,8 @@ def kernel_options(feature: str, arch: Arch) -> tuple[tuple[str, ...], str]:
     options, purpose = KERNEL_FEATURES[feature]
     if feature == "nvdimm":
         options = (*arch.nvdimm_kconfig, "BLK_DEV_PMEM")
+    if feature == "dimm":
+        options = arch.dimm_kconfig
     return options, purpose
 
 
@@ -559,12 +562,20 @@ AUTO_MOVABLE_RATIO = 301  # the module parameter's default (mm/memory_hotplug.c)
 
 
 def auto_movable_zones(
-    kernel_early: int, units: list[int], *, ratio: int = AUTO_MOVABLE_RATIO, dynamic: bool = False
+    kernel_early: int,
+    units: list[int],
+    *,
+    ratio: int = AUTO_MOVABLE_RATIO,
+    dynamic: bool = False,
+    cma: int = 0,
 ) -> Expected[tuple[str, ...]]:
     """The zone of each unit (pages) onlined in order with ``online`` under auto-movable, on
     one node: DIMMs (static groups) or blocks (no group), or with ``dynamic`` the blocks of
-    one virtio-mem device. ``kernel_early``: present pages of the kernel zones at boot."""
-    movable = own_kernel = 0
+    one virtio-mem device. ``kernel_early``: present pages of the kernel zones at boot;
+    ``cma``: the CMA pages among them, which the policy counts as Movable, not kernel
+    (auto_movable_stats_account_zone)."""
+    kernel_early -= cma
+    movable, own_kernel = cma, 0
     zones = []
     for pages in units:
         allowance = ratio * (kernel_early + (own_kernel if dynamic else 0)) // 100
@@ -578,7 +589,8 @@ def auto_movable_zones(
     return Expected(
         "auto_movable_zones",
         tuple(zones),
-        f"auto-movable, ratio {ratio}, {kernel_early} kernel pages at boot, {kind}: "
+        f"auto-movable, ratio {ratio}, {kernel_early} kernel pages at boot "
+        f"({cma} CMA pages counted Movable), {kind}: "
         "Movable while Movable + the unit <= ratio x kernel / 100 "
         f"(auto_movable_can_online_movable, {AUTO_MOVABLE})",
     )

@@ -10,13 +10,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.arch import Arch, kernel_kind
+from harness.arch import KERNEL_HEAD, Arch, kernel_kind
 from harness.images import vmlinux
 
 # Where Debian's packages have put a kernel and its config: boot/ (up to 6.x) and the
 # release's own directory (7.x: usr/lib/modules/REL/vmlinuz and config).
 KERNEL_DIRS = ("boot", "usr/lib/modules/*", "lib/modules/*")
-HEAD = 0x210  # enough for the x86 setup header and an ELF header
 
 
 @dataclass(frozen=True)
@@ -82,7 +81,7 @@ def _candidates(tree: Path) -> Iterator[Path]:
                     yield path
 
 
-def _head(path: Path, size: int = HEAD) -> bytes:
+def _head(path: Path, size: int = KERNEL_HEAD) -> bytes:
     with path.open("rb") as f:
         return f.read(size)
 

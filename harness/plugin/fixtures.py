@@ -84,12 +84,13 @@ def _kernel_lacks(item: pytest.Item, target: Target, config: KernelConfig) -> st
 
 
 def _skip_if_qemu_lacks(item: pytest.Item, arch: Arch, qemu: QemuBuild) -> None:
-    """needs_qemu(...): asked of the QEMU itself (harness.qemu.facts), before booting;
-    "virtio-mem" stands for the machine's virtio-mem device type (virtio-mem-pci, -ccw)."""
+    """needs_qemu(...): asked of the QEMU itself (harness.qemu.facts), before booting; a kind
+    of device stands for the machine's type of it ("virtio-mem" -> virtio-mem-ccw on s390x,
+    "nvdimm" -> spapr-nvdimm on pseries), with any ".property" kept."""
     wanted = [
-        f.replace("virtio-mem", arch.virtio_mem_driver, 1) if f.split(".")[0] == "virtio-mem" else f
+        ".".join((arch.qemu_type(kind), *prop))
         for m in item.iter_markers("needs_qemu")
-        for f in m.args
+        for kind, *prop in (f.split(".", 1) for f in m.args)
     ]
     lacking = qemu_facts(qemu).lacking(wanted) if wanted else []
     if lacking:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from harness import preflight
+from harness.arch import ARCHES
 from harness.errors import EXIT_INFRA, EXIT_USAGE, InfrastructureError, UsageError
 from harness.hotplug.expectations import parse_overrides
 from harness.images.lockfile import load as load_lock
@@ -49,7 +50,7 @@ MARKERS = {
     "needs(*props)": "guest properties the test needs; skipped before booting where the arch "
     "profile lacks one (Arch.lacks and tcg_lacks say why)",
     "needs_qemu(*features)": "device types or type.property the QEMU must have (asked of the "
-    "QEMU itself, harness.qemu.facts; 'virtio-mem' is the machine's virtio-mem type); a QEMU "
+    "QEMU itself, harness.qemu.facts; 'virtio-mem' and 'nvdimm' are the machine's types); a QEMU "
     "without one skips, naming it",
 }
 
@@ -67,15 +68,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--memhp-arch",
         action="append",
         metavar="ARCH",
-        help=f"guest arch: x86_64 or ppc64le; repeatable (default: {' '.join(DEFAULT_ARCHES)})",
+        help=f"guest arch: {', '.join(ARCHES)}; repeatable (default: {' '.join(DEFAULT_ARCHES)})",
     )
     g.addoption(
         "--memhp-qemu",
         action="append",
         metavar="SPEC",
         help=f"QEMU to run the guests: {builds.SPEC_HELP}; repeatable, each crossed with "
-        "every kernel (default: the host's, and the default matrix adds QEMU 10.0 on the "
-        "newest x86-64 kernel line)",
+        "every kernel (default: the host's, on s390x Debian's 10.0; the default matrix adds "
+        "QEMU 10.0 on the newest x86-64 kernel line)",
     )
     g.addoption(
         "--memhp-accel",

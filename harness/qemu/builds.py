@@ -25,12 +25,12 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from harness import cache
-from harness.arch import Arch
+from harness.arch import Arch, Firmware
 from harness.errors import ArchiveError, ImageError, UsageError
 from harness.images.apt import SUITES, AptCache, Package, VersionKey
 from harness.progress import progress
@@ -66,6 +66,7 @@ class QemuBuild:
     env: Mapping[str, str] = field(default_factory=dict)  # QEMU_MODULE_DIR for a private one
     datadir: Path | None = None  # firmware (-L); None: QEMU's compiled-in directory
     packages: tuple[Package, ...] = ()  # a Debian build's .debs, for the lock file
+    firmware: Path | None = None  # what the machine boots through (-bios), where it must
 
     @property
     def label(self) -> str:
@@ -83,6 +84,7 @@ class QemuBuild:
             "env": dict(self.env),
             "datadir": str(self.datadir) if self.datadir else None,
             "packages": [asdict(p) for p in self.packages],
+            "firmware": str(self.firmware) if self.firmware else None,
         }
 
     @classmethod
@@ -96,6 +98,7 @@ class QemuBuild:
             dict(d["env"]),
             Path(d["datadir"]) if d["datadir"] else None,
             tuple(Package(**p) for p in d["packages"]),
+            Path(d["firmware"]) if d.get("firmware") else None,
         )
 
 
@@ -122,6 +125,13 @@ def resolve(
     :raises ArchiveError: the archive could not give the Debian build.
     """
     check_spec(spec)
+    build = _resolve(spec, arch, apt, pinned)
+    return _with_firmware(build, arch.firmware, apt, pinned) if arch.firmware else build
+
+
+def _resolve(
+    spec: str, arch: Arch, apt: AptCache | None, pinned: tuple[Package, ...] | None
+) -> QemuBuild:
     if spec == HOST:
         return _host(arch)
     if _DEBIAN.fullmatch(spec) and pinned:
@@ -133,6 +143,30 @@ def resolve(
     if _DEBIAN.fullmatch(spec):
         return _debian(spec, arch, apt or host_apt())
     return _local(spec, arch)
+
+
+def _with_firmware(
+    build: QemuBuild, fw: Firmware, apt: AptCache | None, pinned: tuple[Package, ...] | None
+) -> QemuBuild:
+    """The build with the firmware its machine cannot boot without (arch.firmware), taken
+    from Debian through memhp's private apt configuration whatever the QEMU (the host's
+    may have none, or an older one), and part of the build's identity.
+
+    :raises ArchiveError: the archive could not give it.
+    :raises ImageError: its package does not hold the file.
+    """
+    apt = apt or host_apt()
+    pkg = next((p for p in pinned or () if p.name == fw.package), None)
+    if pkg is None:
+        apt.update()
+        pkg = _newest(apt, fw.package, [fw.suite])
+    if pkg is None:
+        raise ArchiveError(f"no index of {fw.suite} lists {fw.package} ({fw.why})")
+    path = _extract(pkg, [pkg], apt) / fw.path
+    if not path.is_file():
+        raise ImageError(f"{pkg} has no {fw.path}")
+    packages = (*build.packages, pkg) if build.packages else ()
+    return replace(build, firmware=path, identity=f"{build.identity}; {pkg}", packages=packages)
 
 
 def _host(arch: Arch) -> QemuBuild:

@@ -73,6 +73,17 @@ class MachineConfig:
         base = [f"console={self.arch.console}", "panic=-1", "log_buf_len=8M", "printk.time=1"]
         return " ".join(base + list(self.cmdline))
 
+    def firmware_args(self, qemu: QemuBuild) -> list[str]:
+        """-bios: the firmware the machine needs (UEFI on arm64, resolved with its QEMU), else
+        the fast one where nothing asks for the default."""
+        if self.arch.firmware is not None:
+            if qemu.firmware is None:
+                raise RuntimeError(f"{qemu.label} was resolved without {self.arch.name}'s firmware")
+            return ["-bios", str(qemu.firmware)]
+        if self.uses_fast_firmware():
+            return self.arch.firmware_args(qemu.datadir or Path("/usr/share/qemu"))
+        return []
+
     def qemu_build(self) -> QemuBuild:
         """The QEMU this guest runs on (the host's when none was given)."""
         return self.qemu or resolve(HOST, self.arch)
@@ -99,11 +110,7 @@ class MachineConfig:
             arch.machine,
             *accel.qemu_args(arch),
             *(("-L", str(qemu.datadir)) if qemu.datadir else ()),
-            *(
-                arch.firmware_args(qemu.datadir or Path("/usr/share/qemu"))
-                if self.uses_fast_firmware()
-                else ()
-            ),
+            *self.firmware_args(qemu),
             "-smp",
             str(self.smp),
             "-m",
@@ -132,7 +139,7 @@ class MachineConfig:
             "-netdev",
             f"user,id=net0,hostfwd=tcp:127.0.0.1:{ssh_port}-:22",
             "-device",
-            "virtio-net-pci,netdev=net0",
+            f"{arch.net_device},netdev=net0",
             *(a for port in arch.hotplug_ports for a in ("-device", port)),
             *(a for dev in self.coldplug for a in dev.qemu_args(workdir, arch)),
             *self.qemu_args_extra,
