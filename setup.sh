@@ -73,7 +73,7 @@ echo "memhp setup: Python environment ready in .venv"
 if [[ " $* " != *" --no-images "* ]]; then
   targets=("x86_64 debian:6.1" "x86_64 debian:6.12" "x86_64 debian:7.2"
            "ppc64le debian:6.1" "ppc64le debian:6.12")
-  [ "$arches" = yes ] && targets+=("arm64 debian:6.12" "arm64 debian:6.1/cloud"
+  [ "$arches" = yes ] && targets+=("arm64 debian:6.12" "arm64 debian:6.1/cloud" "arm64 debian:7.2/cloud"
                                    "arm64 debian:6.12/cloud" "s390x debian:6.12"
                                    "s390x debian:7.2")
   for target in "${targets[@]}"; do

@@ -319,7 +319,7 @@ ARM64 = Arch(
     default_flavour="arm64",
     # The generic flavour has no ACPI_HOTPLUG_MEMORY (DIMM scenarios skip, naming it);
     # cloud-arm64 has it.
-    default_kernels=("debian:6.12", "debian:6.1/cloud", "debian:6.12/cloud"),
+    default_kernels=("debian:6.12", "debian:6.1/cloud", "debian:6.12/cloud", "debian:7.2/cloud"),
     flavours={"cloud": "cloud-arm64", "rt": "rt-arm64", "16k": "arm64-16k"},
     # Blocks are 128 MiB with 4K and 16K pages (SECTION_SIZE_BITS 27 since commit
     # f0b13ee23241 ("arm64/sparsemem: reduce SECTION_SIZE_BITS") (in v5.12)).

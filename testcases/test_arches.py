@@ -23,8 +23,9 @@ from harness.verdict import Status
 pytestmark = pytest.mark.arches
 
 # arm64: Debian's generic flavour has no ACPI_HOTPLUG_MEMORY (its DIMM scenarios skip,
-# naming it), cloud has; QEMU 10.0 for virtio-mem device_del (virt: QEMU 8.1+).
-ARM64 = ("debian:6.1/cloud", "debian:6.12/cloud", "debian:6.12")
+# naming it), cloud has; QEMU 10.0 for virtio-mem device_del (virt: QEMU 8.1+). 7.2 shows
+# a known arm64 bug (harness/hotplug/known.py): its memmap_on_memory scenarios are XFAIL.
+ARM64 = ("debian:6.1/cloud", "debian:6.12/cloud", "debian:7.2/cloud", "debian:6.12")
 # s390x: no Debian s390x kernel has VIRTIO_MEM (its scenarios skip, naming it), so the
 # lines that run them are Debian's own sources of 7.2 and 7.3 built with kconfigs/.
 S390X_BINARIES = ("debian:6.12", "debian:7.2")

@@ -233,9 +233,20 @@ def test_png_map_draws_one_tile_per_block_one_column_per_step() -> None:
 
 def test_a_known_kernel_bug_is_matched_by_what_was_seen_on_the_lines_it_is_known_on() -> None:
     leak = "AssertionError: after 20 cycles:\n  MemFree fell by 75 MiB (tolerance 24 MiB)"
-    bug = known_bug("test_cycles_dimm_plug_online_offline_unplug", (6, 18, 15), leak)
+    cycles = "test_cycles_dimm_plug_online_offline_unplug"
+    bug = known_bug(cycles, (6, 18, 15), leak, "x86_64")
     assert bug is not None and "bf9e4e30f353" in bug.describe()
-    assert known_bug("test_cycles_dimm_plug_online_offline_unplug", (6, 17, 13), leak) is None
-    assert known_bug("test_x", (6, 18, 15), "Slab grew by 30 MiB") is None  # another failure
-    assert expected_bug("test_cycles_virtio_mem_grow_and_shrink", (6, 18, 15)) is bug
-    assert expected_bug("test_cycles_virtio_mem_grow_and_shrink", (7, 2, 11)) is None
+    assert known_bug(cycles, (6, 17, 13), leak, "x86_64") is None
+    assert known_bug("test_x", (6, 18, 15), "Slab grew by 30 MiB", "x86_64") is None  # another
+    assert expected_bug("test_cycles_virtio_mem_grow_and_shrink", (6, 18, 15), "x86_64") is bug
+    assert expected_bug("test_cycles_virtio_mem_grow_and_shrink", (7, 2, 11), "x86_64") is None
+
+
+def test_a_known_bug_of_one_arch_is_not_expected_on_another() -> None:
+    refused = "Refused: offline refused: memory16: EPERM"
+    bug = known_bug("test_memmap_on_memory_dimm", (7, 2, 11), refused, "arm64")
+    assert bug is not None and "95a58852b0e5" in bug.describe()
+    assert known_bug("test_memmap_on_memory_dimm", (7, 2, 11), refused, "x86_64") is None
+    assert known_bug("test_memmap_on_memory_dimm", (6, 12, 57), refused, "arm64") is None
+    assert expected_bug("test_memmap_on_memory_dimm", (7, 3, 4), "arm64") is bug
+    assert expected_bug("test_memmap_on_memory_dimm", (7, 2, 11), "x86_64") is None

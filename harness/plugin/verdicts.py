@@ -131,11 +131,12 @@ def _known_bugs(
         return status
     scenario = getattr(item, "originalname", item.name)
     version = v.facts.version
-    if status is Status.FAIL and (bug := known_bug(scenario, version, str(exc))):
+    arch = v.arch.name
+    if status is Status.FAIL and (bug := known_bug(scenario, version, str(exc), arch)):
         report.outcome = "skipped"
         report.wasxfail = bug.describe()
         setattr(report, KNOWN_ATTR, bug.describe())
-    elif status is Status.PASS and (bug := expected_bug(scenario, version)):
+    elif status is Status.PASS and (bug := expected_bug(scenario, version, arch)):
         report.outcome = "failed"
         report.longrepr = (
             f"{bug.name} is listed as known on {v.facts.release} but did not show: "
