@@ -65,7 +65,7 @@ KNOWN: tuple[KnownBug, ...] = (
             "arm64/mm: Reject memory removal that splits a kernel leaf mapping",
             "v7.1",
         ),
-        "none posted that memhp knows of (found by memhp on Debian's 7.2.11 cloud-arm64 and "
+        "none posted that memhp knows of (found by memhp on Debian's 7.2.12 cloud-arm64 and "
         "linux-source-7.3)",
         (7, 1, 0),
         None,
