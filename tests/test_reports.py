@@ -248,5 +248,6 @@ def test_a_known_bug_of_one_arch_is_not_expected_on_another() -> None:
     assert bug is not None and "95a58852b0e5" in bug.describe()
     assert known_bug("test_memmap_on_memory_dimm", (7, 2, 11), refused, "x86_64") is None
     assert known_bug("test_memmap_on_memory_dimm", (6, 12, 57), refused, "arm64") is None
+    assert known_bug("test_dimm_online_movable", (7, 2, 11), refused, "arm64") is None  # unlisted
     assert expected_bug("test_memmap_on_memory_dimm", (7, 3, 4), "arm64") is bug
     assert expected_bug("test_memmap_on_memory_dimm", (7, 2, 11), "x86_64") is None
