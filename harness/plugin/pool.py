@@ -131,6 +131,7 @@ class Pool:
             machine = QemuMachine(dataclasses.replace(cfg, restore_from=saved))
             try:
                 machine.start()
+                snapshots.used(saved)
                 return machine
             except InfrastructureError as exc:  # e.g. a QEMU update broke the format
                 progress.note(f"{target.id}: the saved boot did not restore ({exc}); booting")
@@ -140,6 +141,7 @@ class Pool:
         if saved is not None and not saved.exists():
             try:
                 machine.save(saved)
+                snapshots.prune(keep=saved)
             except InfrastructureError as exc:  # the guest is not handed out half-saved
                 progress.note(f"{target.id}: could not save the boot ({exc}); booting again")
                 machine.shutdown()

@@ -9,6 +9,7 @@ devices always boots (their backing files live in the machine's own directory).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
@@ -21,6 +22,10 @@ if TYPE_CHECKING:
     from harness.qemu.config import MachineConfig
 
 ENV = "MEMHP_RESTORE"  # 0: always boot
+# Saved boots kept at most (GiB), least recently used first to go: every image, QEMU and
+# machine shape gets its own (100-160 MiB each), and a day of builds and bisects made 54 GiB.
+BUDGET_ENV = "MEMHP_SAVED_BOOTS_GIB"
+DEFAULT_BUDGET_GIB = 8
 
 
 def enabled() -> bool:
@@ -48,3 +53,37 @@ def path_for(config: MachineConfig, accel: Accel) -> Path | None:
     ]
     key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:20]
     return cache.path("snapshots", f"{config.arch.name}-{config.image.path.name}-{key}.mig")
+
+
+def used(saved: Path) -> None:
+    """``saved`` served a guest: it is the most recently used (prune keeps it longest)."""
+    with contextlib.suppress(FileNotFoundError):  # pruned by another worker since
+        os.utime(saved)
+
+
+def prune(keep: Path, budget: int | None = None) -> list[Path]:
+    """Remove the least recently used saved boots (and their console logs) until the rest fit
+    in ``budget`` bytes (default: $MEMHP_SAVED_BOOTS_GIB GiB); ``keep`` always stays. A
+    guest restoring one that goes meanwhile still reads it (the open file outlives the
+    unlink), and a later guest of that shape boots and saves again. Returns what went."""
+    if budget is None:
+        budget = int(float(os.environ.get(BUDGET_ENV, DEFAULT_BUDGET_GIB)) * 2**30)
+    sizes: dict[Path, tuple[float, int]] = {}
+    for mig in keep.parent.glob("*.mig"):
+        try:
+            st = mig.stat()
+        except FileNotFoundError:  # another worker pruned it
+            continue
+        sizes[mig] = (st.st_mtime, st.st_size)
+    total = sum(size for _, size in sizes.values())
+    gone = []
+    for mig, (_, size) in sorted(sizes.items(), key=lambda item: item[1][0]):
+        if total <= budget:
+            break
+        if mig == keep:
+            continue
+        mig.unlink(missing_ok=True)
+        mig.with_suffix(".console").unlink(missing_ok=True)
+        total -= size
+        gone.append(mig)
+    return gone
