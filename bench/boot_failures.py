@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from threads import run_workers
+
 from harness import images
 from harness.arch import ARCHES, Arch, get_arch
 from harness.errors import BootTimeout, LaunchError, VMLost
@@ -233,20 +235,7 @@ def main() -> int:
                     flush=True,
                 )
 
-    threads = [
-        threading.Thread(target=worker, args=(w,), name=f"boot-{w}") for w in range(args.jobs)
-    ]
-    for t in threads:
-        t.start()
-    try:
-        while any(t.is_alive() for t in threads):
-            for t in threads:
-                t.join(0.5)
-    except KeyboardInterrupt:
-        stop.set()  # each worker ends its current QEMU and stops
-        print("interrupted: finishing the boots under way", file=sys.stderr)
-        for t in threads:
-            t.join()
+    run_workers(worker, args.jobs, stop, "boot")
     print("\n".join(summary(records, list(kernels), settings)))
     return 0
 

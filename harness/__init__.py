@@ -5,12 +5,16 @@ images and the workflows beside them; verdict, errors, liveness and arch below e
 
     plugin/       the pytest plugin (entry point plugin/hooks.py gathers the rest)
         options.py       options, markers, the run's inputs checked before any boot, shards
-        fixtures.py      the guest pool's fixture and ``vm``; skips for what is lacking
+        fixtures.py      the guest pool's fixture (trimmed between scenarios), ``vm`` and
+                         ``measure``; skips for what is lacking
         verdicts.py      each test phase classified once (verdict.py); the dmesg watch;
                          the run's exit status and completeness (an interrupted run)
         summary.py       the terminal's end: errors not the kernel's, the scenario table
+        status.py        where the run stands: a line on a terminal, plain lines elsewhere
+        repeats.py       --memhp-repeat: failing scenarios again on fresh guests (flaky?)
         pool.py          booted guests shared between compatible scenarios
-        recording.py     result records, the page-flag recorder, JUnit properties
+        recording.py     result records, the page-flag recorder, reproducers, JUnit
+                         properties
         shards.py        --memhp-shard: balanced, deterministic parts of a selection
         stash.py         what the hooks keep on pytest's config and items
     hotplug/      the test-facing vocabulary
@@ -51,6 +55,7 @@ images and the workflows beside them; verdict, errors, liveness and arch below e
         accel.py         KVM only where it really works, else TCG
     images/       guest images: kernel specs, Debian packages, lock files, the build
     report/       result records, KCIDB, HTML, JUnit merge, compare, page-flag pictures
+                  (and their font), reproducer scripts (repro.py)
     workflows/    series verify, bisect, self-check, the scenario runner, git worktrees
     verdict.py    the one verdict authority: classify() and exit_status()
     errors.py     the fault families (usage, infrastructure, kernel, and the neutral ones
@@ -58,8 +63,11 @@ images and the workflows beside them; verdict, errors, liveness and arch below e
     liveness.py   how every wait tells a slow VM from a gone one (HEARTBEAT)
     preflight.py  a run's inputs checked once, before any boot; targets
     scenarios.py  the one pytest command line for the scenarios; pytest's refusals first
+    workers.py    how many scenarios at a time (cores, memory) and idle guests a worker keeps
+    transcript.py what was done to a guest, in order (QMP, events waited for, guest commands)
     kbuild.py     kernels from source (kconfigs/ fragments); kconfig.py parses .config
-    arch.py       x86-64 q35 and ppc64le pseries profiles: every arch difference
+    arch.py       x86-64 q35, ppc64le pseries, arm64 virt and s390x profiles: every arch
+                  difference
     progress.py   progress lines and the ``memhp`` log; signals.py: SIGTERM as Ctrl-C
     cache.py, resources.py   where memhp keeps downloads, and finds its own files
     cli.py        the ``memhp`` command

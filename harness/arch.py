@@ -40,6 +40,30 @@ class Firmware:
     why: str
 
 
+@dataclass(frozen=True)
+class SavedBoots:
+    """Saved boots on the QEMUs where restoring works: those older than ``fixed_in`` once
+    the restored guest ran ``after_restore``, and those from ``safe_from`` on as they are."""
+
+    fixed_in: tuple[int, int]
+    after_restore: str
+    safe_from: tuple[int, int] | None = None  # None: no newer QEMU restores safely
+
+    def allows(self, qemu_version: str) -> bool:
+        v = _version(qemu_version)
+        return v < self.fixed_in or (self.safe_from is not None and v >= self.safe_from)
+
+    def fixup(self, qemu_version: str) -> str | None:
+        """What the guest runs right after a restore on this QEMU (None: nothing)."""
+        return self.after_restore if _version(qemu_version) < self.fixed_in else None
+
+
+def _version(text: str) -> tuple[int, int]:
+    """(major, minor) of a QEMU version such as "7.2.22"."""
+    major, minor = [*text.split("."), "0"][:2]
+    return int(major), int(minor)
+
+
 @dataclass(frozen=True, eq=False)  # profiles are singletons: identity is equality
 class Arch:
     name: str  # memhp's name, as given to --memhp-arch
@@ -86,8 +110,9 @@ class Arch:
     boot_timeout_tcg: float = 90.0
     # TCG threading (harness.qemu.accel): "single" runs a guest's vCPUs in one host thread.
     tcg_thread: str = "single"
-    # Fresh guests may start from a saved boot (harness.qemu.snapshots).
-    saved_boots: bool = True
+    # Fresh guests may start from a saved boot (harness.qemu.snapshots); SavedBoots: only
+    # on some QEMUs, and with a command the restored guest runs first.
+    saved_boots: bool | SavedBoots = True
     # -device specs added at boot so PCI devices (virtio-mem-pci) can be hot-plugged later.
     hotplug_ports: tuple[str, ...] = ()
     # NVDIMM on this machine: the device model, whether QEMU needs a label area and uuid
@@ -227,6 +252,19 @@ X86_64 = Arch(
     fast_firmware="qboot.rom",
 )
 
+# Make every vCPU of a ppc64le guest take a decrementer interrupt at once, which reprograms
+# DEC for its next timer event: a trace_marker write wakes a waiting per-CPU trace_pipe
+# reader through the ring buffer's irq_work, queued on the writing CPU, and queueing an
+# irq_work sets DEC to 1 (arch_irq_work_raise, arch/powerpc/kernel/time.c). Needs tracefs.
+REARM_DECREMENTERS = (
+    "T=/sys/kernel/tracing; [ -e $T/trace_marker ] || mount -t tracefs nodev $T || exit; "
+    "for c in $(seq 0 $(($(nproc --all) - 1))); do "
+    "cat $T/per_cpu/cpu$c/trace_pipe > /dev/null & r=$!; "
+    "i=0; until grep -q ring_buffer_wait /proc/$r/wchan || [ $i -ge 500 ]; do i=$((i+1)); done; "
+    'taskset -c $c sh -c "echo memhp-rearm > $T/trace_marker"; '
+    "kill $r; wait $r; done; true"
+)
+
 PPC64LE = Arch(
     name="ppc64le",
     debian_arch="ppc64el",
@@ -254,12 +292,19 @@ PPC64LE = Arch(
     # One host thread per vCPU, as pseries always ran here: the int3 artifact that single
     # threading avoids is x86's (text_poke_bp); powerpc patches text without a breakpoint.
     tcg_thread="multi",
-    # No saved boots: in guests restored from one (QEMU 7.2, TCG, Debian 6.1), the second
-    # vCPU, idle in snooze_loop, sometimes went 21 s without a decrementer interrupt
-    # ("rcu_sched kthread timer wakeup didn't happen for 5215 jiffies", always ~21 s after
-    # the restore), so the next wait ran out: 1 in ~50 restored 6.1 scenarios, under
-    # thread=single and multi alike, never in a booted guest.
-    saved_boots=False,
+    # QEMU's TCG ppc migrates no decrementer before commit 578912ad7312 ("target/ppc:
+    # Migrate DECR SPR") (in v8.2; Debian's 7.2.22 has the rest of that series, not it):
+    # restored vCPUs keep the fresh QEMU's DEC timer, not the guest's, and one whose tick
+    # was running when saved (its next expiry then overdue, so no later hrtimer reprograms
+    # DEC) may get no timer interrupt again: "rcu_sched kthread timer wakeup didn't
+    # happen", hard LOCKUP, sleeps that never end. 1 in ~50 restored 6.1 scenarios here;
+    # 4 of 7 restores of boots saved with vCPU 1 busy (bench/restore_stalls.py busy=1).
+    # Waking each vCPU (taskset) does not help (2 of 3: a running tick is not restarted);
+    # REARM_DECREMENTERS after each restore does (0 of 16 busy, 0 of 56 idle, Debian 6.1
+    # and 6.12), QemuMachine.restore booting instead where SSH and it took over 10 s.
+    # 10.0.13 (Debian) leaves vCPU 1 in H_CEDE on every restore (13 of 13: hard LOCKUP
+    # after 16 s, timers dead after); 11.1.3: 0 of 13, too few yet. So: 7.2 only.
+    saved_boots=SavedBoots(fixed_in=(8, 2), after_restore=REARM_DECREMENTERS),
     # spapr NVDIMMs: a label area and a uuid, data a multiple of 256 MiB (hw/ppc/spapr_nvdimm.c).
     nvdimm_driver="spapr-nvdimm",
     nvdimm_label_size=128 * 1024,

@@ -12,7 +12,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness import images, preflight
+from harness import images, preflight, workers
 from harness.arch import ARCHES, get_arch
 from harness.errors import (
     EXIT_INFRA,
@@ -135,7 +135,7 @@ def _parser() -> argparse.ArgumentParser:
         "run",
         help="run the scenarios (any further arguments go to pytest)",
         description="Run the hotplug scenarios in testcases/ with pytest. Arguments memhp does "
-        "not know go to pytest, e.g. -k dimm, -n 2, -x, --junitxml=FILE.",
+        "not know go to pytest, e.g. -k dimm, -x, --junitxml=FILE.",
     )
     run.add_argument(
         "--kernel",
@@ -159,6 +159,15 @@ def _parser() -> argparse.ArgumentParser:
         help="override an expectation (see harness/hotplug/expectations.py)",
     )
     _lock_options(run)
+    _workers_option(run)
+    run.add_argument(
+        "--repeat",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run each failing scenario N more times on fresh guests: the reports say "
+        "whether it failed every time or some of the times (flaky), with the counts",
+    )
     run.add_argument(
         "--report",
         type=Path,
@@ -197,15 +206,30 @@ def _parser() -> argparse.ArgumentParser:
     mg.set_defaults(func=_report_merge)
     cp = rep.add_parser(
         "compare",
-        help="which scenarios flipped between two runs (exit 1 on a regression)",
+        help="which scenarios flipped between two runs (exit 1 on a regression or flaky one)",
         description="Compare two result directories per target and scenario: regressions "
-        "(a FAIL where BASE had none), fixes (FAIL -> PASS), infrastructure errors apart, new "
-        "and vanished scenarios. Exit status 1 when there is a regression.",
+        "(a FAIL where BASE had none), flaky ones apart (a FAIL that passed on a rerun, "
+        "memhp run --repeat), fixes (FAIL -> PASS), infrastructure errors apart, new "
+        "and vanished scenarios. Exit status 1 when there is a regression or a flaky one.",
     )
     cp.add_argument("base", type=Path, metavar="BASE")
     cp.add_argument("new", type=Path, metavar="NEW")
     cp.add_argument("--html", type=Path, metavar="FILE", help="also write the comparison page")
     cp.set_defaults(func=_report_compare)
+
+    rp = sub.add_parser(
+        "repro",
+        help="the standalone script that reproduces a failing scenario",
+        description="memhp run --report DIR writes, next to every FAIL, a script that "
+        "reproduces it without memhp (bash, ssh and the same QEMU: boot, the QMP commands "
+        "in order, the guest commands, the failing check in shell; exit 1 when it "
+        "reproduces, 0 when it does not). This finds it: the failures of DIR, or the one "
+        "whose scenario (or node id) contains SCENARIO.",
+    )
+    rp.add_argument("dir", type=Path, metavar="DIR", help="a results directory (--report)")
+    rp.add_argument("scenario", nargs="?", metavar="SCENARIO")
+    rp.add_argument("--show", action="store_true", help="print the script itself")
+    rp.set_defaults(func=_repro)
 
     series = sub.add_parser("series", help="verify a patch series").add_subparsers(
         dest="series_command", required=True, metavar="ACTION"
@@ -276,6 +300,7 @@ def _parser() -> argparse.ArgumentParser:
         help="run every scenario on each mutant (default: stop at the first that catches it)",
     )
     _qemu_option(sc, multiple=False)
+    _workers_option(sc)
     sc.add_argument("--out", type=Path, metavar="DIR", help="results (default ./memhp-out/)")
     sc.set_defaults(func=_selfcheck)
 
@@ -375,12 +400,28 @@ def _orchestrated_options(p: argparse.ArgumentParser) -> None:
     )
     _kbuild_base_option(p, "--kbuild-base")
     _accel_option(p)
+    _workers_option(p)
     p.add_argument(
         "--out",
         type=Path,
         metavar="DIR",
         help="results and reports (default: ./memhp-out/<command>-<time>)",
     )
+
+
+def _workers_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-n",
+        "--workers",
+        type=workers.positive,
+        metavar="N",
+        help="scenarios at a time (default: one per core while memory lasts; 1: one at a time)",
+    )
+
+
+def _workers(args: argparse.Namespace) -> workers.Workers:
+    """How many scenarios at a time (said by the run once its input is checked)."""
+    return workers.choose(args.workers)
 
 
 def _out_dir(args: argparse.Namespace, command: str) -> Path:
@@ -497,6 +538,7 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
 
     if not TESTCASES.is_dir():
         raise HarnessError(f"memhp's scenarios are missing ({TESTCASES}): reinstall memhp")
+    chosen = _workers(args)
     selection = Selection(
         kernels=tuple(args.kernel or ()),
         arches=tuple(args.arch or ()),
@@ -507,6 +549,9 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
         results=args.report,
         shard=args.shard,
         durations_from=tuple(args.durations_from),
+        workers=chosen.count,
+        workers_said=chosen.describe(),
+        repeat=max(0, args.repeat),
     )
     if args.submit:
         if not args.report:
@@ -535,6 +580,7 @@ def _selfcheck(args: argparse.Namespace, _: list[str]) -> int:
         only=args.only,
         every_catcher=args.every_catcher,
         qemu=args.qemu,
+        workers=_workers(args).count,
     )
     print(result.table())
     print(f"results: {out}")
@@ -569,7 +615,26 @@ def _report_compare(args: argparse.Namespace, _: list[str]) -> int:
     if args.html:
         args.html.write_text(result.html(str(args.base), str(args.new)))
         print(f"memhp: comparison page {args.html}")
-    return EXIT_KERNEL if result.regressions else 0
+    return EXIT_KERNEL if result.regressions or result.flaky else 0
+
+
+def _repro(args: argparse.Namespace, _: list[str]) -> int:
+    if not (args.dir / RECORDS).is_dir():
+        raise UsageError(f"{args.dir} is not a memhp results directory (no {RECORDS}/)")
+    failed = [r for r in load_results(args.dir) if r.repro]
+    chosen = [r for r in failed if not args.scenario or args.scenario in r.nodeid]
+    if not chosen:
+        what = f"matching {args.scenario!r} " if args.scenario else ""
+        raise UsageError(
+            f"no failure {what}with a reproducer in {args.dir} "
+            f"(failures: {', '.join(r.scenario for r in failed) or 'none'})"
+        )
+    if args.show and len(chosen) == 1:
+        print((args.dir / chosen[0].repro).read_text(), end="")
+        return 0
+    for r in chosen:
+        print(f"{r.scenario} on {r.arch} {r.kernel}: {r.message}\n  bash {args.dir / r.repro}")
+    return 0
 
 
 def _series_verify(args: argparse.Namespace, _: list[str]) -> int:
@@ -586,6 +651,7 @@ def _series_verify(args: argparse.Namespace, _: list[str]) -> int:
         kbuild_base=args.kbuild_base,
         accel=args.accel,
         qemu=args.qemu,
+        workers=_workers(args).count,
         out=out,
     )
     print(result.table())
@@ -607,6 +673,7 @@ def _bisect(args: argparse.Namespace, _: list[str]) -> int:
         out=str(out),
         accel=args.accel,
         qemu=args.qemu,
+        workers=_workers(args).count,
     )
     culprit = bisect.bisect(cfg, args.good, args.bad)
     print(

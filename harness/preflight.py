@@ -26,9 +26,10 @@ from harness.images.lockfile import Lock
 from harness.images.lockfile import load as load_lock
 from harness.images.tools import HOST_TOOLS, host_tool
 from harness.progress import progress
-from harness.qemu import builds
+from harness.qemu import builds, snapshots
 from harness.qemu.accel import choose_accel
 from harness.qemu.builds import QemuBuild
+from harness.workers import idle_limit
 
 DEFAULT_ARCHES = ("x86_64", "ppc64le")
 
@@ -113,6 +114,8 @@ def check(
     for spec in qemus or ():
         builds.check_spec(spec)
     _check_cache()
+    snapshots.budget_bytes()  # the environment's knobs, before anything boots
+    idle_limit()
     for tool in HOST_TOOLS:
         host_tool(tool)
     if shutil.which("setpriv") is None:

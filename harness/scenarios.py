@@ -29,7 +29,9 @@ class Selection:
     files: tuple[str, ...] = ()  # scenario files (testcases/ names); empty: all
     durations_from: tuple[Path, ...] = ()
     workers: int = 0  # pytest-xdist -n; 0 or 1: one process
+    workers_said: str = ""  # how many and why, said once the run's input is checked
     maxfail: int = 0  # stop after this many failures; 0: run everything
+    repeat: int = 0  # reruns of each failing scenario on fresh guests
 
     def pytest_args(self) -> list[str]:
         args = [
@@ -71,6 +73,10 @@ class Selection:
         args += [a for d in self.durations_from for a in ("--memhp-durations-from", str(d))]
         if self.workers > 1:
             args += ["-n", str(self.workers)]
+        if self.workers_said:
+            args += ["--memhp-workers-said", self.workers_said]
+        if self.repeat > 0:
+            args += ["--memhp-repeat", str(self.repeat)]
         if self.maxfail > 0:
             args += ["--maxfail", str(self.maxfail)]
         return args

@@ -54,7 +54,7 @@ def _leaks(before: HotplugState, after: HotplugState) -> list[str]:
 
 
 def _cycles(
-    vm: HotplugVM, cycle: Callable[[], None], record_property: Callable[[str, object], None]
+    vm: HotplugVM, cycle: Callable[[], None], measure: Callable[[str, object], None]
 ) -> None:
     seconds = []
     for n in range(CYCLES):
@@ -66,7 +66,7 @@ def _cycles(
             before = vm.state()
     vm.guest.run("echo 3 > /proc/sys/vm/drop_caches")
     after = vm.state()
-    record_property("cycle_seconds", [round(s, 2) for s in seconds])
+    measure("cycle_seconds", [round(s, 2) for s in seconds])
     assert max(seconds) <= CYCLE_BOUND, f"a cycle took {max(seconds):.0f} s: {seconds}"
     leaks = _leaks(before, after)
     assert not leaks, f"after {CYCLES} cycles:\n  " + "\n  ".join(leaks)
@@ -76,7 +76,7 @@ def _cycles(
 @pytest.mark.needs_qemu("pc-dimm")
 @pytest.mark.needs_kernel("dimm")
 def test_cycles_dimm_plug_online_offline_unplug(
-    vm: HotplugVM, record_property: Callable[[str, object], None]
+    vm: HotplugVM, measure: Callable[[str, object], None]
 ) -> None:
     def cycle() -> None:
         dimm = vm.plug_dimm(2 * vm.arch.dimm_align)
@@ -85,14 +85,14 @@ def test_cycles_dimm_plug_online_offline_unplug(
         result = vm.unplug_dimm(dimm)
         assert result.outcome is Unplug.DELETED, result.describe()
 
-    _cycles(vm, cycle, record_property)
+    _cycles(vm, cycle, measure)
 
 
 @pytest.mark.memhp(cmdline=("memhp_default_state=online_movable",), fresh=True)
 @pytest.mark.needs_qemu("virtio-mem")
 @pytest.mark.needs_kernel("virtio-mem")
 def test_cycles_virtio_mem_grow_and_shrink(
-    vm: HotplugVM, record_property: Callable[[str, object], None]
+    vm: HotplugVM, measure: Callable[[str, object], None]
 ) -> None:
     dev = vm.plug_virtio_mem(1 * GiB)
     block = vm.memory().block_size
@@ -101,4 +101,4 @@ def test_cycles_virtio_mem_grow_and_shrink(
         assert vm.resize(dev, 2 * block).reached
         assert vm.resize(dev, 0).reached
 
-    _cycles(vm, cycle, record_property)
+    _cycles(vm, cycle, measure)

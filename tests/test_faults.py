@@ -9,6 +9,7 @@ are easy to find; the seconds each fault took to its verdict go into the JUnit p
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -30,6 +31,7 @@ from harness.images.image import Image
 from harness.qemu import machine
 from harness.qemu.accel import choose_accel
 from harness.qemu.machine import MachineConfig, QemuMachine
+from harness.report import compare
 from harness.report.results import Result, load
 from harness.verdict import Status
 
@@ -37,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = Path(__file__).resolve().parent / "faults" / "scenarios.py"
 KERNEL = "debian:6.12"
 VERDICT_BOUND = 60.0  # a dead or frozen guest reaches its verdict within this (issue 10)
-Record = Callable[[str, object], None]  # pytest's record_property
+Record = Callable[[str, object], None]  # memhp's measure (JUnit suite properties)
 
 
 @pytest.fixture(scope="module")
@@ -150,12 +152,12 @@ def test_fault_gets_its_verdict_in_bounded_time(
     image: Image,
     tmpdir_env: Path,
     tmp_path: Path,
-    record_property: Record,
+    measure: Record,
 ) -> None:
     child = run_child(scenario, tmpdir_env, tmp_path)
 
     result = only(child, scenario)
-    record_property("seconds_to_verdict", round(result.duration, 1))
+    measure("seconds_to_verdict", round(result.duration, 1))
     assert result.status is status, f"{result.status}: {result.message}\n{child.output[-3000:]}"
     assert says in result.message + result.log_excerpt, result.message
     assert result.duration <= VERDICT_BOUND, f"{result.duration:.0f} s to a verdict"
@@ -167,6 +169,48 @@ def test_fault_gets_its_verdict_in_bounded_time(
         assert "scenarios.py" in result.log_excerpt, result.log_excerpt
     if scenario == "test_panic_during_cleanup":
         assert result.phase == "teardown", result
+
+
+# -- a scenario that fails some of the times -------------------------------------------------
+
+
+def test_repeat_tells_a_flaky_scenario_from_one_failing_every_time(
+    image: Image, tmpdir_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--memhp-repeat 3 on a scenario that fails every other run and one that always fails:
+    each is run 3 more times on fresh guests, and every report tells them apart."""
+    monkeypatch.setenv("MEMHP_FAULT_RUNS", str(tmp_path / "runs"))
+    child = run_child(
+        "test_fails_every_other_run or test_fails_every_run",
+        tmpdir_env,
+        tmp_path,
+        "--memhp-repeat",
+        "3",
+    )
+
+    flaky, always = only(child, "test_fails_every_other_run"), only(child, "test_fails_every_run")
+    assert (tmp_path / "runs").read_text() == "4", child.output[-3000:]  # 1 run + 3 reruns
+    assert (flaky.status, flaky.repeats) == (Status.FAIL, ["PASS", "FAIL", "PASS"])
+    assert flaky.repeat_summary() == "failed 2 of 4 runs (flaky)" and flaky.flaky
+    assert (always.status, always.repeats) == (Status.FAIL, ["FAIL"] * 3)
+    assert always.repeat_summary() == "failed 4 of 4 runs (every time)" and not always.flaky
+    assert "test_fails_every_other_run[x86_64-debian:6.12]: failed 2 of 4 runs (flaky)" in (
+        child.output
+    )
+    assert child.returncode == 1  # a flaky failure is still a failure
+
+    tests = json.loads((child.results_dir / "kcidb.json").read_text())["tests"]
+    repeats = {t["misc"]["nodeid"].rpartition("::")[2]: t["misc"]["repeats"] for t in tests}
+    assert repeats["test_fails_every_other_run[x86_64-debian:6.12]"]["flaky"] is True
+    assert repeats["test_fails_every_run[x86_64-debian:6.12]"]["flaky"] is False
+    junit = (child.results_dir / "junit.xml").read_text()
+    assert junit.count('name="memhp_repeat"') == 2 and "failed 2 of 4 runs (flaky)" in junit
+
+    base = [dataclasses.replace(r, status=Status.PASS, repeats=[]) for r in child.results]
+    c = compare.compare(base, child.results)
+    assert [f.key[3] for f in c.flaky] == ["test_fails_every_other_run"]
+    assert [f.key[3] for f in c.regressions] == ["test_fails_every_run"]
+    assert "failed 2 of 4 runs (flaky)" in c.text()
 
 
 # -- signals to the runner ------------------------------------------------------------------
@@ -187,7 +231,7 @@ def test_signal_ends_the_run_cleanly_and_reports_what_finished(
     image: Image,
     tmpdir_env: Path,
     tmp_path: Path,
-    record_property: Record,
+    measure: Record,
 ) -> None:
     results = tmp_path / "results"
     mark, finished = tmp_path / "guest-up", tmp_path / "passes-finished"
@@ -232,7 +276,7 @@ def test_signal_ends_the_run_cleanly_and_reports_what_finished(
         if proc.poll() is None:  # our own child, by PID
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    record_property("seconds_to_exit", round(seconds, 1))
+    measure("seconds_to_exit", round(seconds, 1))
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, output[-3000:]
     assert "passed" in output.splitlines()[-1], output[-3000:]  # pytest's summary line
     said = f"INTERRUPTED by {sig.name}: 1 of 2 selected reached a verdict, 1 did not"
@@ -270,7 +314,7 @@ def _stacks(proc: subprocess.Popen[str]) -> str:
 
 
 def test_port_taken_before_qemu_binds_it_is_retried(
-    image: Image, tmpdir_env: Path, monkeypatch: pytest.MonkeyPatch, record_property: Record
+    image: Image, tmpdir_env: Path, monkeypatch: pytest.MonkeyPatch, measure: Record
 ) -> None:
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
@@ -284,7 +328,7 @@ def test_port_taken_before_qemu_binds_it_is_retried(
         with QemuMachine(MachineConfig(arch=X86_64, image=image)) as m:
             assert m.port != taken.getsockname()[1]
             assert m.guest is not None and m.guest.run("true").status == 0
-            record_property("seconds_to_verdict", round(m.boot_seconds, 1))
+            measure("seconds_to_verdict", round(m.boot_seconds, 1))
     finally:
         taken.close()
 
@@ -294,7 +338,7 @@ def test_qemu_that_cannot_start_is_a_launch_error_with_its_message(
     tmp_path: Path,
     tmpdir_env: Path,
     monkeypatch: pytest.MonkeyPatch,
-    record_property: Record,
+    measure: Record,
 ) -> None:
     broken = _copy(image, tmp_path / "image")
     broken.kernel.write_bytes(b"\x7fELF" + b"\0" * 60)  # an ELF header and nothing else
@@ -305,7 +349,7 @@ def test_qemu_that_cannot_start_is_a_launch_error_with_its_message(
     with pytest.raises(LaunchError) as exc:
         QemuMachine(MachineConfig(arch=X86_64, image=broken)).start()
 
-    record_property("seconds_to_verdict", round(time.monotonic() - start, 1))
+    measure("seconds_to_verdict", round(time.monotonic() - start, 1))
     assert "QEMU did not start" in str(exc.value)
     assert "qemu-system-x86_64" in exc.value.cmdline
 
@@ -315,7 +359,7 @@ def test_image_cut_short_after_its_check_is_an_image_error_not_a_kernel_failure(
     tmp_path: Path,
     tmpdir_env: Path,
     monkeypatch: pytest.MonkeyPatch,
-    record_property: Record,
+    measure: Record,
 ) -> None:
     cut = _copy(image, tmp_path / "image")
     data = cut.initramfs.read_bytes()
@@ -327,7 +371,7 @@ def test_image_cut_short_after_its_check_is_an_image_error_not_a_kernel_failure(
     with pytest.raises(ImageError, match=r"initramfs\.cpio"):
         QemuMachine(MachineConfig(arch=X86_64, image=cut)).start()
 
-    record_property("seconds_to_verdict", round(time.monotonic() - start, 1))
+    measure("seconds_to_verdict", round(time.monotonic() - start, 1))
     assert time.monotonic() - start <= VERDICT_BOUND
 
 
@@ -397,7 +441,7 @@ def test_bad_input_is_one_line_and_exit_2_before_any_boot(
     says: str,
     tmp_path: Path,
     tmpdir_env: Path,
-    record_property: Record,
+    measure: Record,
 ) -> None:
     if env.get("PATH") == "NO_QEMU":
         env = {"PATH": _path_without_qemu(tmp_path)}
@@ -406,6 +450,6 @@ def test_bad_input_is_one_line_and_exit_2_before_any_boot(
 
     code, lines, seconds = _memhp(*args, env={**env, "TMPDIR": str(tmpdir_env)})
 
-    record_property("seconds_to_verdict", round(seconds, 1))
+    measure("seconds_to_verdict", round(seconds, 1))
     assert code == 2, lines
     assert len(lines) == 1 and says in lines[0], lines  # nothing booted: no boot said so

@@ -24,6 +24,7 @@ from harness.guest.shell import CommandResult, GuestCommandError, GuestToolError
 from harness.hotplug.devices import NoAcknowledgement
 from harness.hotplug.known import expected_bug, known_bug
 from harness.qemu.qmp import EventTimeout
+from harness.report import picture
 from harness.report.html import html_report
 from harness.report.kcidb import BuildOutcome, kcidb
 from harness.report.pagemap import BlockView, PageClass, Snapshot, classify
@@ -223,12 +224,26 @@ def test_png_map_draws_one_tile_per_block_one_column_per_step() -> None:
     )
     removed = Snapshot.of("removed", 0x40000, pages, views, [])  # past max_pfn: no memmap
 
-    width, height, raw = _png_size_and_pixels(render_png([online, removed]))
+    width, height, raw = _png_size_and_pixels(render_png([online, removed], "test_x"))
 
-    assert (width, height) == (2 * (256 + 4) + 4, 2 * (128 + 4) + 4)
+    # labels on the left and on top, a state line under each tile, the legend below
+    tiles_top = picture.GAP + 3 * picture.LINE
+    assert width == picture.LEFT + 2 * (256 + 4) + 4
+    assert height == tiles_top + 2 * (128 + picture.LINE + 4) + 4 + 8 * picture.LINE + 4
     assert removed.histogram(1) == {"NOPAGE": pages}
-    row = raw[(4 + 1) * (1 + 3 * width) :][: 1 + 3 * width]  # a scanline inside block 0's tile
-    assert row[1 + 3 * 4 : 1 + 3 * 5] == bytes((60, 170, 80))  # free: green
+
+    def pixel(x: int, y: int) -> bytes:
+        row = raw[y * (1 + 3 * width) :][: 1 + 3 * width]  # PNG: a filter byte, then RGB
+        return row[1 + 3 * x : 1 + 3 * (x + 1)]
+
+    assert pixel(picture.LEFT, tiles_top + 1) == bytes((60, 170, 80))  # free: green
+    legend_top = tiles_top + 2 * (128 + picture.LINE + 4) + 4
+    assert pixel(picture.LEFT + 1, legend_top + 2 * picture.LINE + 1) == bytes((60, 170, 80))
+    ink = bytes(picture.INK)
+    title = [pixel(x, picture.GAP + y) for x in range(60) for y in range(14)]
+    assert ink in title  # "TEST_X" is written
+    block_label = [pixel(x, tiles_top + y) for x in range(picture.LEFT - 4) for y in range(14)]
+    assert ink in block_label  # "MEMORY40"
 
 
 def test_a_known_kernel_bug_is_matched_by_what_was_seen_on_the_lines_it_is_known_on() -> None:

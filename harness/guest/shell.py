@@ -29,6 +29,7 @@ from harness.guest.memory import (
 )
 from harness.guest.procfs import NODES, Zones, parse_node_list, parse_zoneinfo
 from harness.liveness import HEARTBEAT
+from harness.transcript import Step, Transcript
 
 # A shell's exit status for a command it could not find or not execute: a guest image
 # without its tool, never the kernel's answer.
@@ -151,6 +152,7 @@ class GuestShell:
         self._boot: Boot | None = None
         self._lost: MemhpError | None = None
         self.commands = 0  # commands run so far (profiling: round trips per scenario)
+        self.transcript: Transcript | None = None  # records each command (memhp repro)
 
     # -- connection ----------------------------------------------------------------------
 
@@ -228,6 +230,7 @@ class GuestShell:
         :raises GuestToolError: it failed (with ``check``): the infrastructure's.
         """
         result = self._result(command, timeout)
+        self._record(result, exercise=False)
         return result.check() if check else result
 
     def exercise(self, command: str, *, timeout: float = 120.0) -> CommandResult:
@@ -235,7 +238,15 @@ class GuestShell:
 
         :raises GuestCommandError: the kernel refused it (a missing tool: GuestToolError).
         """
-        return self._result(command, timeout).check(exercises_kernel=True)
+        result = self._result(command, timeout)
+        self._record(result, exercise=True)
+        return result.check(exercises_kernel=True)
+
+    def _record(self, result: CommandResult, exercise: bool) -> None:
+        if self.transcript is not None:
+            self.transcript.add(
+                Step("guest", result.command, status=result.status, exercise=exercise)
+            )
 
     def _result(self, command: str, timeout: float) -> CommandResult:
         stdout, stderr, status = self._exec(command, timeout)

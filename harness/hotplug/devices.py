@@ -8,7 +8,8 @@ QMP flows (QEMU 7.2, checked by hand; see shared/reference/qmp-and-qemu.md):
   no DEVICE_DELETED (QEMU 7.2 sends no DEVICE_UNPLUG_GUEST_ERROR on x86); on pseries,
   DEVICE_UNPLUG_GUEST_ERROR / MEM_UNPLUG_ERROR, or no event at all.
 * virtio-mem: resize with qom-set requested-size; MEMORY_DEVICE_SIZE_CHANGE is rate-limited
-  and reports intermediate sizes, so wait for the one whose size equals the request.
+  (one a second per device) and reports intermediate sizes, so wait for the one whose size
+  equals the request, or for qom-get size to say so first.
   device_del: refused by QEMU 7.2, allowed from 8.1 once size is 0.
 * NVDIMM: memory-backend-file (share=on) + nvdimm; needs -machine nvdimm=on. QEMU refuses
   its unplug on every arch ("nvdimm device hot unplug is not supported yet").
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from harness.errors import KernelFailure, QMPCommandError, UsageError
 from harness.hotplug.ports import PciePorts
 from harness.hotplug.records import Dimm, Nvdimm, Resize, Unplug, UnplugResult, VirtioMem
-from harness.qemu.qmp import Event, EventTimeout, Match, event_is
+from harness.qemu.qmp import Event, EventTimeout, Match, described, event_is
 
 if TYPE_CHECKING:
     from harness.qemu.machine import QemuMachine
@@ -186,7 +187,7 @@ def _ost(device: str, source: int) -> Match:
             and info.get("source") == source
         )
 
-    return match
+    return described(match, ("ACPI_DEVICE_OST",), {"info__device": device, "info__source": source})
 
 
 def _unplug_verdict(device: str) -> Match:
@@ -204,7 +205,8 @@ def _unplug_verdict(device: str) -> Match:
             return bool(data.get("device") == device)
         return refused_ost(event) and data["info"]["status"] in OST_EJECT_REFUSED
 
-    return match
+    names = ("DEVICE_DELETED", "DEVICE_UNPLUG_GUEST_ERROR", "MEM_UNPLUG_ERROR", "ACPI_DEVICE_OST")
+    return described(match, names, {"device": device})
 
 
 # -- virtio-mem ------------------------------------------------------------------------------
@@ -262,25 +264,52 @@ def refresh_virtio_mem(machine: QemuMachine, dev: VirtioMem) -> VirtioMem:
 def resize_virtio_mem(
     machine: QemuMachine, dev: VirtioMem, requested: int, *, timeout: float = 60.0
 ) -> Resize:
-    """Set requested-size; wait for the size-change event that reports exactly it.
+    """Set requested-size; wait until the device's size is exactly it.
 
-    A guest that cannot satisfy the request (unmovable pages in the way) keeps retrying
-    quietly: then the wait ends at ``timeout`` and the result says so (``reached``), for
-    the scenario to judge.
+    QEMU reports the size through MEMORY_DEVICE_SIZE_CHANGE, but throttled to one event a
+    second per device (the last one held back until the second is over), so a resize the
+    guest finishes in 100 ms would wait up to a second for its event: the wait also asks
+    QEMU's ``size`` property, which is current at once. A guest that cannot satisfy the
+    request (unmovable pages in the way) keeps retrying quietly: then the wait ends at
+    ``timeout`` and the result says so (``reached``), for the scenario to judge.
     """
     mark = machine.events.mark()
     machine.qmp("qom-set", {"path": dev.id, "property": "requested-size", "value": requested})
-    refresh_virtio_mem(machine, dev)
-    if dev.size != requested:
+
+    def reached() -> bool:
+        return int(machine.qmp("qom-get", {"path": dev.id, "property": "size"})) == requested
+
+    if not reached():
         with contextlib.suppress(EventTimeout):  # the result below says it was not reached
-            machine.events.wait(
+            machine.events.wait_or_poll(
                 event_is("MEMORY_DEVICE_SIZE_CHANGE", id=dev.id, size=requested),
+                reached,
                 after=mark,
                 timeout=timeout,
                 what=f"{dev.id} size {requested >> 20} MiB",
             )
-        refresh_virtio_mem(machine, dev)
+    refresh_virtio_mem(machine, dev)
     return Resize(requested, dev.size, dev.size == requested)
+
+
+def reported_sizes(
+    machine: QemuMachine, dev: VirtioMem, mark: int, final: int, timeout: float = 5.0
+) -> list[int]:
+    """The sizes QEMU's MEMORY_DEVICE_SIZE_CHANGE events reported for ``dev`` since ``mark``,
+    once one reported ``final`` or ``timeout`` passed: the event comes up to a second after
+    the size (QEMU throttles it per device), and resize_virtio_mem does not wait for it."""
+    with contextlib.suppress(EventTimeout):  # the list says what came
+        machine.events.wait(
+            event_is("MEMORY_DEVICE_SIZE_CHANGE", id=dev.id, size=final),
+            after=mark,
+            timeout=timeout,
+            what=f"{dev.id} reported at {final >> 20} MiB",
+        )
+    return [
+        int(e["data"]["size"])
+        for e in machine.events.since(mark)
+        if e["event"] == "MEMORY_DEVICE_SIZE_CHANGE" and e["data"].get("id") == dev.id
+    ]
 
 
 def wait_suspend(machine: QemuMachine, mark: int, timeout: float) -> bool:

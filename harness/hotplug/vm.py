@@ -275,6 +275,11 @@ class HotplugVM:
             observe(self, f"{dev.id} resized to {requested >> 20} MiB", dev.addr, dev.max_size)
         return resize
 
+    def reported_sizes(self, dev: VirtioMem, mark: int, final: int) -> list[int]:
+        """What QEMU's size-change events said of ``dev`` since the event ``mark``, waiting
+        (bounded) for the one of ``final`` (devices.reported_sizes)."""
+        return devices.reported_sizes(self.machine, dev, mark, final)
+
     def _wait_plugged_online(self, dev: VirtioMem, mem_total: int) -> None:
         """The driver hands each sub-block to the buddy after QEMU acknowledged its plug
         (virtio_mem_sbm_plug_any_sb -> virtio_mem_fake_online), so QEMU's size change comes

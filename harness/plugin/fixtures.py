@@ -4,7 +4,7 @@ sees it. What a kernel, arch or accelerator lacks skips the scenario before any 
 from __future__ import annotations
 
 import atexit
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -14,7 +14,7 @@ from harness.hotplug.vm import HotplugVM
 from harness.kconfig import KernelConfig
 from harness.kconfig import load as load_config
 from harness.plugin import stash
-from harness.plugin.pool import Boot, Pool
+from harness.plugin.pool import Boot, Key, Pool
 from harness.plugin.recording import PageFlagRecorder
 from harness.plugin.verdicts import item_allowed
 from harness.preflight import Target
@@ -22,6 +22,7 @@ from harness.qemu import machine as machine_mod
 from harness.qemu.accel import choose_accel
 from harness.qemu.builds import QemuBuild
 from harness.qemu.facts import facts as qemu_facts
+from harness.workers import idle_limit
 
 
 @pytest.fixture(scope="session")
@@ -29,8 +30,29 @@ def memhp_pool(pytestconfig: pytest.Config) -> Iterator[Pool]:
     machine_mod.sweep_stale_dirs()  # left by a harness that was SIGKILLed
     pool = Pool(pytestconfig.getoption("memhp_accel"), pytestconfig.stash[stash.PLAN])
     atexit.register(pool.close)  # also on an interrupted session
+    pytestconfig.stash[stash.POOL] = pool
     yield pool
     pool.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """After a scenario's guest went back to the pool: trim the pool to what the next
+    scenario (the one this process runs next) will use."""
+    result = yield
+    pool = item.config.stash.get(stash.POOL, None)
+    if pool is not None:
+        pool.trim(_key(nextitem), idle_limit())
+    return result
+
+
+def _key(item: pytest.Item | None) -> Key | None:
+    """The pool key of ``item``'s guest; None for no item or one without a target."""
+    callspec = getattr(item, "callspec", None)
+    target = callspec.params.get("memhp_target") if callspec else None
+    if item is None or not isinstance(target, Target):
+        return None
+    return target, Boot.of(item, target.arch)[0]
 
 
 @pytest.fixture
@@ -51,6 +73,7 @@ def vm(
         pytest.skip(lacks)  # else judged once the guest says (/proc/config.gz)
     _skip_if_lacking(arch, accel, own)
     boot, fresh = Boot.of(request.node, arch)
+    fresh = fresh or bool(request.config.getoption("memhp_fresh_guests"))
     machine = memhp_pool.acquire(memhp_target, boot, fresh)
     reusable = False
     try:
@@ -65,12 +88,25 @@ def vm(
             v.observers.append(recorder)
             request.node.stash[stash.RECORDER] = recorder
         request.node.stash[stash.VM] = v
+        request.node.stash[stash.TRANSCRIPT_MARK] = machine.transcript.mark()
         v.dmesg_start = len(v.guest.dmesg())
         yield v
         v.observers.clear()  # the pictures show the test's steps, not the cleanup
         reusable = not fresh and v.cleanup(item_allowed(request.node))
     finally:
         memhp_pool.release(machine, reusable)
+
+
+@pytest.fixture
+def measure(request: pytest.FixtureRequest) -> Callable[[str, object], None]:
+    """``measure(name, value)``: a number the scenario measured (JSON), kept in its result
+    record, KCIDB's misc and the JUnit suite properties (xunit2 has no test properties)."""
+    kept = request.node.stash.setdefault(stash.MEASUREMENTS, {})
+
+    def record(name: str, value: object) -> None:
+        kept[name] = value
+
+    return record
 
 
 def _kernel_lacks(item: pytest.Item, target: Target, config: KernelConfig) -> str | None:

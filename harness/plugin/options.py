@@ -3,6 +3,7 @@ target parametrization and the shard selection."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="write one result record per scenario, page-flag maps (PNG), "
         "DIR/kcidb.json (KCIDB v5.3) and DIR/report.html",
     )
+    g.addoption(
+        "--memhp-repeat",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run each failing scenario N more times on fresh guests: failed every time, "
+        "or flaky (reports say which, with the counts)",
+    )
+    g.addoption(
+        "--memhp-fresh-guests",
+        action="store_true",
+        help="every scenario on a guest of its own (no guest is shared)",
+    )
+    g.addoption(
+        "--memhp-status",
+        choices=("auto", "line", "plain", "off"),
+        default="auto",
+        help="where the run stands: one line redrawn on a terminal, plain lines at each "
+        "tenth elsewhere (auto, the default), or off",
+    )
+    g.addoption("--memhp-only", type=Path, help=argparse.SUPPRESS)  # the reruns' node ids
+    g.addoption("--memhp-workers-said", help=argparse.SUPPRESS)  # how many, memhp run said
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -129,6 +152,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[stash.PLAN] = _plan(config)
     if not hasattr(config, "workerinput"):  # xdist workers' output is not shown anyway
         _route_progress(config)
+        if said := config.getoption("memhp_workers_said"):
+            progress.note(said)  # after the input checks: bad input stays one line
 
 
 def _plan(config: pytest.Config) -> Plan:
@@ -207,7 +232,13 @@ def _route_progress(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """--memhp-shard: keep this runner's part, deselect the rest."""
+    """--memhp-only: keep the node ids it lists; --memhp-shard: keep this runner's part;
+    deselect the rest."""
+    only = config.getoption("memhp_only")
+    if only:
+        wanted = set(only.read_text().split())
+        config.hook.pytest_deselected(items=[i for i in items if i.nodeid not in wanted])
+        items[:] = [i for i in items if i.nodeid in wanted]
     text = config.getoption("memhp_shard")
     if not text:
         return

@@ -1,6 +1,12 @@
 """The pool of booted guests: one per (target, boot configuration), shared by the scenarios
 that cannot disturb each other; a guest left dirty or dead is replaced, a boot that failed is
-remembered so that its scenarios report it at once."""
+remembered so that its scenarios report it at once.
+
+Idle guests cost host CPU (a TCG guest's timers keep its thread waking) and memory, and one
+would be left per boot shape: after each scenario the pool keeps the guest the next scenario
+uses and at most ``MEMHP_IDLE_GUESTS`` (default 1) others, ending the least recently used
+first, and ends those of other targets at once (pytest runs a target's scenarios together:
+they are parametrized at session scope)."""
 
 from __future__ import annotations
 
@@ -52,16 +58,18 @@ class Boot:
 
 
 ImageKey = tuple[str, str]  # arch, kernel spec: one image serves every QEMU
+Key = tuple[Target, Boot]
 
 
 @dataclass
 class Pool:
     accel: str | None  # --memhp-accel
     plan: Plan  # the targets, the lock, the QEMU builds
-    shared: dict[tuple[Target, Boot], QemuMachine] = field(default_factory=dict)
-    broken: dict[tuple[Target, Boot], MemhpError] = field(default_factory=dict)
+    shared: dict[Key, QemuMachine] = field(default_factory=dict)  # least recently used first
+    broken: dict[Key, MemhpError] = field(default_factory=dict)
     images: dict[ImageKey, Image] = field(default_factory=dict)
     image_errors: dict[ImageKey, MemhpError] = field(default_factory=dict)
+    unrestorable: set[Key] = field(default_factory=set)  # boot these: restoring failed once
 
     def image(self, target: Target) -> Image:
         """The target's image, built once per session; a failure is remembered, so every
@@ -84,6 +92,7 @@ class Pool:
         if key in self.broken:  # one boot failure per configuration, not one per test
             raise self.broken[key]
         if not fresh and key in self.shared and self.shared[key].alive():
+            self.shared[key] = self.shared.pop(key)  # now the most recently used
             return self.shared[key]
         try:
             machine = self._boot_retrying_tcg_artifacts(target, boot)
@@ -124,8 +133,11 @@ class Pool:
         )
         if boot.memory:
             cfg = dataclasses.replace(cfg, memory=boot.memory)
+        key = (target, boot)
         saved = (
-            None if boot.cold_boot or not snapshots.enabled() else snapshots.path_for(cfg, accel)
+            None
+            if boot.cold_boot or key in self.unrestorable or not snapshots.enabled()
+            else snapshots.path_for(cfg, accel)
         )
         if saved is not None and saved.is_file():
             machine = QemuMachine(dataclasses.replace(cfg, restore_from=saved))
@@ -136,6 +148,8 @@ class Pool:
             except InfrastructureError as exc:  # e.g. a QEMU update broke the format
                 progress.note(f"{target.id}: the saved boot did not restore ({exc}); booting")
                 saved.unlink(missing_ok=True)
+                self.unrestorable.add(key)  # this session boots this shape from now on
+                saved = None
         machine = QemuMachine(cfg)
         machine.start()
         if saved is not None and not saved.exists():
@@ -156,6 +170,16 @@ class Pool:
             if m is machine:
                 del self.shared[key]
         machine.shutdown()
+
+    def trim(self, upcoming: Key | None, limit: int) -> None:
+        """Between scenarios: end the idle guests of other targets than the ``upcoming``
+        scenario's, then the least recently used beyond ``limit`` besides the upcoming one's."""
+        idle = [k for k in self.shared if k != upcoming]
+        ended = [k for k in idle if upcoming is None or k[0] != upcoming[0]]
+        kept = [k for k in idle if k not in ended]
+        ended += kept[: max(0, len(kept) - limit)]
+        for key in ended:
+            self.shared.pop(key).shutdown()
 
     def close(self) -> None:
         for machine in self.shared.values():

@@ -4,6 +4,7 @@ and the JUnit suite properties (kernel, arch, QEMU, the run's completeness)."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,6 +13,7 @@ import pytest
 
 from harness.plugin import stash
 from harness.preflight import Target
+from harness.report import repro
 from harness.report import write as write_reports
 from harness.report.pagemap import BlockView, Snapshot
 from harness.report.picture import render_png
@@ -88,19 +90,45 @@ def record(
         known=getattr(report, "memhp_known", "") or "",
         log_excerpt=log_excerpt(exc, report),
         maps=previous.maps if previous else [],
+        measurements=measured(item),
     )
     recorder = item.stash.get(stash.RECORDER, None)
     if call.when == "call" and recorder is not None and recorder.snapshots:
-        result.maps = [draw(recorder.snapshots, results_dir, result.slug)]
+        title = f"{result.scenario} {target.id}"
+        result.maps = [draw(recorder.snapshots, results_dir, result.slug, title)]
+    if call.when == "call" and status is Status.FAIL and v is not None:
+        steps = v.machine.transcript.since(item.stash.get(stash.TRANSCRIPT_MARK, 0))
+        script = repro.write(results_dir, result, v.machine.config, v.machine.accel, steps)
+        result.repro = str(script.relative_to(results_dir))
     item.stash[stash.RESULT] = result
     save(result, results_dir)
 
 
-def draw(snapshots: list[Snapshot], results_dir: Path, slug: str) -> StepMap:
-    """The test's page-flag picture as a PNG, and what each step saw per block."""
+def junit_measurements(config: pytest.Config, nodeid: str, numbers: dict[str, object]) -> None:
+    """A test's ``measure`` numbers as JUnit suite properties ``memhp_measurement`` = "NODEID
+    NAME=JSON": xunit2 has no testcase properties (pytest's record_property writes them
+    anyway, and warns, and xunit2 readers drop them)."""
+    from _pytest.junitxml import xml_key
+
+    xml = config.stash.get(xml_key, None)
+    if xml is None:
+        return
+    for name, value in numbers.items():
+        xml.add_global_property("memhp_measurement", f"{nodeid} {name}={json.dumps(value)}")
+
+
+def measured(item: pytest.Item) -> dict[str, object]:
+    """What the scenario measured (the ``measure`` fixture), as recorded so far."""
+    kept: dict[str, object] = item.stash.get(stash.MEASUREMENTS, {})
+    return dict(kept)
+
+
+def draw(snapshots: list[Snapshot], results_dir: Path, slug: str, title: str) -> StepMap:
+    """The test's page-flag picture as a PNG (``title`` on top), and what each step saw per
+    block."""
     png = Path("maps") / f"{slug}.png"
     (results_dir / "maps").mkdir(parents=True, exist_ok=True)
-    (results_dir / png).write_bytes(render_png(snapshots))
+    (results_dir / png).write_bytes(render_png(snapshots, title))
     return StepMap(
         str(png),
         [
@@ -167,6 +195,10 @@ def finish_results(
                 save(missed, results_dir)
     save_runs([run], results_dir)
     results = load(results_dir)
+    repeated = config.stash.get(stash.REPEATS, {})
+    for r in (r for r in results if r.nodeid in repeated):
+        r.repeats = repeated[r.nodeid]
+        save(r, results_dir)
     _junit(config, results, run, never_ran)
     kc, page = write_reports(results_dir)
     tr = config.pluginmanager.get_plugin("terminalreporter")
@@ -212,6 +244,9 @@ def _junit(config: pytest.Config, results: list[Result], run: RunRecord, never: 
         )
         xml.add_global_property("memhp_qemu", f"{spec}: {qemu} {accel}, {build}")
     xml.add_global_property("memhp_run", run.describe())
+    for r in results:  # xunit2 has no testcase properties: the suite carries the reruns
+        if r.repeats:
+            xml.add_global_property("memhp_repeat", f"{r.nodeid}: {r.repeat_summary()}")
     xml.add_global_property("memhp_generated", time.strftime("%Y-%m-%dT%H:%M:%S"))
     if not run.interrupted_by:
         return

@@ -12,6 +12,7 @@ from harness.plugin import stash
 from harness.plugin.options import targets
 from harness.plugin.recording import scenario_name
 from harness.plugin.verdicts import KNOWN_ATTR, status_of
+from harness.report.results import repeat_summary
 from harness.verdict import Status
 
 KINDS = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
@@ -79,4 +80,16 @@ def _table(tr: Any, config: pytest.Config) -> None:
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     _not_kernel_section(terminalreporter)
     _table(terminalreporter, config)
+    _repeats_section(terminalreporter, config)
     _run_line(terminalreporter, config)
+
+
+def _repeats_section(tr: Any, config: pytest.Config) -> None:
+    """--memhp-repeat: each failing scenario, failed every time or flaky."""
+    repeated = config.stash.get(stash.REPEATS, {})
+    if not repeated:
+        return
+    tr.section("memhp: failures repeated on fresh guests")
+    for nodeid, statuses in repeated.items():
+        line = repeat_summary(statuses)
+        tr.write_line(f"{nodeid}: {line}", yellow="flaky" in line, red="flaky" not in line)

@@ -16,14 +16,21 @@ import pytest
 
 from harness.errors import GuestPanic, InfrastructureError, KernelFailure, MemhpError
 from harness.hotplug.known import expected_bug, known_bug
-from harness.plugin import stash
-from harness.plugin.recording import NO_CALLSPEC, finish_results, record
+from harness.plugin import repeats, stash
+from harness.plugin.recording import (
+    NO_CALLSPEC,
+    finish_results,
+    junit_measurements,
+    measured,
+    record,
+)
 from harness.qemu.machine import QemuMachine
 from harness.report.results import RunRecord
 from harness.signals import received
 from harness.verdict import PRIORITY, Status, classify, exit_status, is_harness_bug
 
 STATUS_ATTR = "memhp_status"  # on each TestReport: the Status value of that phase
+MEASURED_ATTR = "memhp_measurements"  # on a teardown report: the test's ``measure`` numbers
 KNOWN_ATTR = "memhp_known"  # on a FAIL that is a known kernel bug: which (harness.hotplug.known)
 # pytest's stats category, the letter and the word each status shows in the terminal.
 TERMINAL = {
@@ -102,6 +109,8 @@ def pytest_runtest_makereport(
     if call.when == "call":
         status = _known_bugs(item, report, status, exc)
     setattr(report, STATUS_ATTR, status.value)
+    if call.when == "teardown" and (numbers := measured(item)):
+        setattr(report, MEASURED_ATTR, numbers)  # for the controller's JUnit
     if isinstance(exc, InfrastructureError):
         report.sections.append(
             ("memhp: infrastructure failure (not a kernel verdict)", exc.details() or str(exc))
@@ -198,6 +207,7 @@ class RunWatch:
             self._note(report.nodeid, status)
         if report.when == "teardown":
             self.finished.add(report.nodeid)
+            junit_measurements(self.config, report.nodeid, getattr(report, MEASURED_ATTR, {}))
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:  # a scenario file that does not import: memhp's bug
@@ -228,6 +238,9 @@ class RunWatch:
         )
         self.config.stash[stash.RUN_RECORD] = run
         results_dir = self.config.getoption("memhp_results")
+        rounds = self.config.getoption("memhp_repeat")
+        if rounds and not self.interrupted_by and (todo := repeats.failing(self.statuses)):
+            self.config.stash[stash.REPEATS] = repeats.rerun(self.config, todo, rounds, results_dir)
         if results_dir:
             finish_results(self.config, results_dir, run, self.never_ran())
 

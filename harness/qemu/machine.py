@@ -29,6 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from harness.arch import SavedBoots
 from harness.errors import (
     HarnessError,
     ImageError,
@@ -48,6 +49,7 @@ from harness.qemu.config import MachineConfig
 from harness.qemu.console import ConsoleLog
 from harness.qemu.judge import judge
 from harness.qemu.qmp import QMP, EventLog, EventTimeout
+from harness.transcript import Step, Transcript
 
 PORT_ATTEMPTS = 5
 
@@ -58,6 +60,13 @@ NAME_PREFIX = "memhp-"  # QEMU's -name and the private dir: memhp-<harness pid>-
 SERVING = frozenset(
     {"running", "inmigrate", "finish-migrate", "postmigrate", "prelaunch", "suspended"}
 )  # suspended: a guest in S3, by its own choice
+
+
+# A restore that needs an after-restore step (harness.arch.SavedBoots) is trusted only when
+# SSH answered and the step ran within this many seconds, with no lockup or stall report:
+# a vCPU left without timer interrupts can keep SSH waiting until the kernel's stall
+# detector kicks it (~21 s), too late for the step. Sound restores take 0.4-2.5 s here.
+FIXUP_TRUSTED_WITHIN = 10.0
 
 
 class QemuMachine:
@@ -81,6 +90,7 @@ class QemuMachine:
         self.lost: str | None = None  # why the VM was declared lost
         self.killed = False  # shutdown had to SIGKILL QEMU
         self._lost_lock = threading.Lock()
+        self.transcript = Transcript()  # QMP commands, waits, guest commands (memhp repro)
 
     # -- context manager -----------------------------------------------------------------
 
@@ -181,6 +191,7 @@ class QemuMachine:
         self.console = ConsoleLog(con_ours, self._dir / "console.log")
         self._qmp = QMP(self.name)
         self._qmp.events.probe = self._probe_during_wait
+        self._qmp.events.transcript = self.transcript
         threading.Thread(
             target=self._watch,
             args=(self._proc, self._qmp.events),
@@ -256,6 +267,7 @@ class QemuMachine:
         a GuestShell caches is one boot's), within ``timeout``."""
         image = self.config.image
         self.guest = GuestShell(self.port, image.host_key, str(image.client_key), host=self)
+        self.guest.transcript = self.transcript
         self.guest.connect(timeout)
 
     # -- saved boots -----------------------------------------------------------------------
@@ -267,18 +279,36 @@ class QemuMachine:
         dest.parent.mkdir(parents=True, exist_ok=True)
         with progress(f"{self.name}: saving the booted guest for later fresh guests"):
             self._migrate("migrate", {"uri": f"exec:cat > {shlex.quote(str(part))}"}, timeout)
+            self._wait_migration_finalized()
             self.qmp("cont")
         part.replace(dest)
         if self.console is not None:
             dest.with_suffix(".console").write_text(self.console.text)
 
+    def _wait_migration_finalized(self, timeout: float = 5.0) -> None:
+        """QEMU sends MIGRATION completed before the source leaves finish-migrate, and
+        refuses ``cont`` until it has ("Migration is not finalized yet"); no event marks
+        that step, so ask, briefly."""
+        deadline = time.monotonic() + timeout
+        while self.qmp("query-status").get("status") == "finish-migrate":
+            if time.monotonic() > deadline:
+                raise LaunchError(f"{self.name}: the migration to a file never finalized")
+            time.sleep(0.01)
+
     def restore(self, source: Path, timeout: float = 60.0) -> None:
         """Start the guest from a saved boot (the machine was launched with -incoming defer);
-        ready once SSH answers."""
+        ready once SSH answers (and the arch's after-restore step ran, see SavedBoots).
+
+        :raises LaunchError, SSHError: the restore cannot serve (the caller boots instead).
+        """
         start = time.monotonic()
         history = source.with_suffix(".console")
         if self.console is not None and history.is_file():
             self.console.history = history.read_text(errors="replace")
+        saved_boots = self.arch.saved_boots
+        fixup = (
+            saved_boots.fixup(self.qemu.version) if isinstance(saved_boots, SavedBoots) else None
+        )
         with progress(
             f"restore: {self.arch.name} {self.config.image.spec} on {self.qemu.label} "
             f"({self.accel.name})"
@@ -288,8 +318,31 @@ class QemuMachine:
             )
             if self.qmp("query-status").get("status") != "running":
                 self.qmp("cont")
-            self._connect_guest(max(5.0, timeout - (time.monotonic() - start)))
+            if fixup is None:
+                self._connect_guest(max(5.0, timeout - (time.monotonic() - start)))
+            else:
+                self._after_restore(fixup, start)
         self.boot_seconds = time.monotonic() - start
+
+    def _after_restore(self, fixup: str, start: float) -> None:
+        """Connect, then run ``fixup`` in the restored guest (e.g. re-arm the decrementers
+        QEMU's TCG ppc did not migrate before v8.2); trust the guest only if that was done
+        quickly and the kernel reported no lockup or stall since the restore."""
+        try:
+            self._connect_guest(max(2.0, FIXUP_TRUSTED_WITHIN - (time.monotonic() - start)))
+            if self.guest is None:
+                raise HarnessError(f"{self.name} is not connected")
+            left = max(2.0, FIXUP_TRUSTED_WITHIN - (time.monotonic() - start))
+            result = self.guest.run(fixup, check=False, timeout=left)
+        except KernelFailure as exc:  # the saved boot failed, not the kernel under test
+            why = f"the restored guest did not finish its after-restore step: {exc}"
+            raise LaunchError(why) from exc
+        if result.status != 0:
+            raise LaunchError(f"the restored guest's after-restore step failed {result.describe()}")
+        if self.console is not None and (lockup := self.console.lockup()):
+            raise LaunchError(f"the restored guest reported {lockup.splitlines()[0]}")
+        if (took := time.monotonic() - start) > FIXUP_TRUSTED_WITHIN:
+            raise LaunchError(f"the restored guest took {took:.1f} s to answer and re-arm")
 
     def reset(self, timeout: float | None = None) -> None:
         """QMP system_reset, then wait until the guest booted again (needs reboot=True)."""
@@ -374,6 +427,7 @@ class QemuMachine:
             raise HarnessError(f"{self.name} is not launched")
         if self.lost is not None:
             raise VMLost(f"QMP {command}: the VM was lost already ({self.lost})")
+        self.transcript.add(Step("qmp", command, dict(args or {})))
         try:
             return self._qmp.execute(command, args, timeout)
         except VMLost as exc:

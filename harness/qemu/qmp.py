@@ -22,6 +22,7 @@ from qemu.qmp import EventListener, ExecuteError, QMPClient, QMPError
 
 from harness.errors import InfrastructureError, QMPCommandError, VMLost, WaitTimeout
 from harness.liveness import HEARTBEAT
+from harness.transcript import Step, Transcript
 
 T = TypeVar("T")
 log = logging.getLogger("memhp.qmp")
@@ -56,6 +57,7 @@ class EventLog:
         self._cond = threading.Condition()
         self._lost: str | None = None
         self.probe: Probe | None = None
+        self.transcript: Transcript | None = None  # records each wait (harness.transcript)
 
     def append(self, event: Event) -> None:
         log.debug("event %s %s", event.get("event"), event.get("data", {}))
@@ -85,22 +87,59 @@ class EventLog:
     def wait(self, match: Match, *, after: int, timeout: float, what: str) -> Event:
         """First event after ``after`` that ``match`` accepts; EventTimeout if none comes
         while the VM lives, VMLost (or the kernel's panic) as soon as it does not."""
-        deadline = time.monotonic() + timeout
+        event = self._wait(match, after, timeout, what, None, HEARTBEAT)
+        assert event is not None  # no poll: only an event ends the wait
+        return event
+
+    def wait_or_poll(
+        self,
+        match: Match,
+        poll: Callable[[], bool],
+        *,
+        after: int,
+        timeout: float,
+        what: str,
+        every: float = 0.05,
+    ) -> Event | None:
+        """Like ``wait``, but also done when ``poll()`` says so, asked every ``every`` s: for
+        a state QEMU reports through a throttled event (MEMORY_DEVICE_SIZE_CHANGE: one a
+        second per device), whose current value a query returns at once. The event, or None
+        when the poll said done first."""
+        return self._wait(match, after, timeout, what, poll, every)
+
+    def _wait(
+        self,
+        match: Match,
+        after: int,
+        timeout: float,
+        what: str,
+        poll: Callable[[], bool] | None,
+        every: float,
+    ) -> Event | None:
+        start = time.monotonic()
+        deadline, probed = start + timeout, start
         pos = after
+        name, data = getattr(match, "event", (what, {}))
+        if self.transcript is not None:
+            self.transcript.add(Step("event", name, dict(data), timeout=timeout))
         while True:
             with self._cond:
                 event, pos = self._first(match, pos)
                 if event is None and self._lost is None:
                     remaining = deadline - time.monotonic()
                     if remaining > 0:
-                        self._cond.wait(min(remaining, HEARTBEAT))
+                        self._cond.wait(min(remaining, every))
                         event, pos = self._first(match, pos)
                 if event is not None:
                     return event
                 if self._lost is not None:
                     raise VMLost(f"lost the VM while waiting for {what}: {self._lost}")
-                expired = time.monotonic() >= deadline
-            if self.probe is not None:  # outside the lock: the probe runs QMP commands
+                now = time.monotonic()
+                expired = now >= deadline
+            if poll is not None and poll():  # outside the lock: polls run QMP commands
+                return None
+            if self.probe is not None and (expired or now - probed >= HEARTBEAT):
+                probed = now
                 self.probe(expired)
             if expired:
                 raise EventTimeout(what, timeout, self.since(after))
@@ -126,6 +165,13 @@ def event_is(name: str, **data: object) -> Match:
                 return False
         return True
 
+    return described(match, (name,), data)
+
+
+def described(match: Match, names: tuple[str, ...], data: dict[str, object]) -> Match:
+    """``match``, saying for the transcript (harness.transcript) which events it waits for:
+    their names and the data fields they carry (``a__b``: field b of a)."""
+    match.event = ("|".join(names), data)  # type: ignore[attr-defined]
     return match
 
 

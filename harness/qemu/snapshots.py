@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness import cache
+from harness.arch import SavedBoots
+from harness.errors import UsageError
 
 if TYPE_CHECKING:
     from harness.qemu.accel import Accel
@@ -34,9 +36,12 @@ def enabled() -> bool:
 
 def path_for(config: MachineConfig, accel: Accel) -> Path | None:
     """Where the saved boot of ``config`` lives; None where restoring cannot serve."""
-    if config.coldplug or config.restore_from is not None or not config.arch.saved_boots:
+    saved_boots = config.arch.saved_boots
+    if config.coldplug or config.restore_from is not None or not saved_boots:
         return None
     qemu = config.qemu_build()
+    if isinstance(saved_boots, SavedBoots) and not saved_boots.allows(qemu.version):
+        return None
     st = os.stat(qemu.binary)
     parts = [
         str(config.image.path),
@@ -61,13 +66,25 @@ def used(saved: Path) -> None:
         os.utime(saved)
 
 
+def budget_bytes() -> int:
+    """$MEMHP_SAVED_BOOTS_GIB in bytes; UsageError for what is not a size."""
+    text = os.environ.get(BUDGET_ENV, str(DEFAULT_BUDGET_GIB))
+    try:
+        gib = float(text)
+    except ValueError:
+        gib = -1.0
+    if gib < 0:
+        raise UsageError(f"{BUDGET_ENV}={text!r}: give the saved boots' space in GiB, e.g. 8")
+    return int(gib * 2**30)
+
+
 def prune(keep: Path, budget: int | None = None) -> list[Path]:
     """Remove the least recently used saved boots (and their console logs) until the rest fit
     in ``budget`` bytes (default: $MEMHP_SAVED_BOOTS_GIB GiB); ``keep`` always stays. A
     guest restoring one that goes meanwhile still reads it (the open file outlives the
     unlink), and a later guest of that shape boots and saves again. Returns what went."""
     if budget is None:
-        budget = int(float(os.environ.get(BUDGET_ENV, DEFAULT_BUDGET_GIB)) * 2**30)
+        budget = budget_bytes()
     sizes: dict[Path, tuple[float, int]] = {}
     for mig in keep.parent.glob("*.mig"):
         try:

@@ -1,5 +1,6 @@
 """Night to night: which scenarios flipped, per target. A FAIL where the base had none (it
-passed, skipped or got no verdict) is a regression and
+passed, skipped or got no verdict) is a regression, or flaky when a rerun on a fresh guest
+passed (--repeat), and
 FAIL -> PASS a fix; infrastructure errors are listed apart (they say nothing of the kernel),
 as are scenarios that appeared or vanished. This is what a nightly mails."""
 
@@ -33,12 +34,15 @@ class Flip:
             release += f"  [QEMU {self.base.qemu} -> {self.new.qemu}]"
         only = f"  (only on QEMU {self.only_on})" if self.only_on else ""
         why = f"  {self.new.message}" if self.new and self.new.message else ""
+        if self.new and self.new.repeats:
+            why = f"  [{self.new.repeat_summary()}]{why}"
         return f"{arch} {kernel} on QEMU {qemu} {scenario}: {was} -> {now}{release}{only}{why}"
 
 
 @dataclass
 class Comparison:
     regressions: list[Flip] = field(default_factory=list)
+    flaky: list[Flip] = field(default_factory=list)  # now FAIL, but passed on a rerun
     fixes: list[Flip] = field(default_factory=list)
     infrastructure: list[Flip] = field(default_factory=list)
     new: list[Flip] = field(default_factory=list)
@@ -50,6 +54,7 @@ class Comparison:
     def sections(self) -> list[tuple[str, list[Flip]]]:
         return [
             ("regressions (now FAIL)", self.regressions),
+            ("flaky (now FAIL some of the times: --repeat)", self.flaky),
             ("fixes (FAIL -> PASS)", self.fixes),
             ("infrastructure errors (no kernel verdict)", self.infrastructure),
             ("new scenarios", self.new),
@@ -64,7 +69,8 @@ class Comparison:
                 out.append(f"{title}: {len(flips)}")
                 out += [f"  {f.line()}" for f in flips]
         out.append(
-            f"{len(self.regressions)} regression(s), {len(self.fixes)} fix(es), "
+            f"{len(self.regressions)} regression(s), {len(self.flaky)} flaky, "
+            f"{len(self.fixes)} fix(es), "
             f"{len(self.infrastructure)} infrastructure error(s), {self.unchanged} "
             "unchanged"
         )
@@ -81,7 +87,9 @@ class Comparison:
         out += [
             f"<p style='color:#c22'><b>incomplete run, {e(line)}</b>" for line in self.incomplete
         ]
-        for (title, flips), cls in zip(self.sections(), ("r", "f", "", "", "", ""), strict=True):
+        for (title, flips), cls in zip(
+            self.sections(), ("r", "", "f", "", "", "", ""), strict=True
+        ):
             if not flips:
                 continue
             out.append(f"<h2 class={cls or 'x'}>{e(title)}: {len(flips)}</h2><table>")
@@ -134,6 +142,8 @@ def compare(
             c.unchanged += 1
         elif n.status is Status.FAIL and n.known:
             c.changed.append(flip)  # a known kernel bug: not this night's news
+        elif n.status is Status.FAIL and n.flaky:  # passed on a fresh guest too
+            c.flaky.append(flip)
         elif n.status is Status.FAIL:  # a kernel failure where the base had none
             c.regressions.append(_only_on(flip, after))
         elif b.status is Status.FAIL and n.status is Status.PASS:

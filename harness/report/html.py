@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from harness.report.kcidb import BuildOutcome
 from harness.report.pagemap import COLOURS, LABELS
 from harness.report.results import Checkout, Result, RunRecord
-from harness.verdict import Status
+from harness.verdict import PRIORITY, Status
 
 STATUS_COLOUR = {
     Status.PASS: "#3a3",
@@ -84,7 +84,10 @@ def html_report(
                 f"<pre>{e(b.log_excerpt)}</pre>"
             )
     out.append(_matrix(results))
-    bad = [r for r in results if r.status not in (Status.PASS, Status.SKIP)]
+    bad = sorted(  # the kernel's failures first, each with its picture on top
+        (r for r in results if r.status not in (Status.PASS, Status.SKIP)),
+        key=lambda r: PRIORITY.index(r.status),
+    )
     if bad:
         out.append("<h2>Failures</h2>")
         out.extend(_detail(r, open_maps=True) for r in bad)
@@ -137,14 +140,12 @@ def _detail(r: Result, open_maps: bool) -> str:
         parts.append(f"<p><b>{e(r.message)}</b></p>")
     if r.known:
         parts.append(f"<p><i>{e(r.known)}</i></p>")
-    if r.log_excerpt:
-        title = (
-            "console tail (infrastructure)"
-            if r.status.infrastructure
-            else "failure details and guest dmesg"
-        )
+    if r.repeats:
+        parts.append(f"<p>Repeated on fresh guests: <b>{e(r.repeat_summary())}</b></p>")
+    if r.repro:
         parts.append(
-            f"<details open><summary>{title}</summary><pre>{e(r.log_excerpt)}</pre></details>"
+            f'<p>Reproducer without memhp: <a href="{e(r.repro)}"><code>{e(r.repro)}</code></a> '
+            "(bash, ssh and the same QEMU; exit 1 when the failure reproduces)</p>"
         )
     for m in r.maps:
         steps = "".join(
@@ -162,6 +163,15 @@ def _detail(r: Result, open_maps: bool) -> str:
             "column per step (left to right), one tile per memory block</summary>"
             f'<img src="{e(m.png)}" alt="page-flag map">{_legend()}'
             f"<table>{steps}</table></details>"
+        )
+    if r.log_excerpt:
+        title = (
+            "console tail (infrastructure)"
+            if r.status.infrastructure
+            else "failure details and guest dmesg"
+        )
+        parts.append(
+            f"<details open><summary>{title}</summary><pre>{e(r.log_excerpt)}</pre></details>"
         )
     return "\n".join(parts)
 

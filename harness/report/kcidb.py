@@ -169,8 +169,15 @@ def _test_doc(r: Result, build_id: str, run: str) -> dict[str, Any]:
             "page_flag_maps": [m.png for m in r.maps],
             "infrastructure": r.status.infrastructure,
             "known_issue": r.known,
+            "measurements": r.measurements,
         },
     }
+    if r.repeats:
+        doc["misc"]["repeats"] = {
+            "statuses": r.repeats,
+            "summary": r.repeat_summary(),
+            "flaky": r.flaky,
+        }
     if r.log_excerpt:
         doc["log_excerpt"] = _excerpt(r.log_excerpt)
     if r.message:

@@ -46,10 +46,10 @@ def merge(dirs: list[Path], out: Path) -> list[Result]:
     out.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out / RECORDS, ignore_errors=True)
     for r, src in chosen.values():
-        for m in r.maps:
-            (out / m.png).parent.mkdir(parents=True, exist_ok=True)
-            if (src / m.png).is_file() and src.resolve() != out.resolve():
-                shutil.copyfile(src / m.png, out / m.png)
+        for kept in [m.png for m in r.maps] + ([r.repro] if r.repro else []):
+            (out / kept).parent.mkdir(parents=True, exist_ok=True)
+            if (src / kept).is_file() and src.resolve() != out.resolve():
+                shutil.copy2(src / kept, out / kept)  # a reproducer stays executable
         save(r, out)
     checkout = _common_checkout(dirs)
     if checkout is not None:

@@ -45,6 +45,21 @@ class Result:
     message: str = ""  # one line: why it did not pass
     log_excerpt: str = ""  # failing dmesg lines, or the console tail for infrastructure
     maps: list[StepMap] = field(default_factory=list)
+    measurements: dict[str, Any] = field(default_factory=dict)  # the scenario's own numbers
+    repeats: list[str] = field(default_factory=list)  # statuses of its reruns (--memhp-repeat)
+    repro: str = ""  # a failure's standalone script, relative to the results dir (repro/)
+
+    @property
+    def failed(self) -> bool:
+        return self.status in (Status.FAIL, Status.ERROR)
+
+    @property
+    def flaky(self) -> bool:
+        """It failed, and passed again on a fresh guest at least once."""
+        return self.failed and Status.PASS.value in self.repeats
+
+    def repeat_summary(self) -> str:
+        return repeat_summary(self.repeats) if self.repeats else ""
 
     @property
     def target(self) -> tuple[str, str, str]:
@@ -66,6 +81,15 @@ class Result:
     def from_json(cls, d: dict[str, Any]) -> Result:
         d = dict(d, status=Status(d["status"]), maps=[StepMap(**m) for m in d.get("maps", [])])
         return cls(**d)
+
+
+def repeat_summary(repeats: list[str]) -> str:
+    """A failed run and its reruns' statuses: "failed 2 of 3 runs (flaky)", "failed 3 of 3
+    runs (every time)". Reruns that reached no verdict (SKIP, MISS) are not counted."""
+    verdicts = [s for s in repeats if s in ("PASS", "FAIL", "ERROR")]
+    runs = 1 + len(verdicts)
+    failed = 1 + sum(s != "PASS" for s in verdicts)
+    return f"failed {failed} of {runs} runs ({'every time' if failed == runs else 'flaky'})"
 
 
 RECORDS = "records"

@@ -53,6 +53,7 @@ class StepConfig:
     out: str  # results of every step land under here
     accel: str | None = None
     qemu: str | None = None  # a QEMU spec; None: the host's
+    workers: int = 1  # scenarios at a time
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)
@@ -88,6 +89,7 @@ def step(cfg: StepConfig, commit: str | None) -> StepResult:
             select=cfg.select,
             accel=cfg.accel,
             qemu=cfg.qemu,
+            workers=cfg.workers,
         )
         failed = [r for r in run.results if r.status is Status.FAIL]
         if failed:

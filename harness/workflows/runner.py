@@ -74,7 +74,11 @@ def run_scenarios(
     cmd = [sys.executable, "-m", "pytest", "-q", *selection.pytest_args()]
     log = results_dir / "pytest.log"
     with (
-        progress(f"scenarios: {arch} {kernel}" + (f" -k '{select}'" if select else "")),
+        progress(
+            f"scenarios: {arch} {kernel}"
+            + (f" -k '{select}'" if select else "")
+            + f", {max(1, workers)} at a time"
+        ),
         log.open("w") as out,
     ):
         proc = subprocess.run(cmd, cwd=CHECKOUT or TESTCASES, stdout=out, stderr=subprocess.STDOUT)

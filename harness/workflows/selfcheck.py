@@ -44,10 +44,6 @@ class Mutant:
     effect: str  # what it breaks, as a kernel developer would see it
 
 
-# Two guests at a time, as the README's test command runs them (TCG thread=single: one host
-# thread per guest, so two fill this 2-core machine; more would oversubscribe it).
-WORKERS = 2
-
 # Linux 6.12 (Debian linux-source-6.12). Each changes one line.
 CORPUS = (
     Mutant(
@@ -255,12 +251,13 @@ def run(
     files: tuple[str, ...] = FILES,
     every_catcher: bool = False,
     qemu: str | None = None,
+    workers: int = 1,
 ) -> SelfCheck:
     """The baseline, then every mutant (or those whose name contains ``only``). A mutant's
     run stops at its first catch unless ``every_catcher``: the rate needs one, and the
     nightly's time is that of the mutants that are caught late."""
-    work = _worktree(tree)
-    build_dir = cache.path("selfcheck", f"build-{arch.name}")
+    work = worktree(tree)
+    build_dir = build_dir_of(arch)
     corpus = [m for m in CORPUS if only is None or only in m.name]
     if not corpus:
         raise UsageError(
@@ -277,7 +274,7 @@ def run(
         arch.name,
         out / "baseline",
         files=files,
-        workers=WORKERS,
+        workers=workers,
         qemu=qemu,
     )
     failing = [
@@ -298,6 +295,7 @@ def run(
                 every_catcher,
                 unmutated[m.path],
                 qemu,
+                workers,
             )
             outcomes.append(outcome)
     return SelfCheck(failing, outcomes, every_catcher)
@@ -313,6 +311,7 @@ def _one(
     every_catcher: bool,
     unmutated: str | None,
     qemu: str | None,
+    workers: int,
 ) -> Outcome:
     path = work / m.path
     original = path.read_text()
@@ -329,7 +328,7 @@ def _one(
             arch.name,
             out,
             files=files,
-            workers=WORKERS,
+            workers=workers,
             maxfail=0 if every_catcher else 1,
             qemu=qemu,
         )
@@ -366,7 +365,12 @@ def _rewrite(path: Path, text: str) -> None:
     path.write_text(text)
 
 
-def _worktree(tree: Path) -> Path:
+def build_dir_of(arch: Arch) -> Path:
+    """Where the self-check builds (the baseline, then each mutant in turn)."""
+    return cache.path("selfcheck", f"build-{arch.name}")
+
+
+def worktree(tree: Path) -> Path:
     """A hard-linked copy of ``tree`` in memhp's cache (made once)."""
     work = cache.path("selfcheck", f"{tree.resolve().name}-tree")
     if not (work / "Makefile").is_file():

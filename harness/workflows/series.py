@@ -185,6 +185,7 @@ def verify(
     fragments: list[Path] | None = None,
     accel: str | None = None,
     qemu: str | None = None,
+    workers: int = 1,
     out: Path,
 ) -> Verification:
     series = parse_mbox(mbox)
@@ -221,6 +222,7 @@ def verify(
                     fragments=fragments,
                     accel=accel,
                     qemu=qemu,
+                    workers=workers,
                     out=out,
                 )
     _write_reports(result, wt)
@@ -268,6 +270,7 @@ def _build_and_test(
     fragments: list[Path] | None,
     accel: str | None,
     qemu: str | None,
+    workers: int,
     out: Path,
 ) -> None:
     arch = get_arch(arch_name)
@@ -287,6 +290,7 @@ def _build_and_test(
         select=select,
         accel=accel,
         qemu=qemu,
+        workers=workers,
     )
     row.runs[arch_name] = run
 

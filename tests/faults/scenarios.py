@@ -95,3 +95,19 @@ def test_panic_during_cleanup(vm: HotplugVM) -> None:
         f'(while [ "$(cat {state})" = online ]; do usleep 10000; done; '
         "echo c > /proc/sysrq-trigger) >/dev/null 2>&1 </dev/null &"
     )
+
+
+RUNS = "MEMHP_FAULT_RUNS"  # a file counting the runs of test_fails_every_other_run
+
+
+def test_fails_every_other_run(vm: HotplugVM) -> None:
+    """Fails on its 1st, 3rd, ... run: a flaky scenario for --memhp-repeat."""
+    runs = Path(os.environ[RUNS])
+    n = int(runs.read_text()) + 1 if runs.exists() else 1
+    runs.write_text(str(n))
+    assert n % 2 == 0, f"run {n}: this scenario fails every other run"
+
+
+def test_fails_every_run(vm: HotplugVM) -> None:
+    """Fails each time: a regression, for --memhp-repeat."""
+    assert vm.guest.run("echo 1").stdout.strip() == "2", "this scenario fails every run"
