@@ -11,6 +11,7 @@ import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from harness import images, preflight, workers
 from harness.arch import ARCHES, get_arch
@@ -79,8 +80,16 @@ def _error_exit(exc: MemhpError) -> int:
     return EXIT_KERNEL if isinstance(exc, (KernelFailure, BuildError)) else EXIT_INFRA
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's refusals in one line (its usage text is what --help is for); subcommands'
+    parsers are of this class too (add_subparsers makes them of the parent's class)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="memhp",
         description="Test Linux memory hotplug on real QEMU guests: hot-add and remove memory "
         "devices over QMP, online/offline blocks over SSH, check page flags.",
@@ -162,7 +171,7 @@ def _parser() -> argparse.ArgumentParser:
     _workers_option(run)
     run.add_argument(
         "--repeat",
-        type=int,
+        type=workers.at_least(0),
         default=0,
         metavar="N",
         help="run each failing scenario N more times on fresh guests: the reports say "
@@ -551,7 +560,7 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
         durations_from=tuple(args.durations_from),
         workers=chosen.count,
         workers_said=chosen.describe(),
-        repeat=max(0, args.repeat),
+        repeat=args.repeat,
     )
     if args.submit:
         if not args.report:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from harness.errors import UsageError
@@ -64,14 +65,26 @@ def idle_limit() -> int:
     return int(text)
 
 
+def at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: a whole number, ``low`` or more."""
+
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            n = low - 1
+        if n < low:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of {low} or more")
+        return n
+
+    return parse
+
+
 def positive(text: str) -> int:
     """argparse type of -n: a whole number of workers, at least 1."""
     try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
+        return at_least(1)(text)
+    except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a number of workers: give 1 or more (1: one at a time)"
-        )
-    return n
+        ) from None

@@ -95,3 +95,18 @@ def test_status_line_counts_failures_by_class_and_estimates_from_last_time() -> 
 def test_status_line_has_no_estimate_before_anything_is_known() -> None:
     s = Standing(selected=3, workers=1)
     assert s.left() is None and "left" not in s.render(200)
+
+
+@pytest.mark.parametrize(
+    "argv", [["run", "-n", "0"], ["run", "--repeat", "-1"], ["report"], ["nosuch"]]
+)
+def test_refused_arguments_are_one_line_and_exit_2(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness import cli
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and "error:" in err, err
